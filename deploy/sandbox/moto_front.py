@@ -1,0 +1,334 @@
+"""A thin WSGI layer in front of the moto server (the AWS emulator used by tests and the sandbox).
+
+moto 5.2.5 lacks a few things fargate-connect relies on. This layer fills exactly those gaps from
+moto's own state, shaped after the AWS API reference, and forwards everything else untouched:
+
+* SSM ``DescribeInstanceInformation``: a running EC2 instance with an instance profile counts as
+  registered with SSM (``PingStatus: Online``) once ``--ssm-registration-delay`` seconds have
+  passed since its launch. That is what the real SSM agent does on an AL2023 AMI.
+* SSM ``DescribeSessions`` / ``TerminateSession``: no Session Manager sessions exist here, so the
+  list is empty and terminating one is a no-op success.
+* ECS ``enableExecuteCommand``: moto does not store it. The layer remembers it from
+  ``CreateService`` / ``UpdateService`` / ``RunTask`` requests and puts it back into
+  ``DescribeServices`` / ``DescribeTasks`` answers, together with the ``ExecuteCommandAgent``
+  managed agent (RUNNING) on every container of such a task, as real ECS reports it.
+
+And it lets tests shape failures, which moto cannot do:
+
+* ``POST /_front/faults`` with ``{"action": "RunInstances", "code": "InsufficientInstanceCapacity",
+  "message": "...", "status": 500, "times": 2, "account": "123456789012", "delay": 0.0,
+  "match": "t3.micro"}`` answers the next ``times`` matching calls with an AWS-shaped error (XML
+  for the query protocols, JSON for the JSON protocols); ``delay`` (seconds) holds the answer
+  first; ``code`` may be omitted to only delay. ``match`` (optional) must occur in the raw
+  request body. ``DELETE /_front/faults`` clears them.
+* ``GET /_front/calls?account=ID`` returns every AWS call seen for that account, in order, as
+  ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0}, ...]``; tests and the
+  benchmarks count AWS calls there, not in our own code.
+
+Run: ``python moto_front.py [--port 0] [--ssm-registration-delay 0]``. It prints
+``LISTENING <port>`` once it accepts connections and exits when its standard input closes, so a
+parent that dies never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server  # noqa: E402
+
+DEFAULT_ACCOUNT = "123456789012"
+JSON_SERVICES = {"AmazonSSM": "ssm", "AmazonEC2ContainerServiceV20141113": "ecs"}
+
+
+class Front:
+    def __init__(self, app, ssm_registration_delay: float):
+        self.app = app
+        self.ssm_delay = ssm_registration_delay
+        self.lock = threading.Lock()
+        self.faults: list[dict] = []
+        self.calls: dict[str, list[dict]] = {}
+        # (account, service ARN or "cluster/name") -> bool; task ARN -> bool
+        self.exec_services: dict[tuple[str, str], bool] = {}
+        self.exec_tasks: dict[tuple[str, str], bool] = {}
+
+    # ---- WSGI entry -------------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        if path.startswith("/_front/"):
+            return self.control(environ, start_response, path, body)
+
+        account = environ.get("HTTP_X_MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT)
+        service, action, is_json = classify(environ, body)
+        region = region_of(environ)
+        with self.lock:
+            self.calls.setdefault(account, []).append(
+                {"service": service, "action": action, "at": time.time()}
+            )
+        fault = self.take_fault(account, action, body)
+        if fault is not None:
+            if fault.get("delay"):
+                time.sleep(float(fault["delay"]))
+            if fault.get("code"):
+                return aws_error(start_response, service, is_json, fault)
+
+        if service == "ssm" and action == "DescribeInstanceInformation":
+            return json_answer(start_response, self.instance_information(account, region, body))
+        if service == "ssm" and action == "DescribeSessions":
+            return json_answer(start_response, {"Sessions": []})
+        if service == "ssm" and action == "TerminateSession":
+            return json_answer(start_response, {"SessionId": json.loads(body or b"{}").get("SessionId")})
+
+        if service == "ecs" and action in ("CreateService", "UpdateService", "RunTask",
+                                           "DescribeServices", "DescribeTasks"):
+            return self.ecs_exec(environ, start_response, account, action, body)
+        return self.app(environ, start_response)
+
+    # ---- control endpoints ------------------------------------------------------------------
+    def control(self, environ, start_response, path, body):
+        method = environ["REQUEST_METHOD"]
+        if path == "/_front/faults" and method == "POST":
+            spec = json.loads(body or b"{}")
+            spec.setdefault("times", 1)
+            with self.lock:
+                self.faults.append(spec)
+            return json_answer(start_response, {"ok": True})
+        if path == "/_front/faults" and method == "DELETE":
+            with self.lock:
+                self.faults.clear()
+            return json_answer(start_response, {"ok": True})
+        if path == "/_front/calls":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            account = query.get("account", [DEFAULT_ACCOUNT])[0]
+            with self.lock:
+                calls = list(self.calls.get(account, []))
+            return json_answer(start_response, calls)
+        if path == "/_front/health":
+            return json_answer(start_response, {"ok": True})
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [b'{"ok":false}']
+
+    def take_fault(self, account, action, body):
+        with self.lock:
+            for fault in self.faults:
+                if fault.get("action") != action or fault["times"] <= 0:
+                    continue
+                if fault.get("account", account) != account:
+                    continue
+                if fault.get("match") and fault["match"].encode() not in body:
+                    continue
+                fault["times"] -= 1
+                return dict(fault)
+        return None
+
+    # ---- SSM from moto's EC2 state ------------------------------------------------------------
+    def instance_information(self, account, region, body):
+        from moto.ec2.models import ec2_backends
+
+        request = json.loads(body or b"{}")
+        wanted = set()
+        for f in request.get("Filters", []) or []:
+            if f.get("Key") == "InstanceIds":
+                wanted.update(f.get("Values", []))
+        for f in request.get("InstanceInformationFilterList", []) or []:
+            if f.get("key") == "InstanceIds":
+                wanted.update(f.get("valueSet", []))
+        now = time.time()
+        out = []
+        backend = ec2_backends[account][region]
+        for reservation in backend.reservations.values():
+            for instance in reservation.instances:
+                if instance.state != "running" or not getattr(instance, "iam_instance_profile", None):
+                    continue
+                if wanted and instance.id not in wanted:
+                    continue
+                launched = _epoch(instance.launch_time)
+                if now - launched < self.ssm_delay:
+                    continue
+                out.append({
+                    "InstanceId": instance.id,
+                    "PingStatus": "Online",
+                    "LastPingDateTime": now,
+                    "AgentVersion": "3.3.0.0",
+                    "IsLatestVersion": True,
+                    "PlatformType": "Linux",
+                    "PlatformName": "Amazon Linux",
+                    "PlatformVersion": "2023",
+                    "ResourceType": "EC2Instance",
+                    "IPAddress": getattr(instance, "private_ip", ""),
+                    "ComputerName": getattr(instance, "private_dns_name", ""),
+                })
+        return {"InstanceInformationList": out}
+
+    # ---- ECS enableExecuteCommand -------------------------------------------------------------
+    def ecs_exec(self, environ, start_response, account, action, body):
+        request = json.loads(body or b"{}")
+        status, headers, payload = call(self.app, environ)
+        if not status.startswith("200"):
+            start_response(status, headers)
+            return [payload]
+        answer = json.loads(payload or b"{}")
+        with self.lock:
+            if action in ("CreateService", "UpdateService") and "enableExecuteCommand" in request:
+                arn = answer.get("service", {}).get("serviceArn")
+                if arn:
+                    self.exec_services[(account, arn)] = bool(request["enableExecuteCommand"])
+            if action == "RunTask":
+                for task in answer.get("tasks", []):
+                    self.exec_tasks[(account, task["taskArn"])] = bool(
+                        request.get("enableExecuteCommand", False)
+                    )
+            for svc in answer.get("services", []) + ([answer["service"]] if "service" in answer else []):
+                svc["enableExecuteCommand"] = self.exec_services.get((account, svc.get("serviceArn")), False)
+            for task in answer.get("tasks", []):
+                enabled = self.exec_tasks.get((account, task.get("taskArn")), False)
+                task["enableExecuteCommand"] = enabled
+                if enabled:
+                    for container in task.get("containers", []):
+                        container["managedAgents"] = [{
+                            "name": "ExecuteCommandAgent",
+                            "lastStatus": "RUNNING" if task.get("lastStatus") == "RUNNING" else "STOPPED",
+                            "lastStartedAt": time.time(),
+                        }]
+        data = json.dumps(answer).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(data))))
+        start_response(status, headers)
+        return [data]
+
+
+def call(app, environ):
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+
+    chunks = app(environ, start_response)
+    try:
+        payload = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return captured["status"], captured["headers"], payload
+
+
+def classify(environ, body):
+    """(service, action, is_json_protocol) of an AWS request."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target and "." in target:
+        prefix, action = target.split(".", 1)
+        return JSON_SERVICES.get(prefix, prefix.lower()), action, True
+    service = ""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        parts = auth.split("Credential=", 1)[1].split(",")[0].split("/")
+        if len(parts) >= 4:
+            service = parts[3]
+    action = ""
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace")) if body else {}
+    if "Action" in form:
+        action = form["Action"][0]
+    else:
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        action = query.get("Action", [""])[0]
+    return service, action, False
+
+
+def region_of(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        parts = auth.split("Credential=", 1)[1].split(",")[0].split("/")
+        if len(parts) >= 3:
+            return parts[2]
+    return "us-east-1"
+
+
+def json_answer(start_response, obj):
+    data = json.dumps(obj, default=str).encode()
+    start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"),
+                              ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def aws_error(start_response, service, is_json, fault):
+    code = fault["code"]
+    message = fault.get("message", code)
+    status = int(fault.get("status", 400))
+    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
+    request_id = str(uuid.uuid4())
+    if is_json:
+        data = json.dumps({"__type": code, "message": message}).encode()
+        headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code),
+                   ("x-amzn-RequestId", request_id)]
+    elif service == "ec2":
+        data = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
+        headers = [("Content-Type", "text/xml")]
+    else:
+        data = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+        headers = [("Content-Type", "text/xml")]
+    headers.append(("Content-Length", str(len(data))))
+    start_response(f"{status} {reason}", headers)
+    return [data]
+
+
+def _epoch(value) -> float:
+    if isinstance(value, (int, float)):
+        return float(value)
+    from datetime import datetime, timezone
+
+    text = str(value).replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return 0.0
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def watch_stdin():
+    """Exit as soon as the parent closes our standard input (or dies)."""
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    finally:
+        os._exit(0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ssm-registration-delay", type=float, default=0.0)
+    parser.add_argument("--no-stdin-watch", action="store_true")
+    args = parser.parse_args()
+
+    front = Front(DomainDispatcherApplication(create_backend_app), args.ssm_registration_delay)
+    server = make_server(args.host, args.port, front, threaded=True, request_handler=MotoRequestHandler)
+    print(f"LISTENING {server.server_port}", flush=True)
+    if not args.no_stdin_watch:
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+//! EC2: the bastion itself. Spot first with IMDSv2 required, no key pair, a no-ingress
+//! security group and terminate-on-shutdown; on spot capacity errors the next instance type
+//! and subnet, then on-demand where allowed. Looked up by tag before launching, so a retry or
+//! a restart never launches twice.
+
+use super::{tags, AwsError};
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceStateName, InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType,
+    SpotMarketOptions, Tag, TagSpecification,
+};
+use base64::Engine;
+use std::time::Duration;
+
+pub const BASTION_SECURITY_GROUP: &str = "fargate-connect-bastion";
+
+/// Errors that mean "no capacity here", so the next type/subnet (or on-demand) is worth a try.
+const CAPACITY_CODES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+    "Unsupported",
+    "InsufficientFreeAddressesInSubnet",
+];
+
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+}
+
+/// The bastion as found or launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bastion {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub state: String,
+    pub spot: bool,
+}
+
+pub struct LaunchSpec<'a> {
+    pub request_id: &'a str,
+    pub requester: &'a str,
+    pub service: &'a str,
+    pub expires_at: &'a str,
+    pub ami: &'a str,
+    pub instance_profile_arn: &'a str,
+    pub user_data: &'a str,
+    pub instance_types: &'a [String],
+    /// Subnets with the security group to use in each.
+    pub placements: &'a [(Subnet, String)],
+    pub on_demand_fallback: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("no capacity for any configured instance type and subnet (last: {0})")]
+    NoCapacity(AwsError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// Subnets to use: the configured ones, or the default VPC's.
+pub async fn subnets(ec2: &aws_sdk_ec2::Client, configured: &[String]) -> Result<Vec<Subnet>, AwsError> {
+    let mut request = ec2.describe_subnets();
+    if configured.is_empty() {
+        let vpcs = ec2
+            .describe_vpcs()
+            .filters(Filter::builder().name("isDefault").values("true").build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeVpcs", e))?;
+        let vpc = vpcs.vpcs().first().and_then(|v| v.vpc_id()).ok_or_else(|| {
+            AwsError::config("aws.subnets is empty and this region has no default VPC: list subnets in the config")
+        })?;
+        request = request.filters(Filter::builder().name("vpc-id").values(vpc).build());
+    } else {
+        request = request.set_subnet_ids(Some(configured.to_vec()));
+    }
+    let out = request.send().await.map_err(|e| AwsError::from_sdk("DescribeSubnets", e))?;
+    let mut found: Vec<Subnet> = out
+        .subnets()
+        .iter()
+        .filter_map(|s| Some(Subnet { id: s.subnet_id()?.to_string(), vpc_id: s.vpc_id()?.to_string() }))
+        .collect();
+    if !configured.is_empty() {
+        // Keep the configured order: it is the order to try them in.
+        found.sort_by_key(|s| configured.iter().position(|c| c == &s.id));
+    } else {
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    if found.is_empty() {
+        return Err(AwsError::config("no subnets found for bastions"));
+    }
+    Ok(found)
+}
+
+/// The bastion security group in `vpc_id`: found by name, or created with no ingress rules.
+pub async fn ensure_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<String, AwsError> {
+    let existing = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values(BASTION_SECURITY_GROUP).build())
+        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+    if let Some(id) = existing.security_groups().first().and_then(|g| g.group_id()) {
+        return Ok(id.to_string());
+    }
+    let created = ec2
+        .create_security_group()
+        .group_name(BASTION_SECURITY_GROUP)
+        .description("fargate-connect bastions: no inbound traffic, HTTPS out for SSM")
+        .vpc_id(vpc_id)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .tags(Tag::builder().key(tags::MANAGED).value("true").build())
+                .build(),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(out) => Ok(out.group_id().unwrap_or_default().to_string()),
+        Err(e) => {
+            let e = AwsError::from_sdk("CreateSecurityGroup", e);
+            if e.code_is("InvalidGroup.Duplicate") {
+                // Another worker created it a moment ago.
+                return Box::pin(ensure_security_group(ec2, vpc_id)).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The request's live (not terminated) instance, if one exists.
+pub async fn find_by_request(ec2: &aws_sdk_ec2::Client, request_id: &str) -> Result<Option<Bastion>, AwsError> {
+    Ok(instances_by_request(ec2, request_id).await?.into_iter().next())
+}
+
+async fn instances_by_request(ec2: &aws_sdk_ec2::Client, request_id: &str) -> Result<Vec<Bastion>, AwsError> {
+    let out = ec2
+        .describe_instances()
+        .filters(Filter::builder().name(format!("tag:{}", tags::REQUEST_ID)).values(request_id).build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| Bastion {
+            instance_id: i.instance_id().unwrap_or_default().to_string(),
+            instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+            state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+            spot: i.instance_lifecycle().map(|l| l.as_str() == "spot").unwrap_or(false),
+        })
+        .collect())
+}
+
+/// The instance's state name (`pending`, `running`, …).
+pub async fn instance_state(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Result<String, AwsError> {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.state().and_then(|s| s.name()).cloned())
+        .unwrap_or(InstanceStateName::Terminated)
+        .as_str()
+        .to_string())
+}
+
+/// Launches the bastion, falling back across types, subnets and (where allowed) on-demand.
+pub async fn launch(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec<'_>) -> Result<Bastion, LaunchError> {
+    let mut last: Option<AwsError> = None;
+    let markets: &[bool] = if spec.on_demand_fallback { &[true, false] } else { &[true] };
+    for &spot in markets {
+        for instance_type in spec.instance_types {
+            for (subnet, group) in spec.placements {
+                match run_one(ec2, spec, instance_type, subnet, group, spot).await {
+                    Ok(bastion) => return Ok(bastion),
+                    Err(e) if e.code.as_deref().is_some_and(|c| CAPACITY_CODES.contains(&c)) => {
+                        tracing::info!(request_id = spec.request_id, instance_type, subnet = subnet.id, spot, error = %e, "no capacity; trying the next placement");
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(LaunchError::Aws(e)),
+                }
+            }
+        }
+    }
+    Err(LaunchError::NoCapacity(last.unwrap_or_else(|| AwsError::config("no placements configured"))))
+}
+
+async fn run_one(
+    ec2: &aws_sdk_ec2::Client,
+    spec: &LaunchSpec<'_>,
+    instance_type: &str,
+    subnet: &Subnet,
+    group: &str,
+    spot: bool,
+) -> Result<Bastion, AwsError> {
+    let tag_list = vec![
+        Tag::builder().key(tags::MANAGED).value("true").build(),
+        Tag::builder().key(tags::REQUEST_ID).value(spec.request_id).build(),
+        Tag::builder().key(tags::REQUESTER).value(spec.requester).build(),
+        Tag::builder().key(tags::SERVICE).value(spec.service).build(),
+        Tag::builder().key(tags::EXPIRES_AT).value(spec.expires_at).build(),
+        Tag::builder().key("Name").value(format!("fargate-connect {} {}", spec.service, spec.request_id)).build(),
+    ];
+    let user_data = base64::engine::general_purpose::STANDARD.encode(spec.user_data);
+    // The client token makes a retried call return the same instance (AWS honours it within
+    // the token's window; the lookup by tag covers the rest).
+    let token = format!("{}-{}-{}-{}", spec.request_id, instance_type, subnet.id, if spot { "spot" } else { "od" });
+    let mut request = ec2
+        .run_instances()
+        .image_id(spec.ami)
+        .instance_type(InstanceType::from(instance_type))
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&subnet.id)
+        .security_group_ids(group)
+        .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(spec.instance_profile_arn).build())
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Required)
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .http_put_response_hop_limit(1)
+                .build(),
+        )
+        .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+        .user_data(user_data)
+        .client_token(token.chars().take(64).collect::<String>())
+        .tag_specifications(
+            TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tag_list.clone())).build(),
+        )
+        .tag_specifications(
+            TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tag_list)).build(),
+        );
+    if spot {
+        request = request.instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .spot_options(
+                    SpotMarketOptions::builder()
+                        .spot_instance_type(SpotInstanceType::OneTime)
+                        .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    // A new instance profile takes a few seconds to be visible to EC2: retry that, bounded.
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1.. {
+        match request.clone().send().await {
+            Ok(out) => {
+                let instance = out.instances().first().ok_or_else(|| AwsError::config("RunInstances returned no instance"))?;
+                return Ok(Bastion {
+                    instance_id: instance.instance_id().unwrap_or_default().to_string(),
+                    instance_type: instance_type.to_string(),
+                    state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+                    spot,
+                });
+            }
+            Err(e) => {
+                let e = AwsError::from_sdk("RunInstances", e);
+                let profile_not_ready = e.code_is("InvalidParameterValue")
+                    && e.message.to_ascii_lowercase().contains("instance profile");
+                if profile_not_ready && attempt < 8 {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Terminates every live instance of the request. Returns the ids terminated.
+pub async fn terminate_request(ec2: &aws_sdk_ec2::Client, request_id: &str, known: Option<&str>) -> Result<Vec<String>, AwsError> {
+    let mut ids: Vec<String> = instances_by_request(ec2, request_id).await?.into_iter().map(|b| b.instance_id).collect();
+    if let Some(known) = known {
+        if !ids.iter().any(|i| i == known) && instance_state(ec2, known).await.is_ok_and(|s| s != "terminated" && s != "shutting-down") {
+            ids.push(known.to_string());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let result = ec2.terminate_instances().set_instance_ids(Some(ids.clone())).send().await;
+    match result {
+        Ok(_) => Ok(ids),
+        Err(e) => {
+            let e = AwsError::from_sdk("TerminateInstances", e);
+            if e.code_is("InvalidInstanceID.NotFound") {
+                Ok(Vec::new())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Updates the instance's `expires-at` tag once the real expiry is known.
+pub async fn tag_expiry(ec2: &aws_sdk_ec2::Client, instance_id: &str, expires_at: &str) -> Result<(), AwsError> {
+    ec2.create_tags()
+        .resources(instance_id)
+        .tags(Tag::builder().key(tags::EXPIRES_AT).value(expires_at).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The worker's part of the deploy config: where bastions go, how long they live, and how the
+//! loops pace themselves. The bot's `config` module reads the whole file and hands these over.
+
+use crate::duration::HumanDuration;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// `[aws]`: where and how bastions are launched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Region; when absent, the SDK's own chain (`AWS_REGION`, profile) decides.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// ECS cluster used when a request names none.
+    pub cluster: String,
+    /// Subnets for bastions, tried in order; empty = the default VPC's subnets.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Instance types, tried in order when spot capacity is short.
+    #[serde(default = "default_instance_types")]
+    pub instance_types: Vec<String>,
+    /// Security group for bastions (no ingress). Empty = find or create `fargate-connect-bastion`
+    /// (no ingress rules) in the subnet's VPC.
+    #[serde(default)]
+    pub security_group_id: Option<String>,
+    /// Permissions boundary attached to every per-request role (recommended; see deploy/).
+    #[serde(default)]
+    pub permissions_boundary_arn: Option<String>,
+    /// Public SSM parameter that names the bastion AMI.
+    #[serde(default = "default_ami_parameter")]
+    pub ami_parameter: String,
+    /// Fall back to on-demand when no spot capacity is left in any type and subnet.
+    #[serde(default)]
+    pub on_demand_fallback: bool,
+}
+
+fn default_instance_types() -> Vec<String> {
+    vec!["t3.micro".into(), "t3a.micro".into()]
+}
+
+fn default_ami_parameter() -> String {
+    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into()
+}
+
+/// `[time_box]`: how long a bastion lives once its link is ready.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeBoxSettings {
+    #[serde(default = "default_ttl")]
+    pub default: HumanDuration,
+    #[serde(default = "min_ttl")]
+    pub min: HumanDuration,
+    #[serde(default = "max_ttl")]
+    pub max: HumanDuration,
+}
+
+fn default_ttl() -> HumanDuration {
+    HumanDuration::from_secs(30 * 60)
+}
+fn min_ttl() -> HumanDuration {
+    HumanDuration::from_secs(5 * 60)
+}
+fn max_ttl() -> HumanDuration {
+    HumanDuration::from_secs(4 * 3600)
+}
+
+impl Default for TimeBoxSettings {
+    fn default() -> Self {
+        Self { default: default_ttl(), min: min_ttl(), max: max_ttl() }
+    }
+}
+
+/// A time box that is out of the configured bounds.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimeBoxError {
+    #[error("{asked} is shorter than the minimum of {min}")]
+    TooShort { asked: HumanDuration, min: HumanDuration },
+    #[error("{asked} is longer than the maximum of {max}")]
+    TooLong { asked: HumanDuration, max: HumanDuration },
+}
+
+impl TimeBoxSettings {
+    /// The time box for a request: the one asked for, within bounds, or the default.
+    pub fn choose(&self, asked: Option<HumanDuration>) -> Result<HumanDuration, TimeBoxError> {
+        let Some(asked) = asked else { return Ok(self.default) };
+        if asked < self.min {
+            return Err(TimeBoxError::TooShort { asked, min: self.min });
+        }
+        if asked > self.max {
+            return Err(TimeBoxError::TooLong { asked, max: self.max });
+        }
+        Ok(asked)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min > self.max {
+            return Err(format!("time_box.min ({}) is above time_box.max ({})", self.min, self.max));
+        }
+        if self.default < self.min || self.default > self.max {
+            return Err(format!(
+                "time_box.default ({}) is outside time_box.min..max ({}..{})",
+                self.default, self.min, self.max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[worker]`: pacing of the loops. Defaults suit production; tests shorten them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// How often the loops look for due work when nothing woke them, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// A job's lease; a worker that dies loses its jobs to the next one after this long.
+    pub lease_ms: u64,
+    /// How long a bastion may take to be running and online in SSM before the request fails.
+    pub ready_timeout: HumanDuration,
+    /// First delay between readiness checks, in milliseconds (doubles up to 10 s).
+    pub ready_poll_ms: u64,
+    /// The bastion shuts itself down this long after its time box, should the bot be gone.
+    pub shutdown_grace: HumanDuration,
+    /// Attempts for a job before it is given up (the request then fails and is torn down).
+    pub max_attempts: u32,
+    /// Jobs run at once.
+    pub concurrency: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            lease_ms: 60_000,
+            ready_timeout: HumanDuration::from_secs(600),
+            ready_poll_ms: 2000,
+            shutdown_grace: HumanDuration::from_secs(300),
+            max_attempts: 8,
+            concurrency: 32,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.max(1000))
+    }
+}
+
+impl AwsSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster.trim().is_empty() {
+            return Err("aws.cluster must name the default ECS cluster".into());
+        }
+        if self.instance_types.is_empty() {
+            return Err("aws.instance_types must list at least one instance type".into());
+        }
+        Ok(())
+    }
+}

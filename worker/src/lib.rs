@@ -1,0 +1,13 @@
+//! fargate-connect's worker: everything but Slack. The ledger (SQLite), the request state
+//! machine, the AWS adapters and the loops that provision, expire and tear down bastions.
+//! The bot crate depends on this one, never the other way round.
+
+pub mod aws;
+pub mod config;
+pub mod duration;
+pub mod events;
+pub mod ids;
+pub mod ledger;
+pub mod provision;
+pub mod runner;
+pub mod state;

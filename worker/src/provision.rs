@@ -1,0 +1,299 @@
+//! The two jobs: provision (preflight → IAM → spot → SSM online → ready) and teardown (end
+//! sessions → terminate → delete profile and role → ended). Each step is idempotent and looks
+//! at AWS before acting, so a job that is retried, or picked up again after a crash, continues
+//! where the last one stopped and never launches twice.
+
+use crate::aws::ec2::{self, LaunchError, LaunchSpec, Subnet};
+use crate::aws::ecs::{self, PreflightError};
+use crate::aws::iam::{self, RoleSpec};
+use crate::aws::ssm;
+use crate::aws::user_data::BastionScript;
+use crate::aws::{Aws, AwsError};
+use crate::config::{AwsSettings, WorkerSettings};
+use crate::ledger::{now_ms, Ledger, LedgerError, Request};
+use crate::state::RequestState;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How a job step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt later (throttling, timeouts, a dead connection…).
+    #[error("{0}")]
+    Retry(String),
+    /// Will not get better by waiting; the text is shown to the person.
+    #[error("{0}")]
+    Fatal(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<AwsError> for JobError {
+    fn from(e: AwsError) -> Self {
+        if e.retryable {
+            JobError::Retry(e.to_string())
+        } else {
+            JobError::Fatal(e.to_string())
+        }
+    }
+}
+
+/// Where bastions go, looked up once per process.
+#[derive(Default)]
+struct PlacementCache {
+    placements: Option<Vec<(Subnet, String)>>,
+    ami: Option<String>,
+}
+
+pub struct Provisioner {
+    pub ledger: Ledger,
+    pub aws: Aws,
+    pub settings: AwsSettings,
+    pub worker: WorkerSettings,
+    cache: Mutex<PlacementCache>,
+}
+
+/// `arn:aws:ecs:r:a:task/cluster/id` → `arn:aws:ecs:r:a:cluster/cluster`.
+pub fn cluster_arn_of_task(task_arn: &str) -> Option<String> {
+    let (prefix, resource) = task_arn.split_once(":task/")?;
+    let cluster = resource.split('/').next()?;
+    Some(format!("{prefix}:cluster/{cluster}"))
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl Provisioner {
+    pub fn new(ledger: Ledger, aws: Aws, settings: AwsSettings, worker: WorkerSettings) -> Self {
+        Self { ledger, aws, settings, worker, cache: Mutex::new(PlacementCache::default()) }
+    }
+
+    pub async fn provision(&self, request_id: &str) -> Result<(), JobError> {
+        let mut request = self.ledger.get(request_id).await?;
+        match request.state() {
+            RequestState::Requested | RequestState::Approved => {
+                let from = request.state();
+                let detail = json!({"service": request.service, "cluster": request.cluster});
+                if !self.ledger.transition(request_id, from, RequestState::Provisioning, "provisioning", detail).await? {
+                    return Ok(()); // someone else moved it
+                }
+            }
+            RequestState::Provisioning => {}
+            _ => return Ok(()), // cancelled, failed or already further along
+        }
+
+        // 1. Preflight, before any money is spent.
+        if request.task_arn.is_none() {
+            let target = ecs::preflight(
+                &self.aws.ecs,
+                &request.cluster,
+                &request.service,
+                request.container.as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                PreflightError::Aws(aws) => JobError::from(aws),
+                other if other.is_retryable() => JobError::Retry(other.to_string()),
+                other => JobError::Fatal(other.to_string()),
+            })?;
+            let detail = json!({"task_arn": target.task_arn, "container": target.container});
+            self.ledger.set_target(request_id, &target.task_arn, &target.container, detail).await?;
+            request = self.ledger.get(request_id).await?;
+        }
+        let task_arn = request.task_arn.clone().unwrap_or_default();
+        let container = request.container.clone().unwrap_or_default();
+        let cluster_arn = cluster_arn_of_task(&task_arn).unwrap_or_else(|| request.cluster.clone());
+
+        // 2. The per-request role and instance profile.
+        let profile_arn = iam::ensure_role(
+            &self.aws.iam,
+            &RoleSpec {
+                request_id,
+                requester: &request.requester_id,
+                service: &request.service,
+                cluster_arn: &cluster_arn,
+                task_arn: &task_arn,
+                container: &container,
+                permissions_boundary: self.settings.permissions_boundary_arn.as_deref(),
+            },
+        )
+        .await?;
+        if request.role_name.is_none() {
+            let name = iam::role_name(request_id);
+            let detail = json!({"role": name, "instance_profile": profile_arn});
+            self.ledger.set_role(request_id, &name, detail).await?;
+        }
+
+        // 3. The bastion: found by tag if an earlier attempt launched it, else launched now.
+        let bastion = match ec2::find_by_request(&self.aws.ec2, request_id).await? {
+            Some(found) => {
+                if request.instance_id.as_deref() != Some(found.instance_id.as_str()) {
+                    let detail = json!({"instance_id": found.instance_id, "instance_type": found.instance_type, "found_by_tag": true});
+                    self.ledger.set_instance(request_id, &found.instance_id, &found.instance_type, "instance_launched", detail).await?;
+                }
+                found
+            }
+            None => {
+                if let Some(gone) = &request.instance_id {
+                    return Err(JobError::Fatal(format!("the bastion {gone} stopped before it was ready")));
+                }
+                self.launch(&request, &task_arn, &container, &profile_arn).await?
+            }
+        };
+
+        // 4. Ready = running and online in SSM, within a bound.
+        self.wait_ready(&bastion.instance_id).await?;
+        if let Some(ready) = self.ledger.mark_ready(request_id, &self.aws.region).await? {
+            if let Some(expires_at) = ready.expires_at {
+                // Best effort: the tag helps people reading the console; the ledger is the truth.
+                if let Err(e) = ec2::tag_expiry(&self.aws.ec2, &bastion.instance_id, &rfc3339(expires_at)).await {
+                    tracing::warn!(request_id, error = %e, "could not update the expires-at tag");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch(
+        &self,
+        request: &Request,
+        task_arn: &str,
+        container: &str,
+        profile_arn: &str,
+    ) -> Result<ec2::Bastion, JobError> {
+        let (placements, ami) = self.placements().await?;
+        // The bastion's own deadline: the longest it can wait to be ready, plus its time box,
+        // plus a grace. The bot normally ends it long before.
+        let hard_stop_secs = self.worker.ready_timeout.as_secs() + request.ttl_secs as u64 + self.worker.shutdown_grace.as_secs();
+        let hard_stop_ms = now_ms() + hard_stop_secs as i64 * 1000;
+        let script = BastionScript {
+            request_id: &request.id,
+            service: &request.service,
+            region: &self.aws.region,
+            cluster: &request.cluster,
+            task_arn,
+            container,
+            shutdown_after_minutes: hard_stop_secs.div_ceil(60),
+        }
+        .render();
+        let expires = rfc3339(hard_stop_ms);
+        let spec = LaunchSpec {
+            request_id: &request.id,
+            requester: &request.requester_id,
+            service: &request.service,
+            expires_at: &expires,
+            ami: &ami,
+            instance_profile_arn: profile_arn,
+            user_data: &script,
+            instance_types: &self.settings.instance_types,
+            placements: &placements,
+            on_demand_fallback: self.settings.on_demand_fallback,
+        };
+        let bastion = ec2::launch(&self.aws.ec2, &spec).await.map_err(|e| match e {
+            LaunchError::NoCapacity(last) => JobError::Fatal(format!(
+                "no spot capacity for {} in any configured subnet{} ({last})",
+                self.settings.instance_types.join(", "),
+                if self.settings.on_demand_fallback { ", nor on-demand" } else { "" }
+            )),
+            LaunchError::Aws(aws) => JobError::from(aws),
+        })?;
+        let detail = json!({
+            "instance_id": bastion.instance_id, "instance_type": bastion.instance_type,
+            "spot": bastion.spot, "ami": ami, "shutdown_at": expires,
+        });
+        self.ledger.set_instance(&request.id, &bastion.instance_id, &bastion.instance_type, "instance_launched", detail).await?;
+        Ok(bastion)
+    }
+
+    async fn placements(&self) -> Result<(Vec<(Subnet, String)>, String), JobError> {
+        let mut cache = self.cache.lock().await;
+        if cache.placements.is_none() {
+            let subnets = ec2::subnets(&self.aws.ec2, &self.settings.subnets).await?;
+            let mut groups: HashMap<String, String> = HashMap::new();
+            let mut placements = Vec::with_capacity(subnets.len());
+            for subnet in subnets {
+                let group = match (&self.settings.security_group_id, groups.get(&subnet.vpc_id)) {
+                    (Some(configured), _) if !configured.is_empty() => configured.clone(),
+                    (_, Some(found)) => found.clone(),
+                    _ => {
+                        let id = ec2::ensure_security_group(&self.aws.ec2, &subnet.vpc_id).await?;
+                        groups.insert(subnet.vpc_id.clone(), id.clone());
+                        id
+                    }
+                };
+                placements.push((subnet, group));
+            }
+            cache.placements = Some(placements);
+        }
+        if cache.ami.is_none() {
+            cache.ami = Some(ssm::ami_from_parameter(&self.aws.ssm, &self.settings.ami_parameter).await?);
+        }
+        Ok((cache.placements.clone().unwrap_or_default(), cache.ami.clone().unwrap_or_default()))
+    }
+
+    async fn wait_ready(&self, instance_id: &str) -> Result<(), JobError> {
+        let deadline = tokio::time::Instant::now() + self.worker.ready_timeout.as_duration();
+        let mut delay = Duration::from_millis(self.worker.ready_poll_ms.max(10));
+        let mut running = false;
+        loop {
+            if !running {
+                let state = ec2::instance_state(&self.aws.ec2, instance_id).await?;
+                match state.as_str() {
+                    "running" => running = true,
+                    "pending" => {}
+                    other => {
+                        return Err(JobError::Fatal(format!("the bastion {instance_id} is {other} before it was ready")))
+                    }
+                }
+            }
+            if running && ssm::is_online(&self.aws.ssm, instance_id).await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(JobError::Fatal(format!(
+                    "the bastion {instance_id} was not {} within {}",
+                    if running { "online in Session Manager" } else { "running" },
+                    self.worker.ready_timeout
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Ends sessions, terminates the instance, deletes profile and role; then records it.
+    pub async fn teardown(&self, request_id: &str) -> Result<(), JobError> {
+        let request = self.ledger.get(request_id).await?;
+        let mut sessions = 0;
+        if let Some(instance) = &request.instance_id {
+            sessions = ssm::end_sessions(&self.aws.ssm, instance).await?;
+        }
+        let terminated = ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref()).await?;
+        let role_deleted = iam::delete_role(&self.aws.iam, request_id).await?;
+        let detail = json!({
+            "terminated": terminated, "role_deleted": role_deleted, "sessions_ended": sessions,
+        });
+        self.ledger.mark_torn_down(request_id, detail).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_arn_from_task_arn() {
+        assert_eq!(
+            cluster_arn_of_task("arn:aws:ecs:eu-west-1:123:task/prod/abc").as_deref(),
+            Some("arn:aws:ecs:eu-west-1:123:cluster/prod")
+        );
+        assert_eq!(cluster_arn_of_task("nonsense"), None);
+    }
+}

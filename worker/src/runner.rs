@@ -1,0 +1,163 @@
+//! The worker loops: claim due jobs (provision, teardown) and run them with a lease kept
+//! alive by a heartbeat; move requests whose time box is over to `ending`. One loop, woken
+//! by the ingress through a `Notify` or by its poll interval, whichever comes first.
+
+use crate::ledger::{now_ms, Job, JobKind, Ledger};
+use crate::provision::{JobError, Provisioner};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+pub struct Runner {
+    provisioner: Arc<Provisioner>,
+    wake: Arc<Notify>,
+}
+
+impl Runner {
+    pub fn new(provisioner: Arc<Provisioner>, wake: Arc<Notify>) -> Self {
+        Self { provisioner, wake }
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.provisioner.ledger
+    }
+
+    /// Runs until `shutdown` resolves. Jobs still running then are stopped and handed back
+    /// (their lease released), so the next start picks them up at once; every step is
+    /// idempotent.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let settings = self.provisioner.worker.clone();
+        let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
+        loop {
+            // Expiry: every ready request whose time box is over gets a teardown job.
+            match self.ledger().expire_due(now_ms()).await {
+                Ok(moved) if !moved.is_empty() => tracing::info!(count = moved.len(), "time boxes over; tearing down"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "expiry check failed"),
+            }
+            // Jobs: as many as there are free permits.
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                match self.ledger().claim_job(settings.lease()).await {
+                    Ok(Some(job)) => {
+                        let provisioner = self.provisioner.clone();
+                        let job_id = job.id;
+                        let handle = running.spawn(async move {
+                            run_job(&provisioner, job).await;
+                            drop(permit);
+                        });
+                        in_flight.insert(handle.id(), job_id);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming a job failed");
+                        break;
+                    }
+                }
+            }
+            let mut sleep = settings.poll_interval();
+            if let Ok(Some(next)) = self.ledger().next_expiry().await {
+                let until = Duration::from_millis((next - now_ms()).max(0) as u64);
+                sleep = sleep.min(until);
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                Some(done) = running.join_next_with_id() => {
+                    if let Ok((id, ())) = done { in_flight.remove(&id); }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            while let Some(done) = running.try_join_next_with_id() {
+                if let Ok((id, ())) = done {
+                    in_flight.remove(&id);
+                }
+            }
+        }
+        running.abort_all();
+        while let Some(done) = running.join_next_with_id().await {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(e) => e.id(),
+            };
+            if let Some(job_id) = in_flight.remove(&id) {
+                if let Err(e) = self.ledger().retry_job(job_id, Duration::ZERO, "interrupted by shutdown").await {
+                    tracing::warn!(job_id, error = %e, "could not release a job at shutdown");
+                }
+            }
+        }
+    }
+}
+
+/// Runs one job with a heartbeat on its lease, and settles it: done, retried with backoff,
+/// or (for provisioning) failed with a reason and handed to teardown. Teardown is never
+/// given up: nothing may be left behind.
+pub async fn run_job(provisioner: &Provisioner, job: Job) {
+    let ledger = &provisioner.ledger;
+    let lease = provisioner.worker.lease();
+    let heartbeat = {
+        let ledger = ledger.clone();
+        let job_id = job.id;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = ledger.renew_lease(job_id, lease).await {
+                    tracing::warn!(job_id, error = %e, "lease renewal failed");
+                }
+            }
+        })
+    };
+    let _stop_heartbeat = AbortOnDrop(heartbeat);
+    let request_id = job.request_id.as_str();
+    let result = match job.kind {
+        JobKind::Provision => provisioner.provision(request_id).await,
+        JobKind::Teardown => provisioner.teardown(request_id).await,
+    };
+    let max_attempts = i64::from(provisioner.worker.max_attempts.max(1));
+    let settled = match result {
+        Ok(()) => ledger.complete_job(job.id).await,
+        Err(JobError::Retry(reason)) if job.kind == JobKind::Teardown || job.attempts < max_attempts => {
+            let backoff = backoff(job.attempts, job.kind == JobKind::Teardown);
+            tracing::warn!(request_id, kind = job.kind.as_str(), attempt = job.attempts, ?backoff, %reason, "job will be retried");
+            ledger.retry_job(job.id, backoff, &reason).await
+        }
+        Err(JobError::Ledger(e)) => {
+            tracing::error!(request_id, error = %e, "ledger error in job; will retry");
+            ledger.retry_job(job.id, backoff(job.attempts, true), &e.to_string()).await
+        }
+        Err(JobError::Retry(reason) | JobError::Fatal(reason)) => match job.kind {
+            JobKind::Provision => {
+                tracing::warn!(request_id, %reason, "provisioning failed");
+                match ledger.mark_failed(request_id, &reason).await {
+                    Ok(_) => ledger.complete_job(job.id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            JobKind::Teardown => {
+                tracing::error!(request_id, %reason, "teardown failed; will keep trying");
+                ledger.retry_job(job.id, backoff(job.attempts, true), &reason).await
+            }
+        },
+    };
+    if let Err(e) = settled {
+        tracing::error!(request_id, error = %e, "could not record the job's outcome; its lease will run out and it will run again");
+    }
+}
+
+/// 1 s, 2 s, 4 s … capped at 60 s (5 min for teardown, which retries forever).
+fn backoff(attempts: i64, long: bool) -> Duration {
+    let cap = if long { 300 } else { 60 };
+    Duration::from_secs((1u64 << attempts.clamp(0, 10)).min(cap))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
