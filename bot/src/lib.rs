@@ -1,0 +1,16 @@
+//! fargate-connect's Slack side: the HTTP ingress (signature check, command grammar), the
+//! notifier that renders worker notices for Slack, and the process that runs them with the
+//! worker. It never calls AWS itself; it meets the worker in the ledger.
+
+pub mod app;
+pub mod command;
+pub mod config;
+pub mod notifier;
+pub mod render;
+pub mod routes;
+pub mod signature;
+
+/// Installs rustls' aws-lc-rs provider once, before any TLS client is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

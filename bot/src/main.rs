@@ -1,1 +1,108 @@
-fn main() {}
+//! `fargate-connect`: the command line. `serve` runs everything in one process; `migrate`
+//! prepares the database. Errors end the process with one plain line.
+
+use anyhow::Context;
+use bot::config::{parse_file, Config};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+/// Time-boxed shells in ECS Fargate tasks, asked for in Slack.
+#[derive(Parser)]
+#[command(name = "fargate-connect", version, about, long_about = None)]
+struct Cli {
+    /// The TOML config file (see README: Configuration).
+    #[arg(long, env = "FARGATE_CONNECT_CONFIG", default_value = "fargate-connect.toml", global = true)]
+    config: PathBuf,
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, env = "FARGATE_CONNECT_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the Slack endpoint, the worker loops (provision, expire, tear down) and the Slack
+    /// notifier in one process, until SIGTERM or ctrl-c. Needs SLACK_SIGNING_SECRET and
+    /// SLACK_BOT_TOKEN; AWS credentials and endpoint come from the SDK's usual chain.
+    Serve,
+    /// Create the database if missing and apply its migrations, then exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    bot::install_crypto_provider();
+    if let Err(e) = run(cli).await {
+        eprintln!("fargate-connect: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Migrate => {
+            let text = std::fs::read_to_string(&cli.config)
+                .with_context(|| format!("cannot read config file {}", cli.config.display()))?;
+            let file = parse_file(&text, &cli.config.display().to_string())?;
+            worker::ledger::Ledger::open(&file.database.url).await?;
+            println!("database {} is up to date", file.database.url);
+            Ok(())
+        }
+        Cmd::Serve => serve(Config::load(&cli.config)?).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let aws = worker::aws::Aws::from_env(config.aws.region.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+    let mut app = bot::app::spawn(config, aws, listener).await?;
+    tracing::info!(addr = %app.addr, "fargate-connect is serving");
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            app.shutdown().await;
+            Ok(())
+        }
+        part = app.any_exited() => Err(anyhow::anyhow!("the {part} stopped unexpectedly")),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

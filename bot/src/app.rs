@@ -1,0 +1,119 @@
+//! The whole process: HTTP server, worker loops and Slack notifier, sharing one ledger and
+//! one shutdown signal. `spawn` takes the listener so tests bind port 0 themselves.
+
+use crate::config::Config;
+use crate::notifier::Notifier;
+use crate::routes::{router, AppState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use worker::aws::Aws;
+use worker::ledger::Ledger;
+use worker::provision::Provisioner;
+use worker::runner::Runner;
+
+/// A running process, for `main` and for tests.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub ledger: Ledger,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Opens the ledger and starts the three parts on `listener`.
+pub async fn spawn(config: Config, aws: Aws, listener: TcpListener) -> anyhow::Result<RunningApp> {
+    let ledger = Ledger::open(&config.database.url).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let wake_worker = Arc::new(Notify::new());
+    let wake_notifier = Arc::new(Notify::new());
+
+    let state = AppState {
+        ledger: ledger.clone(),
+        signing_secret: config.signing_secret.clone(),
+        time_box: config.time_box,
+        default_cluster: config.aws.cluster.clone(),
+        wake_worker: wake_worker.clone(),
+    };
+    let server = {
+        let shutdown = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        })
+    };
+    let provisioner = Arc::new(Provisioner::new(ledger.clone(), aws, config.aws.clone(), config.worker.clone()));
+    let runner = Runner::new(provisioner, wake_worker);
+    let worker = tokio::spawn(runner.run(stopped(stop_rx.clone())));
+    let notifier = Notifier::new(
+        ledger.clone(),
+        &config.slack.api_base_url,
+        config.bot_token.clone(),
+        wake_notifier,
+        config.worker.poll_interval(),
+    );
+    let notifier = tokio::spawn(notifier.run(stopped(stop_rx)));
+    Ok(RunningApp {
+        addr,
+        ledger,
+        stop,
+        tasks: vec![("http server", server), ("worker", worker), ("notifier", notifier)],
+    })
+}
+
+impl RunningApp {
+    /// Resolves when any part stops by itself (which it should not), naming it.
+    pub async fn any_exited(&mut self) -> &'static str {
+        let futures = self.tasks.iter_mut().map(|(name, handle)| {
+            let name = *name;
+            Box::pin(async move {
+                let _ = handle.await;
+                name
+            })
+        });
+        let (name, _, _) = futures_select_all(futures).await;
+        name
+    }
+
+    /// Signals every part to stop and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for (name, handle) in self.tasks {
+            if let Err(e) = handle.await {
+                if !e.is_cancelled() {
+                    tracing::error!(part = name, error = %e, "stopped abnormally");
+                }
+            }
+        }
+        self.ledger.pool().close().await;
+    }
+
+    /// Stops at once, like a crash: nothing is handed back or flushed.
+    pub fn abort(self) {
+        for (_, handle) in &self.tasks {
+            handle.abort();
+        }
+    }
+}
+
+async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl IntoIterator<Item = F>) -> (F::Output, usize, ()) {
+    let mut futures: Vec<F> = futures.into_iter().collect();
+    std::future::poll_fn(move |cx| {
+        for (i, f) in futures.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready((out, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,213 @@
+//! The deploy config: a TOML file (from `--config` or `FARGATE_CONNECT_CONFIG`) for everything
+//! that is not a secret, and the environment for the two secrets. A missing or invalid setting
+//! stops start-up with one line that names it.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use worker::config::{AwsSettings, TimeBoxSettings, WorkerSettings};
+
+/// A secret value: never printed, never logged.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("{0} is not set (it must come from the environment, or {0}_FILE naming a file that holds it)")]
+    MissingSecret(&'static str),
+    #[error("cannot read {name}_FILE ({path}): {source}")]
+    SecretFile { name: &'static str, path: String, source: std::io::Error },
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the HTTP server listens on (Slack's requests arrive here through your proxy).
+    pub bind: SocketAddr,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:3000".parse().expect("a valid address") }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// SQLite URL; the file is created if missing and used in WAL mode.
+    pub url: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://fargate-connect.db".into() }
+    }
+}
+
+/// `[slack]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackSettings {
+    /// Base URL of the Slack Web API (tests point it at a local stand-in).
+    pub api_base_url: String,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        Self { api_base_url: "https://slack.com/api".into() }
+    }
+}
+
+/// The file's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub slack: SlackSettings,
+    pub aws: AwsSettings,
+    #[serde(default)]
+    pub time_box: TimeBoxSettings,
+    #[serde(default)]
+    pub worker: WorkerSettings,
+}
+
+/// Everything the process needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub slack: SlackSettings,
+    pub aws: AwsSettings,
+    pub time_box: TimeBoxSettings,
+    pub worker: WorkerSettings,
+    pub signing_secret: Secret,
+    pub bot_token: Secret,
+}
+
+impl Config {
+    /// Reads the file and the secrets from the environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let file = parse_file(&text, &path.display().to_string())?;
+        let signing_secret = secret_from_env("SLACK_SIGNING_SECRET")?;
+        let bot_token = secret_from_env("SLACK_BOT_TOKEN")?;
+        Self::from_parts(file, signing_secret, bot_token)
+    }
+
+    /// Validates a parsed file with the secrets given (tests and `load` both end here).
+    pub fn from_parts(file: FileConfig, signing_secret: Secret, bot_token: Secret) -> Result<Self, ConfigError> {
+        file.aws.validate().map_err(ConfigError::Invalid)?;
+        file.time_box.validate().map_err(ConfigError::Invalid)?;
+        if !file.database.url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(format!(
+                "database.url must be a sqlite: URL, not `{}`",
+                file.database.url
+            )));
+        }
+        if !(file.slack.api_base_url.starts_with("https://") || file.slack.api_base_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid("slack.api_base_url must be an http(s) URL".into()));
+        }
+        Ok(Self {
+            server: file.server,
+            database: file.database,
+            slack: file.slack,
+            aws: file.aws,
+            time_box: file.time_box,
+            worker: file.worker,
+            signing_secret,
+            bot_token,
+        })
+    }
+}
+
+pub fn parse_file(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_string(),
+        message: e.message().to_string()
+            + &e.span()
+                .map(|s| format!(" (at line {})", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default(),
+    })
+}
+
+fn secret_from_env(name: &'static str) -> Result<Secret, ConfigError> {
+    if let Ok(value) = std::env::var(name) {
+        if !value.trim().is_empty() {
+            return Ok(Secret::new(value.trim()));
+        }
+    }
+    let file_var = format!("{name}_FILE");
+    if let Ok(path) = std::env::var(&file_var) {
+        let value = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::SecretFile { name, path: path.clone(), source })?;
+        if !value.trim().is_empty() {
+            return Ok(Secret::new(value.trim()));
+        }
+    }
+    Err(ConfigError::MissingSecret(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[aws]\ncluster = \"prod\"\n";
+
+    fn secrets() -> (Secret, Secret) {
+        (Secret::new("s"), Secret::new("xoxb-t"))
+    }
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let file = parse_file(MINIMAL, "t.toml").unwrap();
+        let (s, t) = secrets();
+        let config = Config::from_parts(file, s, t).unwrap();
+        assert_eq!(config.database.url, "sqlite://fargate-connect.db");
+        assert_eq!(config.slack.api_base_url, "https://slack.com/api");
+        assert_eq!(config.time_box.default.as_secs(), 1800);
+        assert!(config.aws.subnets.is_empty());
+        assert!(!format!("{config:?}").contains("xoxb"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = parse_file("[aws]\ncluster = \"p\"\n[time_box]\ndefault = \"soon\"\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+        let err = parse_file("[aws]\nclustr = \"p\"\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("clustr"), "{err}");
+        let file = parse_file("[aws]\ncluster = \"p\"\n[time_box]\ndefault = \"5h\"\nmax = \"2h\"\n", "t").unwrap();
+        let (s, t) = secrets();
+        let err = Config::from_parts(file, s, t).unwrap_err();
+        assert!(err.to_string().contains("time_box.default"), "{err}");
+    }
+}
