@@ -1,0 +1,117 @@
+//! One test's world: its own moto account (seeded), its own SQLite database, its own Slack
+//! stand-in, and the real bot process parts running in this test's runtime on port 0.
+
+use crate::seed::{aws_for, seed, Seeded};
+use crate::signed::{command_body, now, post_signed, SIGNING_SECRET};
+use crate::slack::SlackStandIn;
+use bot::app::RunningApp;
+use bot::config::{parse_file, Config, Secret};
+use std::path::PathBuf;
+use worker::aws::Aws;
+use worker::ledger::Ledger;
+
+pub struct TestApp {
+    pub app: Option<RunningApp>,
+    pub url: String,
+    pub ledger: Ledger,
+    pub slack: SlackStandIn,
+    pub aws: Aws,
+    pub account: String,
+    pub seeded: Seeded,
+    pub config: Config,
+    pub dir: TempDir,
+    responses: std::sync::atomic::AtomicU32,
+}
+
+/// A directory removed when the test ends.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("fargate-connect-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The config a test runs with; `extra` is appended TOML (later keys win per section).
+pub fn test_config(db_url: &str, slack_api: &str, extra_time_box: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+[database]
+url = "{db_url}"
+[slack]
+api_base_url = "{slack_api}"
+[aws]
+region = "eu-west-1"
+cluster = "prod"
+instance_types = ["t3.micro", "t3a.micro"]
+[time_box]
+{extra_time_box}
+[worker]
+poll_interval_ms = 50
+lease_ms = 5000
+ready_poll_ms = 50
+ready_timeout = "30s"
+"#
+    );
+    let file = parse_file(&text, "test.toml").expect("test config parses");
+    Config::from_parts(file, Secret::new(SIGNING_SECRET), Secret::new("xoxb-test-token")).expect("test config is valid")
+}
+
+impl TestApp {
+    /// Time box: default 2s, min 1s, max 1h.
+    pub async fn start() -> Self {
+        Self::start_with("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"").await
+    }
+
+    pub async fn start_with(time_box: &str) -> Self {
+        bot::install_crypto_provider();
+        let account = crate::moto::new_account();
+        let aws = aws_for(&account);
+        let seeded = seed(&aws).await;
+        let slack = SlackStandIn::start().await;
+        let dir = TempDir::new();
+        let db_url = format!("sqlite://{}/ledger.db", dir.0.display());
+        let config = test_config(&db_url, &slack.api_base(), time_box);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = bot::app::spawn(config.clone(), aws.clone(), listener).await.expect("the app starts");
+        let url = format!("http://{}", app.addr);
+        let ledger = app.ledger.clone();
+        Self { app: Some(app), url, ledger, slack, aws, account, seeded, config, dir, responses: 0.into() }
+    }
+
+    /// Sends `/fargate <text>` as `user`, signed now; returns status and JSON (if any).
+    pub async fn command(&self, user: &str, text: &str) -> (u16, serde_json::Value) {
+        let n = self.responses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = command_body(text, user, &self.slack.response_url(n));
+        let response = post_signed(&format!("{}/slack/commands", self.url), &body, SIGNING_SECRET, &now().to_string()).await;
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.ledger.pool()).await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}

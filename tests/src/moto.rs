@@ -1,0 +1,150 @@
+//! The AWS emulator: moto 5.2.5 behind `deploy/sandbox/moto_front.py`, one server per test
+//! process on 127.0.0.1 and a port the OS picks, started from a venv the harness creates on
+//! first use (`.venv-moto/` in the repo, or `$FARGATE_CONNECT_MOTO_VENV`). Tests isolate
+//! themselves with one moto account each (`x-moto-account-id`), never with global resets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct Moto {
+    pub endpoint: String,
+    /// Held so the server's stdin stays open; when this process exits the pipe closes and
+    /// the server exits with it.
+    _child: Mutex<Child>,
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+}
+
+/// The shared emulator, started on first use.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start)
+}
+
+fn venv_dir() -> PathBuf {
+    std::env::var_os("FARGATE_CONNECT_MOTO_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv-moto"))
+}
+
+/// Creates the venv with the pinned moto if it is missing. Built beside its final place and
+/// renamed into it, so concurrent test processes never see half a venv.
+pub fn ensure_venv() -> PathBuf {
+    let dir = venv_dir();
+    let python = dir.join("bin/python");
+    let requirements = repo_root().join("deploy/sandbox/requirements.txt");
+    let stamp = dir.join(".requirements");
+    let wanted = std::fs::read_to_string(&requirements).expect("deploy/sandbox/requirements.txt");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let status = Command::new("python3").arg("-m").arg("venv").arg(&tmp).status().expect("python3 is needed for the AWS emulator");
+    assert!(status.success(), "python3 -m venv failed");
+    let status = Command::new(tmp.join("bin/python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements)
+        .status()
+        .expect("pip");
+    assert!(status.success(), "installing moto into {} failed", tmp.display());
+    std::fs::write(tmp.join(".requirements"), &wanted).expect("stamp");
+    if python.exists() {
+        // An outdated venv: replace it.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another process won the race; use its venv.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    python
+}
+
+fn start() -> Moto {
+    let python = ensure_venv();
+    let script = repo_root().join("deploy/sandbox/moto_front.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args(["--port", "0"])
+        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the moto front");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(port) = line.strip_prefix("LISTENING ") {
+                let _ = tx.send(port.trim().to_string());
+            }
+        }
+    });
+    let port = rx.recv_timeout(Duration::from_secs(120)).expect("the moto front did not start within 120 s");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // ECS tasks stay RUNNING instead of advancing one state per read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = ureq_post(
+            &format!("{endpoint}/moto-api/state-manager/set-transition"),
+            r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}"#,
+        );
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "moto did not accept the state-manager transition");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto { endpoint, _child: Mutex::new(child) }
+}
+
+/// A minimal blocking HTTP POST (the harness must not need a runtime here).
+fn ureq_post(url: &str, body: &str) -> bool {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2'))
+}
+
+/// A fresh moto account id for one test.
+pub fn new_account() -> String {
+    use rand::Rng;
+    format!("{:012}", rand::thread_rng().gen_range(100_000_000_000u64..999_999_999_999))
+}
+
+/// Every AWS call the emulator saw for `account`, as (service, action), in order.
+pub async fn calls(account: &str) -> Vec<(String, String)> {
+    let url = format!("{}/_front/calls?account={account}", moto().endpoint);
+    let list: Vec<serde_json::Value> = reqwest::get(url).await.expect("front calls").json().await.expect("json");
+    list.into_iter()
+        .map(|c| (c["service"].as_str().unwrap_or("").to_string(), c["action"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// Makes the emulator answer the next `times` calls of `action` in `account` with `code`.
+pub async fn inject_fault(account: &str, action: &str, code: &str, status: u16, times: u32) {
+    let spec = serde_json::json!({"account": account, "action": action, "code": code, "message": format!("injected {code}"), "status": status, "times": times});
+    let response = reqwest::Client::new()
+        .post(format!("{}/_front/faults", moto().endpoint))
+        .json(&spec)
+        .send()
+        .await
+        .expect("inject fault");
+    assert!(response.status().is_success());
+}

@@ -1,0 +1,112 @@
+//! Seeds one moto account the way a real team's account looks: an ECS cluster `prod` with a
+//! service `web` (ECS Exec on, a RUNNING task with two containers) and a neighbour service
+//! `api` whose task must never be picked for `web`.
+
+use crate::moto::moto;
+use aws_credential_types::Credentials;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, NetworkConfiguration,
+    NetworkMode,
+};
+use worker::aws::Aws;
+
+pub const REGION: &str = "eu-west-1";
+pub const CLUSTER: &str = "prod";
+
+/// AWS clients for one moto account (every request carries `x-moto-account-id`).
+pub fn aws_for(account: &str) -> Aws {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "secret", None, None, "static",
+        )))
+        .build();
+    Aws::from_sdk_config(&sdk, &[("x-moto-account-id".to_string(), account.to_string())]).expect("clients")
+}
+
+/// What was seeded.
+pub struct Seeded {
+    pub web_task_arn: String,
+    pub api_task_arn: String,
+    pub subnet_id: String,
+}
+
+pub async fn seed(aws: &Aws) -> Seeded {
+    let ecs = &aws.ecs;
+    ecs.create_cluster().cluster_name(CLUSTER).send().await.expect("create cluster");
+    let vpc = aws
+        .ec2
+        .describe_vpcs()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("isDefault").values("true").build())
+        .send()
+        .await
+        .expect("vpcs");
+    let vpc_id = vpc.vpcs()[0].vpc_id().unwrap().to_string();
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc_id).build())
+        .send()
+        .await
+        .expect("subnets");
+    let subnet_id = subnets.subnets()[0].subnet_id().unwrap().to_string();
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc_id).build())
+        .send()
+        .await
+        .expect("groups");
+    let default_sg = groups.security_groups()[0].group_id().unwrap().to_string();
+
+    let mut tasks = Vec::new();
+    for (service, exec) in [("api", true), ("web", true)] {
+        ecs.register_task_definition()
+            .family(service)
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(ContainerDefinition::builder().name("app").image("nginx").memory(256).essential(true).build())
+            .container_definitions(ContainerDefinition::builder().name("envoy").image("envoy").memory(128).essential(false).build())
+            .send()
+            .await
+            .expect("register task definition");
+        let network = NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                AwsVpcConfiguration::builder()
+                    .subnets(&subnet_id)
+                    .security_groups(&default_sg)
+                    .assign_public_ip(AssignPublicIp::Disabled)
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        ecs.create_service()
+            .cluster(CLUSTER)
+            .service_name(service)
+            .task_definition(service)
+            .desired_count(1)
+            .launch_type(LaunchType::Fargate)
+            .enable_execute_command(exec)
+            .network_configuration(network.clone())
+            .send()
+            .await
+            .expect("create service");
+        let run = ecs
+            .run_task()
+            .cluster(CLUSTER)
+            .task_definition(service)
+            .group(format!("service:{service}"))
+            .launch_type(LaunchType::Fargate)
+            .enable_execute_command(exec)
+            .network_configuration(network)
+            .send()
+            .await
+            .expect("run task");
+        tasks.push(run.tasks()[0].task_arn().unwrap().to_string());
+    }
+    Seeded { api_task_arn: tasks[0].clone(), web_task_arn: tasks[1].clone(), subnet_id }
+}

@@ -1,0 +1,41 @@
+//! Requests to the bot signed exactly as Slack signs them, with the real current time.
+
+use bot::signature::sign;
+
+pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// A slash command's form body, as Slack sends it.
+pub fn command_body(text: &str, user_id: &str, response_url: &str) -> String {
+    serde_urlencoded::to_string([
+        ("token", "deprecated-verification-token"),
+        ("team_id", "T0001"),
+        ("team_domain", "acme"),
+        ("channel_id", "C0001"),
+        ("channel_name", "ops"),
+        ("user_id", user_id),
+        ("user_name", "alice"),
+        ("command", "/fargate"),
+        ("text", text),
+        ("api_app_id", "A0001"),
+        ("response_url", response_url),
+        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+    ])
+    .expect("form")
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// POSTs `body` to `url` with Slack's headers for `secret` at `timestamp`.
+pub async fn post_signed(url: &str, body: &str, secret: &str, timestamp: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", timestamp)
+        .header("x-slack-signature", sign(secret.as_bytes(), timestamp, body.as_bytes()))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the bot answers")
+}

@@ -1,0 +1,145 @@
+//! A recording stand-in for Slack: the Web API under `/api/<method>` and response URLs under
+//! `/response/<n>`. It answers as Slack does (`{"ok":true,…}` JSON with a JSON content type),
+//! records every call, and can be told to fail the next calls (e.g. 429 with Retry-After).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+    /// The status we answered with.
+    pub status: u16,
+}
+
+impl Recorded {
+    /// All the text of the message: `text` and every block's text.
+    pub fn all_text(&self) -> String {
+        let mut out = self.body["text"].as_str().unwrap_or("").to_string();
+        collect_text(&self.body["blocks"], &mut out);
+        out
+    }
+}
+
+fn collect_text(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "text" {
+                    if let Some(s) = v.as_str() {
+                        out.push('\n');
+                        out.push_str(s);
+                    }
+                }
+                collect_text(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Planned {
+    status: u16,
+    retry_after: Option<u64>,
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    calls: Arc<Mutex<Vec<Recorded>>>,
+    plan: Arc<Mutex<VecDeque<Planned>>>,
+}
+
+pub struct SlackStandIn {
+    pub base: String,
+    shared: Shared,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl SlackStandIn {
+    pub async fn start() -> Self {
+        let shared = Shared::default();
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base, shared, _server: server }
+    }
+
+    pub fn api_base(&self) -> String {
+        format!("{}/api", self.base)
+    }
+
+    pub fn response_url(&self, n: u32) -> String {
+        format!("{}/response/{n}", self.base)
+    }
+
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    /// Successful deliveries only.
+    pub fn delivered(&self) -> Vec<Recorded> {
+        self.calls().into_iter().filter(|c| c.status == 200).collect()
+    }
+
+    /// The next `times` calls get `status` (with `Retry-After` when given).
+    pub fn fail_next(&self, status: u16, retry_after: Option<u64>, times: usize) {
+        let mut plan = self.shared.plan.lock().unwrap();
+        for _ in 0..times {
+            plan.push_back(Planned { status, retry_after });
+        }
+    }
+
+    /// Waits for a delivered message whose text contains `needle`.
+    pub async fn wait_for_message(&self, needle: &str, timeout: Duration) -> Recorded {
+        crate::wait_for(&format!("a Slack message containing {needle:?}"), timeout, || async {
+            self.delivered().into_iter().find(|c| c.all_text().contains(needle))
+        })
+        .await
+    }
+}
+
+async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+    });
+    let planned = shared.plan.lock().unwrap().pop_front();
+    let status = planned.as_ref().map(|p| p.status).unwrap_or(200);
+    shared.calls.lock().unwrap().push(Recorded {
+        path: path.clone(),
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+        body: parsed.clone(),
+        status,
+    });
+    if let Some(planned) = planned {
+        let mut response =
+            (StatusCode::from_u16(planned.status).unwrap(), [("content-type", "application/json")], r#"{"ok":false,"error":"ratelimited"}"#)
+                .into_response();
+        if let Some(after) = planned.retry_after {
+            response.headers_mut().insert("retry-after", after.to_string().parse().unwrap());
+        }
+        return response;
+    }
+    let answer = match path.strip_prefix("/api/") {
+        Some("auth.test") => json!({"ok": true, "url": "https://acme.slack.com/", "team": "acme", "user": "fargate", "team_id": "T0001", "user_id": "UBOT"}),
+        Some("chat.postMessage") => json!({"ok": true, "channel": parsed["channel"], "ts": "1700000000.000100", "message": parsed}),
+        Some(_) => json!({"ok": true}),
+        None => json!({"ok": true}),
+    };
+    (StatusCode::OK, [("content-type", "application/json; charset=utf-8")], answer.to_string()).into_response()
+}
