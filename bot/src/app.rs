@@ -22,10 +22,8 @@ pub struct RunningApp {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Opens the ledger and starts the three parts on `listener`.
@@ -105,7 +103,9 @@ impl RunningApp {
     }
 }
 
-async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl IntoIterator<Item = F>) -> (F::Output, usize, ()) {
+async fn futures_select_all<F: std::future::Future + Unpin>(
+    futures: impl IntoIterator<Item = F>,
+) -> (F::Output, usize, ()) {
     let mut futures: Vec<F> = futures.into_iter().collect();
     std::future::poll_fn(move |cx| {
         for (i, f) in futures.iter_mut().enumerate() {

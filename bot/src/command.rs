@@ -91,9 +91,8 @@ fn parse_connect<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<Command
             };
             match name {
                 "for" => {
-                    let value = inline
-                        .or_else(|| words.next())
-                        .ok_or_else(|| CommandError::MissingValue("--for".into()))?;
+                    let value =
+                        inline.or_else(|| words.next()).ok_or_else(|| CommandError::MissingValue("--for".into()))?;
                     ttl = Some(HumanDuration::parse(value).map_err(CommandError::BadDuration)?);
                 }
                 _ => return Err(CommandError::UnknownOption(word.to_string())),

@@ -154,9 +154,7 @@ pub fn parse_file(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_string(),
         message: e.message().to_string()
-            + &e.span()
-                .map(|s| format!(" (at line {})", text[..s.start].lines().count().max(1)))
-                .unwrap_or_default(),
+            + &e.span().map(|s| format!(" (at line {})", text[..s.start].lines().count().max(1))).unwrap_or_default(),
     })
 }
 
@@ -168,8 +166,11 @@ fn secret_from_env(name: &'static str) -> Result<Secret, ConfigError> {
     }
     let file_var = format!("{name}_FILE");
     if let Ok(path) = std::env::var(&file_var) {
-        let value = std::fs::read_to_string(&path)
-            .map_err(|source| ConfigError::SecretFile { name, path: path.clone(), source })?;
+        let value = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+            name,
+            path: path.clone(),
+            source,
+        })?;
         if !value.trim().is_empty() {
             return Ok(Secret::new(value.trim()));
         }

@@ -38,7 +38,13 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(ledger: Ledger, api_base_url: &str, bot_token: Secret, wake: Arc<Notify>, poll_interval: Duration) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        api_base_url: &str,
+        bot_token: Secret,
+        wake: Arc<Notify>,
+        poll_interval: Duration,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
@@ -91,7 +97,8 @@ impl Notifier {
                     self.ledger.outbox_failed(row.id, &e.to_string()).await?;
                 }
                 Err(e) => {
-                    let backoff = Duration::from_millis(500u64 << row.attempts.clamp(0, 8)).min(Duration::from_secs(60));
+                    let backoff =
+                        Duration::from_millis(500u64 << row.attempts.clamp(0, 8)).min(Duration::from_secs(60));
                     tracing::warn!(outbox = row.id, request_id = row.request_id, error = %e, ?backoff, "Slack delivery failed; will retry");
                     self.ledger.outbox_retry(row.id, backoff, &e.to_string()).await?;
                 }
@@ -104,7 +111,8 @@ impl Notifier {
         let request = self.ledger.get(&row.request_id).await.map_err(|e| DeliveryError::Transient(e.to_string()))?;
         let notice = row.notice().map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         let mut message = render::notice(&notice, &request);
-        let posts = self.ledger.delivered_count(&row.request_id).await.map_err(|e| DeliveryError::Transient(e.to_string()))?;
+        let posts =
+            self.ledger.delivered_count(&row.request_id).await.map_err(|e| DeliveryError::Transient(e.to_string()))?;
         let fresh = now_ms() - request.created_at < RESPONSE_URL_WINDOW_MS;
         // After two failed tries at the response_url, the Web API is the surer way.
         if fresh && posts < RESPONSE_URL_POSTS && row.attempts < 2 {
@@ -146,9 +154,8 @@ impl Notifier {
                 let error = answer["error"].as_str().unwrap_or("unknown error").to_string();
                 return Err(match error.as_str() {
                     "ratelimited" => DeliveryError::RateLimited { retry_after: Duration::from_secs(1) },
-                    "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "channel_not_found" | "user_not_found" => {
-                        DeliveryError::Permanent(format!("chat.postMessage: {error}"))
-                    }
+                    "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "channel_not_found"
+                    | "user_not_found" => DeliveryError::Permanent(format!("chat.postMessage: {error}")),
                     _ => DeliveryError::Transient(format!("chat.postMessage: {error}")),
                 });
             }

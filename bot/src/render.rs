@@ -76,10 +76,8 @@ pub fn notice(notice: &Notice, request: &Request) -> Value {
             json!({"text": text, "blocks": [section(format!(":white_circle: {text}"))]})
         }
         Notice::Failed { reason } => {
-            let text = format!(
-                "Request {} for {} failed: {reason}. Nothing is left running.",
-                request.id, request.service
-            );
+            let text =
+                format!("Request {} for {} failed: {reason}. Nothing is left running.", request.id, request.service);
             json!({"text": text, "blocks": [section(format!(":red_circle: {text}"))]})
         }
     }

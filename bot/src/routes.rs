@@ -67,8 +67,8 @@ pub struct SlashCommand {
     pub response_url: String,
 }
 
-/// Verifies Slack's signature over the raw body, or answers 401.
-pub fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+/// Verifies Slack's signature over the raw body; the caller answers 401 on error.
+pub fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), signature::SignatureError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     signature::verify(
@@ -78,15 +78,12 @@ pub fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), R
         body,
         now,
     )
-    .map_err(|e| {
-        tracing::warn!(reason = %e, "refused an unsigned or badly signed request");
-        (StatusCode::UNAUTHORIZED, "invalid signature").into_response()
-    })
+    .inspect_err(|e| tracing::warn!(reason = %e, "refused an unsigned or badly signed request"))
 }
 
 async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refused) = verify(&state.signing_secret, &headers, &body) {
-        return refused;
+    if verify(&state.signing_secret, &headers, &body).is_err() {
+        return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
     let form: SlashCommand = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
@@ -133,7 +130,12 @@ async fn connect(
     match state.ledger.create_request(new).await {
         Ok(CreateOutcome::Created(request)) => {
             state.wake_worker.notify_one();
-            tracing::info!(request_id = request.id, service = request.service, user = request.requester_id, "access requested");
+            tracing::info!(
+                request_id = request.id,
+                service = request.service,
+                user = request.requester_id,
+                "access requested"
+            );
             format!(
                 ":hourglass_flowing_sand: Working on it: request `{}` for *{}* in `{}`, for {ttl} once ready. \
                  I'll post the link here when the bastion is up (usually a minute or two).",

@@ -69,10 +69,7 @@ mod tests {
 
     #[test]
     fn matches_slacks_documented_example() {
-        assert_eq!(
-            sign(SECRET, TS, BODY),
-            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
-        );
+        assert_eq!(sign(SECRET, TS, BODY), "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503");
         let sig = sign(SECRET, TS, BODY);
         assert_eq!(verify(SECRET, Some(TS), Some(&sig), BODY, 1531420618 + 10), Ok(()));
     }

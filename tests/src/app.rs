@@ -99,7 +99,8 @@ impl TestApp {
     pub async fn command(&self, user: &str, text: &str) -> (u16, serde_json::Value) {
         let n = self.responses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let body = command_body(text, user, &self.slack.response_url(n));
-        let response = post_signed(&format!("{}/slack/commands", self.url), &body, SIGNING_SECRET, &now().to_string()).await;
+        let response =
+            post_signed(&format!("{}/slack/commands", self.url), &body, SIGNING_SECRET, &now().to_string()).await;
         let status = response.status().as_u16();
         let json = response.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)

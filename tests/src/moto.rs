@@ -43,7 +43,12 @@ pub fn ensure_venv() -> PathBuf {
     }
     let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let status = Command::new("python3").arg("-m").arg("venv").arg(&tmp).status().expect("python3 is needed for the AWS emulator");
+    let status = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&tmp)
+        .status()
+        .expect("python3 is needed for the AWS emulator");
     assert!(status.success(), "python3 -m venv failed");
     let status = Command::new(tmp.join("bin/python"))
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])

@@ -69,8 +69,12 @@ pub async fn seed(aws: &Aws) -> Seeded {
             .requires_compatibilities(Compatibility::Fargate)
             .cpu("256")
             .memory("512")
-            .container_definitions(ContainerDefinition::builder().name("app").image("nginx").memory(256).essential(true).build())
-            .container_definitions(ContainerDefinition::builder().name("envoy").image("envoy").memory(128).essential(false).build())
+            .container_definitions(
+                ContainerDefinition::builder().name("app").image("nginx").memory(256).essential(true).build(),
+            )
+            .container_definitions(
+                ContainerDefinition::builder().name("envoy").image("envoy").memory(128).essential(false).build(),
+            )
             .send()
             .await
             .expect("register task definition");

@@ -127,17 +127,24 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         status,
     });
     if let Some(planned) = planned {
-        let mut response =
-            (StatusCode::from_u16(planned.status).unwrap(), [("content-type", "application/json")], r#"{"ok":false,"error":"ratelimited"}"#)
-                .into_response();
+        let mut response = (
+            StatusCode::from_u16(planned.status).unwrap(),
+            [("content-type", "application/json")],
+            r#"{"ok":false,"error":"ratelimited"}"#,
+        )
+            .into_response();
         if let Some(after) = planned.retry_after {
             response.headers_mut().insert("retry-after", after.to_string().parse().unwrap());
         }
         return response;
     }
     let answer = match path.strip_prefix("/api/") {
-        Some("auth.test") => json!({"ok": true, "url": "https://acme.slack.com/", "team": "acme", "user": "fargate", "team_id": "T0001", "user_id": "UBOT"}),
-        Some("chat.postMessage") => json!({"ok": true, "channel": parsed["channel"], "ts": "1700000000.000100", "message": parsed}),
+        Some("auth.test") => {
+            json!({"ok": true, "url": "https://acme.slack.com/", "team": "acme", "user": "fargate", "team_id": "T0001", "user_id": "UBOT"})
+        }
+        Some("chat.postMessage") => {
+            json!({"ok": true, "channel": parsed["channel"], "ts": "1700000000.000100", "message": parsed})
+        }
         Some(_) => json!({"ok": true}),
         None => json!({"ok": true}),
     };

@@ -35,9 +35,12 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     let request = t.ledger.get(&id).await.unwrap();
     let instance_id = request.instance_id.clone().expect("instance recorded");
     let all = ready.all_text();
-    assert!(all.contains(&format!(
-        "https://eu-west-1.console.aws.amazon.com/systems-manager/session-manager/{instance_id}?region=eu-west-1"
-    )), "{all}");
+    assert!(
+        all.contains(&format!(
+            "https://eu-west-1.console.aws.amazon.com/systems-manager/session-manager/{instance_id}?region=eu-west-1"
+        )),
+        "{all}"
+    );
     assert!(all.contains(&format!(
         "aws ssm start-session --region eu-west-1 --target {instance_id} --document-name AWS-StartInteractiveCommand --parameters command=\"connect\""
     )), "{all}");
@@ -62,7 +65,8 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     assert_eq!(instance.key_name(), None, "no key pair");
     let metadata = instance.metadata_options().unwrap();
     assert_eq!(metadata.http_tokens().map(|t| t.as_str()), Some("required"), "IMDSv2 required");
-    let tag = |key: &str| instance.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
+    let tag =
+        |key: &str| instance.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
     assert_eq!(tag(tags::MANAGED).as_deref(), Some("true"));
     assert_eq!(tag(tags::REQUESTER).as_deref(), Some(USER));
     assert_eq!(tag(tags::SERVICE).as_deref(), Some("web"));
@@ -98,7 +102,8 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     assert!(script.contains("session-manager-plugin"), "{script}");
     assert!(script.contains("shutdown -h +"), "{script}");
     // The security group lets nothing in.
-    let group_ids: Vec<String> = instance.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
+    let group_ids: Vec<String> =
+        instance.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
     assert!(!group_ids.is_empty());
     let groups = t.aws.ec2.describe_security_groups().set_group_ids(Some(group_ids)).send().await.unwrap();
     for group in groups.security_groups() {
@@ -108,7 +113,8 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     let role_name = request.role_name.clone().expect("role recorded");
     let role = t.aws.iam.get_role().role_name(&role_name).send().await.unwrap();
     assert_eq!(role.role().unwrap().path(), "/fargate-connect/");
-    let policy = t.aws.iam.get_role_policy().role_name(&role_name).policy_name("ecs-exec-one-task").send().await.unwrap();
+    let policy =
+        t.aws.iam.get_role_policy().role_name(&role_name).policy_name("ecs-exec-one-task").send().await.unwrap();
     let document = urlencoding_decode(policy.policy_document());
     assert!(document.contains(&t.seeded.web_task_arn), "{document}");
     assert!(!document.contains(&t.seeded.api_task_arn), "{document}");

@@ -28,9 +28,7 @@ impl RequestId {
     pub fn generate() -> Self {
         use rand::Rng;
         let mut rng = rand::thread_rng();
-        let tail: String = (0..ID_LEN)
-            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-            .collect();
+        let tail: String = (0..ID_LEN).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
         Self(format!("fc-{tail}"))
     }
 

@@ -7,9 +7,7 @@ use crate::events::{EndReason, Notice};
 use crate::ids::RequestId;
 use crate::state::RequestState;
 use serde_json::{json, Value};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -162,10 +160,7 @@ impl Ledger {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         let ledger = Self { pool };
         ledger.migrate().await?;
         Ok(ledger)
@@ -334,15 +329,13 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        sqlx::query(
-            "UPDATE requests SET instance_id = ?, instance_type = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(instance_id)
-        .bind(instance_type)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE requests SET instance_id = ?, instance_type = ?, updated_at = ? WHERE id = ?")
+            .bind(instance_id)
+            .bind(instance_type)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         append_audit(&mut tx, id, WORKER, kind, detail, now).await?;
         tx.commit().await?;
         Ok(())
@@ -393,8 +386,7 @@ impl Ledger {
     pub async fn mark_failed(&self, id: &str, reason: &str) -> Result<bool, LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let open: Vec<RequestState> =
-            RequestState::ALL.into_iter().filter(|s| s.is_open()).collect();
+        let open: Vec<RequestState> = RequestState::ALL.into_iter().filter(|s| s.is_open()).collect();
         if !guarded(&mut tx, id, &open, RequestState::Failed, now).await? {
             return Ok(false);
         }
@@ -414,12 +406,11 @@ impl Ledger {
     /// ready → ending for every request whose time box is over, each with its audit event and
     /// a teardown job. Returns the ids moved.
     pub async fn expire_due(&self, now: i64) -> Result<Vec<String>, LedgerError> {
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        let due: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
         if due.is_empty() {
             return Ok(due);
         }
@@ -454,18 +445,13 @@ impl Ledger {
         let now = now_ms();
         let request = fetch(&mut tx, id).await?;
         if guarded(&mut tx, id, &[RequestState::Ending], RequestState::Ended, now).await? {
-            sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
             let reason = match request.end_reason.as_deref() {
                 Some("ended_by_user") => EndReason::EndedByUser,
                 _ => EndReason::Expired,
             };
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
-            append_audit(&mut tx, id, WORKER, "ended", json!({"reason": reason.as_str()}), now)
-                .await?;
+            append_audit(&mut tx, id, WORKER, "ended", json!({"reason": reason.as_str()}), now).await?;
             push_outbox(&mut tx, id, &Notice::Ended { reason }, now).await?;
         } else {
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
@@ -567,39 +553,33 @@ impl Ledger {
     }
 
     pub async fn outbox_retry(&self, id: i64, after: Duration, error: &str) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-        )
-        .bind(now_ms() + after.as_millis() as i64)
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
+            .bind(now_ms() + after.as_millis() as i64)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Gives up on a row: it stays in the table with its error, and the request's next
     /// message may go.
     pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ? WHERE id = ?",
-        )
-        .bind(now_ms())
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// How many posts already went to this request's `response_url` (Slack allows 5 in 30 min).
     pub async fn delivered_count(&self, request_id: &str) -> Result<i64, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox WHERE request_id = ? AND delivered_at IS NOT NULL",
-        )
-        .bind(request_id)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE request_id = ? AND delivered_at IS NOT NULL")
+            .bind(request_id)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Next time an outbox row becomes due, for the notifier's sleep.
@@ -628,9 +608,7 @@ async fn guarded(
     now: i64,
 ) -> Result<bool, LedgerError> {
     let placeholders = vec!["?"; from.len()].join(",");
-    let sql = format!(
-        "UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state IN ({placeholders})"
-    );
+    let sql = format!("UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state IN ({placeholders})");
     let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(id);
     for state in from {
         query = query.bind(state.as_str());
@@ -735,8 +713,7 @@ mod tests {
     #[tokio::test]
     async fn create_writes_request_audit_and_job_and_refuses_a_duplicate() {
         let (ledger, _dir) = ledger().await;
-        let CreateOutcome::Created(first) = ledger.create_request(new_request("U1")).await.unwrap()
-        else {
+        let CreateOutcome::Created(first) = ledger.create_request(new_request("U1")).await.unwrap() else {
             panic!("expected a new request")
         };
         assert_eq!(first.state(), RequestState::Requested);
@@ -752,19 +729,13 @@ mod tests {
             CreateOutcome::AlreadyOpen(existing) => assert_eq!(existing.id, first.id),
             CreateOutcome::Created(_) => panic!("a second open request for the same service"),
         }
-        assert!(matches!(
-            ledger.create_request(new_request("U2")).await.unwrap(),
-            CreateOutcome::Created(_)
-        ));
+        assert!(matches!(ledger.create_request(new_request("U2")).await.unwrap(), CreateOutcome::Created(_)));
     }
 
     #[tokio::test]
     async fn guarded_transitions_let_exactly_one_writer_win() {
         let (ledger, _dir) = ledger().await;
-        let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap()
-        else {
-            panic!()
-        };
+        let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
         let (a, b) = tokio::join!(
             ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "provisioning", json!({})),
             ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "provisioning", json!({})),
@@ -776,10 +747,7 @@ mod tests {
     #[tokio::test]
     async fn audit_rows_cannot_be_changed_or_deleted() {
         let (ledger, _dir) = ledger().await;
-        let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap()
-        else {
-            panic!()
-        };
+        let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
         let update = sqlx::query("UPDATE audit_events SET kind = 'x' WHERE request_id = ?")
             .bind(&r.id)
             .execute(ledger.pool())
@@ -792,10 +760,7 @@ mod tests {
     #[tokio::test]
     async fn expiry_moves_only_due_ready_requests() {
         let (ledger, _dir) = ledger().await;
-        let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap()
-        else {
-            panic!()
-        };
+        let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
         ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "p", json!({})).await.unwrap();
         ledger.set_target(&r.id, "arn:task", "app", json!({})).await.unwrap();
         ledger.set_instance(&r.id, "i-1", "t3.micro", "instance_launched", json!({})).await.unwrap();

@@ -80,7 +80,8 @@ impl Provisioner {
             RequestState::Requested | RequestState::Approved => {
                 let from = request.state();
                 let detail = json!({"service": request.service, "cluster": request.cluster});
-                if !self.ledger.transition(request_id, from, RequestState::Provisioning, "provisioning", detail).await? {
+                if !self.ledger.transition(request_id, from, RequestState::Provisioning, "provisioning", detail).await?
+                {
                     return Ok(()); // someone else moved it
                 }
             }
@@ -90,18 +91,14 @@ impl Provisioner {
 
         // 1. Preflight, before any money is spent.
         if request.task_arn.is_none() {
-            let target = ecs::preflight(
-                &self.aws.ecs,
-                &request.cluster,
-                &request.service,
-                request.container.as_deref(),
-            )
-            .await
-            .map_err(|e| match e {
-                PreflightError::Aws(aws) => JobError::from(aws),
-                other if other.is_retryable() => JobError::Retry(other.to_string()),
-                other => JobError::Fatal(other.to_string()),
-            })?;
+            let target =
+                ecs::preflight(&self.aws.ecs, &request.cluster, &request.service, request.container.as_deref())
+                    .await
+                    .map_err(|e| match e {
+                    PreflightError::Aws(aws) => JobError::from(aws),
+                    other if other.is_retryable() => JobError::Retry(other.to_string()),
+                    other => JobError::Fatal(other.to_string()),
+                })?;
             let detail = json!({"task_arn": target.task_arn, "container": target.container});
             self.ledger.set_target(request_id, &target.task_arn, &target.container, detail).await?;
             request = self.ledger.get(request_id).await?;
@@ -135,7 +132,9 @@ impl Provisioner {
             Some(found) => {
                 if request.instance_id.as_deref() != Some(found.instance_id.as_str()) {
                     let detail = json!({"instance_id": found.instance_id, "instance_type": found.instance_type, "found_by_tag": true});
-                    self.ledger.set_instance(request_id, &found.instance_id, &found.instance_type, "instance_launched", detail).await?;
+                    self.ledger
+                        .set_instance(request_id, &found.instance_id, &found.instance_type, "instance_launched", detail)
+                        .await?;
                 }
                 found
             }
@@ -170,7 +169,8 @@ impl Provisioner {
         let (placements, ami) = self.placements().await?;
         // The bastion's own deadline: the longest it can wait to be ready, plus its time box,
         // plus a grace. The bot normally ends it long before.
-        let hard_stop_secs = self.worker.ready_timeout.as_secs() + request.ttl_secs as u64 + self.worker.shutdown_grace.as_secs();
+        let hard_stop_secs =
+            self.worker.ready_timeout.as_secs() + request.ttl_secs as u64 + self.worker.shutdown_grace.as_secs();
         let hard_stop_ms = now_ms() + hard_stop_secs as i64 * 1000;
         let script = BastionScript {
             request_id: &request.id,
@@ -207,7 +207,9 @@ impl Provisioner {
             "instance_id": bastion.instance_id, "instance_type": bastion.instance_type,
             "spot": bastion.spot, "ami": ami, "shutdown_at": expires,
         });
-        self.ledger.set_instance(&request.id, &bastion.instance_id, &bastion.instance_type, "instance_launched", detail).await?;
+        self.ledger
+            .set_instance(&request.id, &bastion.instance_id, &bastion.instance_type, "instance_launched", detail)
+            .await?;
         Ok(bastion)
     }
 
@@ -248,7 +250,9 @@ impl Provisioner {
                     "running" => running = true,
                     "pending" => {}
                     other => {
-                        return Err(JobError::Fatal(format!("the bastion {instance_id} is {other} before it was ready")))
+                        return Err(JobError::Fatal(format!(
+                            "the bastion {instance_id} is {other} before it was ready"
+                        )))
                     }
                 }
             }

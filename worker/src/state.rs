@@ -69,10 +69,7 @@ impl fmt::Display for RequestState {
 impl FromStr for RequestState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown request state `{s}`"))
+        Self::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| format!("unknown request state `{s}`"))
     }
 }
 

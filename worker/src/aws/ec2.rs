@@ -6,9 +6,9 @@
 use super::{tags, AwsError};
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
-    InstanceStateName, InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType,
-    SpotMarketOptions, Tag, TagSpecification,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName,
+    InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
+    TagSpecification,
 };
 use base64::Engine;
 use std::time::Duration;
@@ -271,7 +271,8 @@ async fn run_one(
     for attempt in 1.. {
         match request.clone().send().await {
             Ok(out) => {
-                let instance = out.instances().first().ok_or_else(|| AwsError::config("RunInstances returned no instance"))?;
+                let instance =
+                    out.instances().first().ok_or_else(|| AwsError::config("RunInstances returned no instance"))?;
                 return Ok(Bastion {
                     instance_id: instance.instance_id().unwrap_or_default().to_string(),
                     instance_type: instance_type.to_string(),
@@ -281,8 +282,8 @@ async fn run_one(
             }
             Err(e) => {
                 let e = AwsError::from_sdk("RunInstances", e);
-                let profile_not_ready = e.code_is("InvalidParameterValue")
-                    && e.message.to_ascii_lowercase().contains("instance profile");
+                let profile_not_ready =
+                    e.code_is("InvalidParameterValue") && e.message.to_ascii_lowercase().contains("instance profile");
                 if profile_not_ready && attempt < 8 {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(8));
@@ -296,10 +297,17 @@ async fn run_one(
 }
 
 /// Terminates every live instance of the request. Returns the ids terminated.
-pub async fn terminate_request(ec2: &aws_sdk_ec2::Client, request_id: &str, known: Option<&str>) -> Result<Vec<String>, AwsError> {
-    let mut ids: Vec<String> = instances_by_request(ec2, request_id).await?.into_iter().map(|b| b.instance_id).collect();
+pub async fn terminate_request(
+    ec2: &aws_sdk_ec2::Client,
+    request_id: &str,
+    known: Option<&str>,
+) -> Result<Vec<String>, AwsError> {
+    let mut ids: Vec<String> =
+        instances_by_request(ec2, request_id).await?.into_iter().map(|b| b.instance_id).collect();
     if let Some(known) = known {
-        if !ids.iter().any(|i| i == known) && instance_state(ec2, known).await.is_ok_and(|s| s != "terminated" && s != "shutting-down") {
+        if !ids.iter().any(|i| i == known)
+            && instance_state(ec2, known).await.is_ok_and(|s| s != "terminated" && s != "shutting-down")
+        {
             ids.push(known.to_string());
         }
     }

@@ -52,18 +52,12 @@ pub async fn preflight(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeServices", e))?;
-    let found = described
-        .services()
-        .iter()
-        .find(|s| s.service_name() == Some(service) && s.status() == Some("ACTIVE"));
+    let found = described.services().iter().find(|s| s.service_name() == Some(service) && s.status() == Some("ACTIVE"));
     let Some(found) = found else {
         return Err(PreflightError::ServiceNotFound { service: service.into(), cluster: cluster.into() });
     };
     if !found.enable_execute_command() {
-        return Err(PreflightError::ExecDisabledOnService {
-            service: service.into(),
-            cluster: cluster.into(),
-        });
+        return Err(PreflightError::ExecDisabledOnService { service: service.into(), cluster: cluster.into() });
     }
     let cluster_arn = found.cluster_arn().unwrap_or(cluster).to_string();
 
@@ -94,9 +88,7 @@ pub async fn preflight(
         .filter(|t| t.group() == Some(group.as_str()) && t.last_status() == Some("RUNNING"))
         .collect();
     // Newest first: a task that just replaced another is the one that stays.
-    running.sort_by_key(|t| {
-        std::cmp::Reverse(t.started_at().or(t.created_at()).map(|d| (d.secs(), d.subsec_nanos())))
-    });
+    running.sort_by_key(|t| std::cmp::Reverse(t.started_at().or(t.created_at()).map(|d| (d.secs(), d.subsec_nanos()))));
     let Some(task) = running.first() else {
         return Err(PreflightError::NoRunningTask { service: service.into(), cluster: cluster.into() });
     };
@@ -105,29 +97,21 @@ pub async fn preflight(
     }
     let containers = task.containers();
     let chosen = match container {
-        Some(wanted) => containers.iter().find(|c| c.name() == Some(wanted)).ok_or_else(|| {
-            PreflightError::ContainerNotFound {
+        Some(wanted) => {
+            containers.iter().find(|c| c.name() == Some(wanted)).ok_or_else(|| PreflightError::ContainerNotFound {
                 wanted: wanted.into(),
                 available: containers.iter().filter_map(|c| c.name()).collect::<Vec<_>>().join(", "),
-            }
-        })?,
-        None => containers.first().ok_or_else(|| PreflightError::ContainerNotFound {
-            wanted: "(any)".into(),
-            available: "none".into(),
-        })?,
+            })?
+        }
+        None => containers
+            .first()
+            .ok_or_else(|| PreflightError::ContainerNotFound { wanted: "(any)".into(), available: "none".into() })?,
     };
     let name = chosen.name().unwrap_or_default().to_string();
-    let agent = chosen
-        .managed_agents()
-        .iter()
-        .find(|a| a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent"));
+    let agent = chosen.managed_agents().iter().find(|a| a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent"));
     let status = agent.and_then(|a| a.last_status()).unwrap_or("missing");
     if status != "RUNNING" {
         return Err(PreflightError::AgentNotRunning { container: name, status: status.into() });
     }
-    Ok(Target {
-        cluster_arn,
-        task_arn: task.task_arn().unwrap_or_default().to_string(),
-        container: name,
-    })
+    Ok(Target { cluster_arn, task_arn: task.task_arn().unwrap_or_default().to_string(), container: name })
 }

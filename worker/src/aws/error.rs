@@ -2,8 +2,8 @@
 //! trying again later can help.
 
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::fmt;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,18 +58,10 @@ impl AwsError {
                 let retryable = code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c));
                 Self { action, code, message, retryable }
             }
-            SdkError::ConstructionFailure(_) => Self {
-                action,
-                code: None,
-                message: DisplayErrorContext(&err).to_string(),
-                retryable: false,
-            },
-            _ => Self {
-                action,
-                code: None,
-                message: DisplayErrorContext(&err).to_string(),
-                retryable: true,
-            },
+            SdkError::ConstructionFailure(_) => {
+                Self { action, code: None, message: DisplayErrorContext(&err).to_string(), retryable: false }
+            }
+            _ => Self { action, code: None, message: DisplayErrorContext(&err).to_string(), retryable: true },
         }
     }
 

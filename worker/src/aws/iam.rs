@@ -127,12 +127,7 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
     };
     let profile = profile.ok_or_else(|| AwsError::config("IAM returned no instance profile"))?;
     if !profile.roles().iter().any(|r| r.role_name() == name) {
-        let added = iam
-            .add_role_to_instance_profile()
-            .instance_profile_name(&name)
-            .role_name(&name)
-            .send()
-            .await;
+        let added = iam.add_role_to_instance_profile().instance_profile_name(&name).role_name(&name).send().await;
         if let Err(e) = added {
             let e = AwsError::from_sdk("AddRoleToInstanceProfile", e);
             if !e.code_is("LimitExceeded") {
@@ -214,12 +209,7 @@ pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<
         )?;
     }
     deleted |= ignore_missing(
-        iam.delete_role()
-            .role_name(&name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("DeleteRole", e)),
+        iam.delete_role().role_name(&name).send().await.map(|_| ()).map_err(|e| AwsError::from_sdk("DeleteRole", e)),
     )?;
     Ok(deleted)
 }

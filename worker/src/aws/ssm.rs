@@ -7,12 +7,7 @@ use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus, SessionFil
 /// The AMI id behind a public parameter such as
 /// `/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`.
 pub async fn ami_from_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<String, AwsError> {
-    let out = ssm
-        .get_parameter()
-        .name(name)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetParameter", e))?;
+    let out = ssm.get_parameter().name(name).send().await.map_err(|e| AwsError::from_sdk("GetParameter", e))?;
     out.parameter()
         .and_then(|p| p.value())
         .map(str::to_string)
