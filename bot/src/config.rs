@@ -201,6 +201,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let text = include_str!("../../deploy/fargate-connect.example.toml");
+        let file = parse_file(text, "example").unwrap();
+        let (s, t) = secrets();
+        let config = Config::from_parts(file, s, t).unwrap();
+        assert_eq!(config.aws.cluster, "prod");
+        assert_eq!(config.worker.ready_timeout.as_secs(), 600);
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let err = parse_file("[aws]\ncluster = \"p\"\n[time_box]\ndefault = \"soon\"\n", "t.toml").unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");

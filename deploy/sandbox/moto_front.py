@@ -318,7 +318,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--ssm-registration-delay", type=float, default=0.0)
+    parser.add_argument("--ssm-registration-delay", type=float,
+                        default=float(os.environ.get("MOTO_FRONT_SSM_DELAY", "0")))
     parser.add_argument("--no-stdin-watch", action="store_true")
     args = parser.parse_args()
 

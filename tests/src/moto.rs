@@ -75,9 +75,9 @@ fn start() -> Moto {
         .arg(&script)
         .args(["--port", "0"])
         .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .stderr(if std::env::var_os("FARGATE_CONNECT_MOTO_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .expect("start the moto front");
     let stdout = child.stdout.take().expect("piped stdout");
