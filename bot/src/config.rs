@@ -29,16 +29,16 @@ impl fmt::Debug for Secret {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config: {0}")]
     Invalid(String),
     #[error("{0} is not set (it must come from the environment, or {0}_FILE naming a file that holds it)")]
     MissingSecret(&'static str),
-    #[error("cannot read {name}_FILE ({path}): {source}")]
-    SecretFile { name: &'static str, path: String, source: std::io::Error },
+    #[error("cannot read {name}_FILE ({path}): {error}")]
+    SecretFile { name: &'static str, path: String, error: std::io::Error },
 }
 
 /// `[server]`
@@ -117,7 +117,7 @@ impl Config {
     /// Reads the file and the secrets from the environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+            .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
         let file = parse_file(&text, &path.display().to_string())?;
         let signing_secret = secret_from_env("SLACK_SIGNING_SECRET")?;
         let bot_token = secret_from_env("SLACK_BOT_TOKEN")?;
