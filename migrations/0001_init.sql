@@ -13,6 +13,7 @@ CREATE TABLE requests (
     service         TEXT NOT NULL,
     cluster         TEXT NOT NULL,
     container       TEXT,                       -- asked-for container, or chosen at preflight
+    requested_task  TEXT,                       -- a task id the person named, if any
     ttl_secs        INTEGER NOT NULL,           -- the time box, which starts when ready
     response_url    TEXT NOT NULL,
     created_at      INTEGER NOT NULL,
@@ -24,6 +25,8 @@ CREATE TABLE requests (
     instance_id     TEXT,
     instance_type   TEXT,
     role_name       TEXT,
+    launch          TEXT,                       -- JSON: type, market, subnet, estimated cost
+    warnings        TEXT,                       -- JSON: preflight checks that warned
     end_reason      TEXT
 );
 CREATE INDEX requests_due ON requests (state, expires_at);

@@ -6,8 +6,8 @@ use worker::ids::{ContainerName, IdError, ServiceName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `connect <service>[/<container>] [--for <duration>]`
-    Connect { service: ServiceName, container: Option<ContainerName>, ttl: Option<HumanDuration> },
+    /// `connect <service>[/<container>] [--for <duration>] [--task <id>]`
+    Connect { service: ServiceName, container: Option<ContainerName>, ttl: Option<HumanDuration>, task: Option<String> },
     /// `help`, or nothing at all.
     Help,
 }
@@ -28,6 +28,8 @@ pub enum CommandError {
     UnknownOption(String),
     #[error("Unexpected `{0}`.")]
     Unexpected(String),
+    #[error("`{0}` is not a task id or ARN.")]
+    BadTask(String),
     #[error("A quote is not closed.")]
     UnclosedQuote,
 }
@@ -83,6 +85,7 @@ impl Command {
 fn parse_connect<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<Command, CommandError> {
     let mut target: Option<&str> = None;
     let mut ttl = None;
+    let mut task = None;
     while let Some(word) = words.next() {
         if let Some(option) = word.strip_prefix("--") {
             let (name, inline) = match option.split_once('=') {
@@ -94,6 +97,17 @@ fn parse_connect<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<Command
                     let value =
                         inline.or_else(|| words.next()).ok_or_else(|| CommandError::MissingValue("--for".into()))?;
                     ttl = Some(HumanDuration::parse(value).map_err(CommandError::BadDuration)?);
+                }
+                "task" => {
+                    let value =
+                        inline.or_else(|| words.next()).ok_or_else(|| CommandError::MissingValue("--task".into()))?;
+                    let ok = !value.is_empty()
+                        && value.len() <= 255
+                        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-:/_".contains(&b));
+                    if !ok {
+                        return Err(CommandError::BadTask(value.to_string()));
+                    }
+                    task = Some(value.to_string());
                 }
                 _ => return Err(CommandError::UnknownOption(word.to_string())),
             }
@@ -108,12 +122,12 @@ fn parse_connect<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<Command
         Some((s, c)) => (s, Some(ContainerName::parse(c)?)),
         None => (target, None),
     };
-    Ok(Command::Connect { service: ServiceName::parse(service)?, container, ttl })
+    Ok(Command::Connect { service: ServiceName::parse(service)?, container, ttl, task })
 }
 
 /// The usage text shown for `help` and after every mistake.
 pub const USAGE: &str = "*Usage*\n\
-• `/fargate connect <service>[/<container>] [--for <duration>]` — a time-boxed shell in the service's running task, e.g. `/fargate connect web --for 30m`\n\
+• `/fargate connect <service>[/<container>] [--for <duration>] [--task <id>]` — a time-boxed shell in the service's running task (the newest healthy one unless you name one), e.g. `/fargate connect web --for 30m`\n\
 • `/fargate help` — this message\n\
 Durations look like `90s`, `15m`, `2h` or `1h30m`.";
 
@@ -126,6 +140,7 @@ mod tests {
             service: ServiceName::parse(service).unwrap(),
             container: container.map(|c| ContainerName::parse(c).unwrap()),
             ttl: ttl.map(HumanDuration::from_secs),
+            task: None,
         }
     }
 
@@ -136,6 +151,9 @@ mod tests {
         assert_eq!(Command::parse("connect web/app --for=2h"), Ok(connect("web", Some("app"), Some(7200))));
         assert_eq!(Command::parse("connect --for 90s web"), Ok(connect("web", None, Some(90))));
         assert_eq!(Command::parse(""), Ok(Command::Help));
+        let Ok(Command::Connect { task, .. }) = Command::parse("connect web --task 0f1e2d") else { panic!() };
+        assert_eq!(task.as_deref(), Some("0f1e2d"));
+        assert!(matches!(Command::parse("connect web --task a;b"), Err(CommandError::BadTask(_))));
         assert_eq!(Command::parse("help"), Ok(Command::Help));
     }
 

@@ -166,10 +166,10 @@ fn secret_from_env(name: &'static str) -> Result<Secret, ConfigError> {
     }
     let file_var = format!("{name}_FILE");
     if let Ok(path) = std::env::var(&file_var) {
-        let value = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+        let value = std::fs::read_to_string(&path).map_err(|error| ConfigError::SecretFile {
             name,
             path: path.clone(),
-            source,
+            error,
         })?;
         if !value.trim().is_empty() {
             return Ok(Secret::new(value.trim()));

@@ -2,7 +2,7 @@
 //! fallback for notifications and screen readers.
 
 use serde_json::{json, Value};
-use worker::events::{EndReason, Notice};
+use worker::events::{Check, EndReason, LaunchInfo, Notice};
 use worker::ledger::Request;
 
 /// The Session Manager console page for an instance.
@@ -33,6 +33,31 @@ fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
 }
 
+/// Preflight checks as lines: `✓ service — web is active`, with the fix under a failure or warning.
+pub fn checks_text(checks: &[Check]) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            let mut line = format!("{} *{}* — {}", c.outcome.symbol(), c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                line.push_str(&format!("\n      ↳ {fix}"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn launch_text(launch: &LaunchInfo, ttl_secs: i64) -> String {
+    let market = if launch.spot { "spot" } else { "on-demand" };
+    let mut text = format!("{} {market} in {}", launch.instance_type, launch.availability_zone);
+    if let (Some(cost), Some(source)) = (launch.estimated_cost_usd, &launch.price_source) {
+        let ttl = worker::duration::HumanDuration::from_secs(ttl_secs.max(0) as u64);
+        text.push_str(&format!(" · about ${cost:.4} for {ttl} ({source})"));
+    }
+    text
+}
+
 /// An ephemeral reply to a slash command.
 pub fn ephemeral(text: &str) -> Value {
     json!({"response_type": "ephemeral", "text": text, "blocks": [section(text.to_string())]})
@@ -41,7 +66,17 @@ pub fn ephemeral(text: &str) -> Value {
 /// A message for a worker notice about `request`.
 pub fn notice(notice: &Notice, request: &Request) -> Value {
     match notice {
-        Notice::Ready { instance_id, instance_type, region, cluster, task_arn, container, expires_at_ms } => {
+        Notice::Ready {
+            instance_id,
+            instance_type,
+            region,
+            cluster,
+            task_arn,
+            container,
+            expires_at_ms,
+            checks,
+            launch,
+        } => {
             let task_id = task_arn.rsplit('/').next().unwrap_or(task_arn);
             let text = format!(
                 "Your bastion for {} is ready until {}: {}",
@@ -49,20 +84,25 @@ pub fn notice(notice: &Notice, request: &Request) -> Value {
                 utc(*expires_at_ms),
                 console_url(region, instance_id)
             );
-            json!({
-                "text": text,
-                "blocks": [
+            let launched = match launch {
+                Some(launch) => launch_text(launch, request.ttl_secs),
+                None => instance_type.clone(),
+            };
+            let mut blocks = vec![
                     section(format!(
                         ":large_green_circle: *{}* in `{}` is ready — request `{}`\nUntil {}, then the bastion and its access are removed.",
                         request.service, cluster, request.id, slack_date(*expires_at_ms)
                     )),
                     section(format!("*Open a shell:* <{}|Session Manager console>, then type `connect`.", console_url(region, instance_id))),
                     section(format!("*Or from your terminal:*\n```{}```", cli_command(region, instance_id))),
-                    {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-                        "Instance `{instance_id}` ({instance_type}) · task `{task_id}` · container `{container}`"
-                    )}]},
-                ]
-            })
+                json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                    "Instance `{instance_id}` ({launched}) · task `{task_id}` · container `{container}`"
+                )}]}),
+            ];
+            if !checks.is_empty() {
+                blocks.push(section(format!("*Preflight warnings*\n{}", checks_text(checks))));
+            }
+            json!({"text": text, "blocks": blocks})
         }
         Notice::Ended { reason } => {
             let why = match reason {
@@ -75,10 +115,14 @@ pub fn notice(notice: &Notice, request: &Request) -> Value {
             );
             json!({"text": text, "blocks": [section(format!(":white_circle: {text}"))]})
         }
-        Notice::Failed { reason } => {
+        Notice::Failed { reason, checks } => {
             let text =
                 format!("Request {} for {} failed: {reason}. Nothing is left running.", request.id, request.service);
-            json!({"text": text, "blocks": [section(format!(":red_circle: {text}"))]})
+            let mut blocks = vec![section(format!(":red_circle: {text}"))];
+            if !checks.is_empty() {
+                blocks.push(section(format!("*Preflight*\n{}", checks_text(checks))));
+            }
+            json!({"text": text, "blocks": blocks})
         }
     }
 }

@@ -94,7 +94,9 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
     };
     let reply = match Command::parse(&form.text) {
         Ok(Command::Help) => USAGE.to_string(),
-        Ok(Command::Connect { service, container, ttl }) => connect(&state, &form, service, container, ttl).await,
+        Ok(Command::Connect { service, container, ttl, task }) => {
+            connect(&state, &form, service, container, ttl, task).await
+        }
         Err(e) => mistake(&form, &e),
     };
     Json(ephemeral(&reply)).into_response()
@@ -111,6 +113,7 @@ async fn connect(
     service: worker::ids::ServiceName,
     container: Option<worker::ids::ContainerName>,
     ttl: Option<worker::duration::HumanDuration>,
+    task: Option<String>,
 ) -> String {
     let ttl = match state.time_box.choose(ttl) {
         Ok(ttl) => ttl,
@@ -124,6 +127,7 @@ async fn connect(
         service: service.to_string(),
         cluster: state.default_cluster.clone(),
         container: container.map(|c| c.as_str().to_string()),
+        task,
         ttl_secs: ttl.as_secs() as i64,
         response_url: form.response_url.clone(),
     };

@@ -12,6 +12,10 @@ moto's own state, shaped after the AWS API reference, and forwards everything el
   ``CreateService`` / ``UpdateService`` / ``RunTask`` requests and puts it back into
   ``DescribeServices`` / ``DescribeTasks`` answers, together with the ``ExecuteCommandAgent``
   managed agent (RUNNING) on every container of such a task, as real ECS reports it.
+* ECS ``DescribeTasks`` lists only a task's first container: the layer lists every container of
+  the task definition (moto's own), each with the task's status.
+* EC2 ``RunInstances`` ignores ``ClientToken``: the layer answers a repeated token (same
+  account) with the first answer, as EC2 does.
 
 And it lets tests shape failures, which moto cannot do:
 
@@ -21,6 +25,10 @@ And it lets tests shape failures, which moto cannot do:
   for the query protocols, JSON for the JSON protocols); ``delay`` (seconds) holds the answer
   first; ``code`` may be omitted to only delay. ``match`` (optional) must occur in the raw
   request body. ``DELETE /_front/faults`` clears them.
+* ``POST /_front/ssm`` ``{"account": ID, "online": false}`` keeps that account's instances from
+  registering with SSM (an agent that never comes up); ``true`` restores it.
+* ``POST /_front/ecs-agent`` ``{"account": ID, "task_arn": ARN, "status": "STOPPED"}`` reports that
+  task's ExecuteCommandAgent with that status.
 * ``GET /_front/calls?account=ID`` returns every AWS call seen for that account, in order, as
   ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0}, ...]``; tests and the
   benchmarks count AWS calls there, not in our own code.
@@ -65,6 +73,9 @@ class Front:
         # (account, service ARN or "cluster/name") -> bool; task ARN -> bool
         self.exec_services: dict[tuple[str, str], bool] = {}
         self.exec_tasks: dict[tuple[str, str], bool] = {}
+        self.ssm_offline: set[str] = set()
+        self.agent_status: dict[tuple[str, str], str] = {}
+        self.client_tokens: dict[tuple[str, str], tuple[str, list, bytes]] = {}
 
     # ---- WSGI entry -------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -96,6 +107,8 @@ class Front:
         if service == "ssm" and action == "TerminateSession":
             return json_answer(start_response, {"SessionId": json.loads(body or b"{}").get("SessionId")})
 
+        if service == "ec2" and action == "RunInstances":
+            return self.run_instances(environ, start_response, account, body)
         if service == "ecs" and action in ("CreateService", "UpdateService", "RunTask",
                                            "DescribeServices", "DescribeTasks"):
             return self.ecs_exec(environ, start_response, account, action, body)
@@ -113,6 +126,19 @@ class Front:
         if path == "/_front/faults" and method == "DELETE":
             with self.lock:
                 self.faults.clear()
+            return json_answer(start_response, {"ok": True})
+        if path == "/_front/ssm" and method == "POST":
+            spec = json.loads(body or b"{}")
+            with self.lock:
+                if spec.get("online", True):
+                    self.ssm_offline.discard(spec["account"])
+                else:
+                    self.ssm_offline.add(spec["account"])
+            return json_answer(start_response, {"ok": True})
+        if path == "/_front/ecs-agent" and method == "POST":
+            spec = json.loads(body or b"{}")
+            with self.lock:
+                self.agent_status[(spec["account"], spec["task_arn"])] = spec["status"]
             return json_answer(start_response, {"ok": True})
         if path == "/_front/calls":
             query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
@@ -152,6 +178,9 @@ class Front:
                 wanted.update(f.get("valueSet", []))
         now = time.time()
         out = []
+        with self.lock:
+            if account in self.ssm_offline:
+                return {"InstanceInformationList": out}
         backend = ec2_backends[account][region]
         for reservation in backend.reservations.values():
             for instance in reservation.instances:
@@ -177,7 +206,28 @@ class Front:
                 })
         return {"InstanceInformationList": out}
 
+    # ---- EC2 ClientToken ----------------------------------------------------------------------
+    def run_instances(self, environ, start_response, account, body):
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        token = form.get("ClientToken", [None])[0]
+        if token:
+            with self.lock:
+                seen = self.client_tokens.get((account, token))
+            if seen:
+                status, headers, payload = seen
+                start_response(status, headers)
+                return [payload]
+        status, headers, payload = call(self.app, environ)
+        if token and status.startswith("200"):
+            with self.lock:
+                self.client_tokens[(account, token)] = (status, headers, payload)
+        start_response(status, headers)
+        return [payload]
+
     # ---- ECS enableExecuteCommand -------------------------------------------------------------
+    def fill_containers(self, account, region, task):
+        _fill_containers(account, region, task)
+
     def ecs_exec(self, environ, start_response, account, action, body):
         request = json.loads(body or b"{}")
         status, headers, payload = call(self.app, environ)
@@ -198,13 +248,16 @@ class Front:
             for svc in answer.get("services", []) + ([answer["service"]] if "service" in answer else []):
                 svc["enableExecuteCommand"] = self.exec_services.get((account, svc.get("serviceArn")), False)
             for task in answer.get("tasks", []):
+                if action == "DescribeTasks":
+                    self.fill_containers(account, region_of(environ), task)
                 enabled = self.exec_tasks.get((account, task.get("taskArn")), False)
                 task["enableExecuteCommand"] = enabled
+                agent = self.agent_status.get((account, task.get("taskArn")))
                 if enabled:
                     for container in task.get("containers", []):
                         container["managedAgents"] = [{
                             "name": "ExecuteCommandAgent",
-                            "lastStatus": "RUNNING" if task.get("lastStatus") == "RUNNING" else "STOPPED",
+                            "lastStatus": agent or ("RUNNING" if task.get("lastStatus") == "RUNNING" else "STOPPED"),
                             "lastStartedAt": time.time(),
                         }]
         data = json.dumps(answer).encode()
@@ -212,6 +265,31 @@ class Front:
         headers.append(("Content-Length", str(len(data))))
         start_response(status, headers)
         return [data]
+
+
+def _fill_containers(account, region, task):
+    """Every container of the task definition, as ECS lists them (moto lists only the first)."""
+    from moto.ecs.models import ecs_backends
+
+    try:
+        definition = ecs_backends[account][region].describe_task_definition(task["taskDefinitionArn"])
+    except Exception:  # noqa: BLE001 - leave moto's answer as it is
+        return
+    existing = {c.get("name"): c for c in task.get("containers", [])}
+    containers = []
+    for spec in definition.container_definitions:
+        name = spec.get("name")
+        container = dict(existing.get(name) or {
+            "containerArn": f"{task['taskArn'].replace(':task/', ':container/')}/{name}",
+            "taskArn": task["taskArn"],
+            "name": name,
+            "image": spec.get("image"),
+            "networkInterfaces": [],
+        })
+        container["lastStatus"] = task.get("lastStatus", "RUNNING")
+        container["healthStatus"] = "UNKNOWN"
+        containers.append(container)
+    task["containers"] = containers
 
 
 def call(app, environ):

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub config: Config,
     pub dir: TempDir,
     responses: std::sync::atomic::AtomicU32,
+    /// AWS calls made while seeding, which are not the bot's.
+    seed_calls: usize,
 }
 
 /// A directory removed when the test ends.
@@ -84,6 +86,7 @@ impl TestApp {
         let account = crate::moto::new_account();
         let aws = aws_for(&account);
         let seeded = seed(&aws).await;
+        let seed_calls = crate::moto::calls(&account).await.len();
         let slack = SlackStandIn::start().await;
         let dir = TempDir::new();
         let db_url = format!("sqlite://{}/ledger.db", dir.0.display());
@@ -92,7 +95,7 @@ impl TestApp {
         let app = bot::app::spawn(config.clone(), aws.clone(), listener).await.expect("the app starts");
         let url = format!("http://{}", app.addr);
         let ledger = app.ledger.clone();
-        Self { app: Some(app), url, ledger, slack, aws, account, seeded, config, dir, responses: 0.into() }
+        Self { app: Some(app), url, ledger, slack, aws, account, seeded, config, dir, responses: 0.into(), seed_calls }
     }
 
     /// Sends `/fargate <text>` as `user`, signed now; returns status and JSON (if any).
@@ -104,6 +107,16 @@ impl TestApp {
         let status = response.status().as_u16();
         let json = response.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)
+    }
+
+    /// The AWS calls the bot made (seen at the emulator), as (service, action), in order.
+    pub async fn bot_calls(&self) -> Vec<(String, String)> {
+        crate::moto::calls(&self.account).await.split_off(self.seed_calls)
+    }
+
+    /// How many times the bot called `action`.
+    pub async fn calls_of(&self, action: &str) -> usize {
+        self.bot_calls().await.iter().filter(|(_, a)| a == action).count()
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -31,6 +31,8 @@ pub struct Seeded {
     pub web_task_arn: String,
     pub api_task_arn: String,
     pub subnet_id: String,
+    pub task_role_arn: String,
+    pub security_group_id: String,
 }
 
 pub async fn seed(aws: &Aws) -> Seeded {
@@ -61,10 +63,34 @@ pub async fn seed(aws: &Aws) -> Seeded {
         .expect("groups");
     let default_sg = groups.security_groups()[0].group_id().unwrap().to_string();
 
+    // The task role ECS Exec needs: the four ssmmessages channel actions.
+    let role = aws
+        .iam
+        .create_role()
+        .role_name("app-task-role")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("task role");
+    let task_role_arn = role.role().unwrap().arn().to_string();
+    aws.iam
+        .put_role_policy()
+        .role_name("app-task-role")
+        .policy_name("ecs-exec")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssmmessages:CreateControlChannel","ssmmessages:CreateDataChannel","ssmmessages:OpenControlChannel","ssmmessages:OpenDataChannel"],"Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .expect("task role policy");
+
     let mut tasks = Vec::new();
     for (service, exec) in [("api", true), ("web", true)] {
         ecs.register_task_definition()
             .family(service)
+            .task_role_arn(&task_role_arn)
             .network_mode(NetworkMode::Awsvpc)
             .requires_compatibilities(Compatibility::Fargate)
             .cpu("256")
@@ -112,5 +138,11 @@ pub async fn seed(aws: &Aws) -> Seeded {
             .expect("run task");
         tasks.push(run.tasks()[0].task_arn().unwrap().to_string());
     }
-    Seeded { api_task_arn: tasks[0].clone(), web_task_arn: tasks[1].clone(), subnet_id }
+    Seeded {
+        api_task_arn: tasks[0].clone(),
+        web_task_arn: tasks[1].clone(),
+        subnet_id,
+        task_role_arn,
+        security_group_id: default_sg,
+    }
 }

@@ -51,7 +51,7 @@ async fn forged_stale_and_oversized_requests_are_refused_and_leave_no_trace() {
 
     assert_nothing_recorded(&t).await;
     assert!(t.slack.calls().is_empty());
-    assert!(harness::moto::calls(&t.account).await.iter().all(|(_, action)| !action.starts_with("RunInstances")));
+    assert!(t.bot_calls().await.is_empty(), "no AWS call at all");
     t.stop().await;
 }
 
@@ -92,8 +92,7 @@ async fn a_second_enter_does_not_start_a_second_bastion() {
     assert!(second.contains("You already have request"), "{second}");
     assert_eq!(t.count("requests").await, 1);
     t.slack.wait_for_message("is ready", Duration::from_secs(60)).await;
-    let runs = harness::moto::calls(&t.account).await.into_iter().filter(|(_, a)| a == "RunInstances").count();
-    assert_eq!(runs, 1);
+    assert_eq!(t.calls_of("RunInstances").await, 1);
     t.stop().await;
 }
 
@@ -112,7 +111,7 @@ async fn preflight_failure_reaches_the_person_and_launches_nothing() {
         kinds.contains(&"torn_down".to_string()).then_some(())
     })
     .await;
-    let calls = harness::moto::calls(&t.account).await;
+    let calls = t.bot_calls().await;
     assert!(!calls.iter().any(|(_, a)| a == "RunInstances" || a == "CreateRole"), "{calls:?}");
     assert_eq!(t.ledger.get(&id).await.unwrap().state().as_str(), "failed");
     t.stop().await;

@@ -27,7 +27,8 @@ pub struct AwsSettings {
     /// Permissions boundary attached to every per-request role (recommended; see deploy/).
     #[serde(default)]
     pub permissions_boundary_arn: Option<String>,
-    /// Public SSM parameter that names the bastion AMI.
+    /// Public SSM parameter that names the bastion AMI; `{arch}` becomes `x86_64` or `arm64`
+    /// to match each instance type.
     #[serde(default = "default_ami_parameter")]
     pub ami_parameter: String,
     /// Fall back to on-demand when no spot capacity is left in any type and subnet.
@@ -40,7 +41,7 @@ fn default_instance_types() -> Vec<String> {
 }
 
 fn default_ami_parameter() -> String {
-    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into()
+    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}".into()
 }
 
 /// `[time_box]`: how long a bastion lives once its link is ready.

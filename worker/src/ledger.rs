@@ -3,7 +3,7 @@
 //! event (and, where Slack must hear of it, an outbox row) in the same transaction; zero rows
 //! changed means someone else won and nothing is written.
 
-use crate::events::{EndReason, Notice};
+use crate::events::{Check, EndReason, LaunchInfo, Notice};
 use crate::ids::RequestId;
 use crate::state::RequestState;
 use serde_json::{json, Value};
@@ -47,6 +47,7 @@ pub struct Request {
     pub service: String,
     pub cluster: String,
     pub container: Option<String>,
+    pub requested_task: Option<String>,
     pub ttl_secs: i64,
     pub response_url: String,
     pub created_at: i64,
@@ -58,6 +59,8 @@ pub struct Request {
     pub instance_id: Option<String>,
     pub instance_type: Option<String>,
     pub role_name: Option<String>,
+    pub launch: Option<String>,
+    pub warnings: Option<String>,
     pub end_reason: Option<String>,
 }
 
@@ -91,6 +94,8 @@ pub struct NewRequest {
     pub service: String,
     pub cluster: String,
     pub container: Option<String>,
+    /// A task id or ARN the person named.
+    pub task: Option<String>,
     pub ttl_secs: i64,
     pub response_url: String,
 }
@@ -217,8 +222,8 @@ impl Ledger {
         };
         sqlx::query(
             "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
-                service, cluster, container, ttl_secs, response_url, created_at, updated_at)
-             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at)
+             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(&new.requester_id)
@@ -228,6 +233,7 @@ impl Ledger {
         .bind(&new.service)
         .bind(&new.cluster)
         .bind(&new.container)
+        .bind(&new.task)
         .bind(new.ttl_secs)
         .bind(&new.response_url)
         .bind(now)
@@ -235,7 +241,7 @@ impl Ledger {
         .execute(&mut *tx)
         .await?;
         let detail = json!({
-            "service": new.service, "cluster": new.cluster, "container": new.container,
+            "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
             "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
             "requester_name": new.requester_name,
         });
@@ -282,19 +288,22 @@ impl Ledger {
         Ok(())
     }
 
-    /// Preflight chose the task and container.
+    /// Preflight chose the task and container; `warnings` are the checks that warned.
     pub async fn set_target(
         &self,
         id: &str,
         task_arn: &str,
         container: &str,
+        warnings: &[Check],
         detail: Value,
     ) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        sqlx::query("UPDATE requests SET task_arn = ?, container = ?, updated_at = ? WHERE id = ?")
+        let warnings = serde_json::to_string(warnings).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE requests SET task_arn = ?, container = ?, warnings = ?, updated_at = ? WHERE id = ?")
             .bind(task_arn)
             .bind(container)
+            .bind(warnings)
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -323,15 +332,17 @@ impl Ledger {
         &self,
         id: &str,
         instance_id: &str,
-        instance_type: &str,
+        launch: &LaunchInfo,
         kind: &str,
         detail: Value,
     ) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        sqlx::query("UPDATE requests SET instance_id = ?, instance_type = ?, updated_at = ? WHERE id = ?")
+        let launch_json = serde_json::to_string(launch).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE requests SET instance_id = ?, instance_type = ?, launch = ?, updated_at = ? WHERE id = ?")
             .bind(instance_id)
-            .bind(instance_type)
+            .bind(&launch.instance_type)
+            .bind(launch_json)
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -372,6 +383,8 @@ impl Ledger {
             task_arn: task_arn.clone(),
             container: request.container.clone().unwrap_or_default(),
             expires_at_ms: expires_at,
+            checks: request.warnings.as_deref().and_then(|w| serde_json::from_str(w).ok()).unwrap_or_default(),
+            launch: request.launch.as_deref().and_then(|l| serde_json::from_str(l).ok()),
         };
         let detail = json!({"instance_id": instance_id, "expires_at": expires_at});
         append_audit(&mut tx, id, WORKER, "ready", detail, now).await?;
@@ -383,7 +396,7 @@ impl Ledger {
 
     /// Any open state → failed, with the reason told to the person, and a teardown job for
     /// whatever was created. Returns false when the request was already final.
-    pub async fn mark_failed(&self, id: &str, reason: &str) -> Result<bool, LedgerError> {
+    pub async fn mark_failed(&self, id: &str, reason: &str, checks: &[Check]) -> Result<bool, LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
         let open: Vec<RequestState> = RequestState::ALL.into_iter().filter(|s| s.is_open()).collect();
@@ -396,8 +409,8 @@ impl Ledger {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        append_audit(&mut tx, id, WORKER, "failed", json!({"reason": reason}), now).await?;
-        push_outbox(&mut tx, id, &Notice::Failed { reason: reason.to_string() }, now).await?;
+        append_audit(&mut tx, id, WORKER, "failed", json!({"reason": reason, "checks": checks}), now).await?;
+        push_outbox(&mut tx, id, &Notice::Failed { reason: reason.to_string(), checks: checks.to_vec() }, now).await?;
         enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
         tx.commit().await?;
         Ok(true)
@@ -705,6 +718,7 @@ mod tests {
             service: "web".into(),
             cluster: "prod".into(),
             container: None,
+            task: None,
             ttl_secs: 60,
             response_url: "http://127.0.0.1/x".into(),
         }
@@ -762,8 +776,9 @@ mod tests {
         let (ledger, _dir) = ledger().await;
         let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
         ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "p", json!({})).await.unwrap();
-        ledger.set_target(&r.id, "arn:task", "app", json!({})).await.unwrap();
-        ledger.set_instance(&r.id, "i-1", "t3.micro", "instance_launched", json!({})).await.unwrap();
+        ledger.set_target(&r.id, "arn:task", "app", &[], json!({})).await.unwrap();
+        let launch = LaunchInfo { instance_type: "t3.micro".into(), spot: true, ..Default::default() };
+        ledger.set_instance(&r.id, "i-1", &launch, "instance_launched", json!({})).await.unwrap();
         let ready = ledger.mark_ready(&r.id, "eu-west-1").await.unwrap().unwrap();
         let expires = ready.expires_at.unwrap();
         assert!(ledger.expire_due(expires - 1).await.unwrap().is_empty());

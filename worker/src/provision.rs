@@ -4,12 +4,13 @@
 //! where the last one stopped and never launches twice.
 
 use crate::aws::ec2::{self, LaunchError, LaunchSpec, Subnet};
-use crate::aws::ecs::{self, PreflightError};
+use crate::aws::ecs::{self, Wanted};
 use crate::aws::iam::{self, RoleSpec};
 use crate::aws::ssm;
 use crate::aws::user_data::BastionScript;
 use crate::aws::{Aws, AwsError};
 use crate::config::{AwsSettings, WorkerSettings};
+use crate::events::{Check, LaunchInfo, Outcome};
 use crate::ledger::{now_ms, Ledger, LedgerError, Request};
 use crate::state::RequestState;
 use serde_json::json;
@@ -26,6 +27,9 @@ pub enum JobError {
     /// Will not get better by waiting; the text is shown to the person.
     #[error("{0}")]
     Fatal(String),
+    /// Preflight found something to fix; nothing was spent.
+    #[error("{reason}")]
+    Refused { reason: String, checks: Vec<Check> },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -44,7 +48,8 @@ impl From<AwsError> for JobError {
 #[derive(Default)]
 struct PlacementCache {
     placements: Option<Vec<(Subnet, String)>>,
-    ami: Option<String>,
+    /// Instance type → AMI of its architecture.
+    amis: Option<Vec<(String, String)>>,
 }
 
 pub struct Provisioner {
@@ -91,16 +96,19 @@ impl Provisioner {
 
         // 1. Preflight, before any money is spent.
         if request.task_arn.is_none() {
-            let target =
-                ecs::preflight(&self.aws.ecs, &request.cluster, &request.service, request.container.as_deref())
-                    .await
-                    .map_err(|e| match e {
-                    PreflightError::Aws(aws) => JobError::from(aws),
-                    other if other.is_retryable() => JobError::Retry(other.to_string()),
-                    other => JobError::Fatal(other.to_string()),
-                })?;
-            let detail = json!({"task_arn": target.task_arn, "container": target.container});
-            self.ledger.set_target(request_id, &target.task_arn, &target.container, detail).await?;
+            let wanted = Wanted {
+                cluster: &request.cluster,
+                service: &request.service,
+                container: request.container.as_deref(),
+                task: request.requested_task.as_deref(),
+            };
+            let report = ecs::preflight(&self.aws.ecs, &self.aws.iam, &wanted).await?;
+            let Some(target) = report.target.clone().filter(|_| !report.failed()) else {
+                return Err(JobError::Refused { reason: report.reason(), checks: report.checks });
+            };
+            let warnings: Vec<Check> = report.checks.iter().filter(|c| c.outcome == Outcome::Warn).cloned().collect();
+            let detail = json!({"task_arn": target.task_arn, "container": target.container, "checks": report.checks});
+            self.ledger.set_target(request_id, &target.task_arn, &target.container, &warnings, detail).await?;
             request = self.ledger.get(request_id).await?;
         }
         let task_arn = request.task_arn.clone().unwrap_or_default();
@@ -132,8 +140,9 @@ impl Provisioner {
             Some(found) => {
                 if request.instance_id.as_deref() != Some(found.instance_id.as_str()) {
                     let detail = json!({"instance_id": found.instance_id, "instance_type": found.instance_type, "found_by_tag": true});
+                    let launch = self.launch_info(&found, request.ttl_secs).await;
                     self.ledger
-                        .set_instance(request_id, &found.instance_id, &found.instance_type, "instance_launched", detail)
+                        .set_instance(request_id, &found.instance_id, &launch, "instance_launched", detail)
                         .await?;
                 }
                 found
@@ -166,7 +175,7 @@ impl Provisioner {
         container: &str,
         profile_arn: &str,
     ) -> Result<ec2::Bastion, JobError> {
-        let (placements, ami) = self.placements().await?;
+        let (placements, amis) = self.placements().await?;
         // The bastion's own deadline: the longest it can wait to be ready, plus its time box,
         // plus a grace. The bot normally ends it long before.
         let hard_stop_secs =
@@ -188,7 +197,7 @@ impl Provisioner {
             requester: &request.requester_id,
             service: &request.service,
             expires_at: &expires,
-            ami: &ami,
+            amis: &amis,
             instance_profile_arn: profile_arn,
             user_data: &script,
             instance_types: &self.settings.instance_types,
@@ -203,17 +212,45 @@ impl Provisioner {
             )),
             LaunchError::Aws(aws) => JobError::from(aws),
         })?;
+        let launch = self.launch_info(&bastion, request.ttl_secs).await;
+        let ami = amis.iter().find(|(t, _)| *t == bastion.instance_type).map(|(_, a)| a.clone());
         let detail = json!({
             "instance_id": bastion.instance_id, "instance_type": bastion.instance_type,
-            "spot": bastion.spot, "ami": ami, "shutdown_at": expires,
+            "spot": bastion.spot, "ami": ami, "subnet_id": bastion.subnet_id,
+            "availability_zone": bastion.availability_zone, "shutdown_at": expires,
+            "estimated_cost_usd": launch.estimated_cost_usd, "price_source": launch.price_source,
         });
-        self.ledger
-            .set_instance(&request.id, &bastion.instance_id, &bastion.instance_type, "instance_launched", detail)
-            .await?;
+        self.ledger.set_instance(&request.id, &bastion.instance_id, &launch, "instance_launched", detail).await?;
         Ok(bastion)
     }
 
-    async fn placements(&self) -> Result<(Vec<(Subnet, String)>, String), JobError> {
+    /// What was used and what the time box will roughly cost (best effort: a price lookup
+    /// that fails leaves the estimate out).
+    async fn launch_info(&self, bastion: &ec2::Bastion, ttl_secs: i64) -> LaunchInfo {
+        let hours = ttl_secs as f64 / 3600.0;
+        let (hourly, source) = if bastion.spot {
+            match ec2::spot_price(&self.aws.ec2, &bastion.instance_type, &bastion.availability_zone).await {
+                Ok(Some(price)) => (Some(price), Some("spot price history")),
+                Ok(None) => (None, None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "spot price lookup failed");
+                    (None, None)
+                }
+            }
+        } else {
+            (ec2::on_demand_price(&bastion.instance_type), Some("on-demand list price (us-east-1)"))
+        };
+        LaunchInfo {
+            instance_type: bastion.instance_type.clone(),
+            spot: bastion.spot,
+            subnet_id: bastion.subnet_id.clone(),
+            availability_zone: bastion.availability_zone.clone(),
+            estimated_cost_usd: hourly.map(|h| (h * hours * 10_000.0).round() / 10_000.0),
+            price_source: hourly.and(source).map(str::to_string),
+        }
+    }
+
+    async fn placements(&self) -> Result<(Vec<(Subnet, String)>, Vec<(String, String)>), JobError> {
         let mut cache = self.cache.lock().await;
         if cache.placements.is_none() {
             let subnets = ec2::subnets(&self.aws.ec2, &self.settings.subnets).await?;
@@ -233,10 +270,25 @@ impl Provisioner {
             }
             cache.placements = Some(placements);
         }
-        if cache.ami.is_none() {
-            cache.ami = Some(ssm::ami_from_parameter(&self.aws.ssm, &self.settings.ami_parameter).await?);
+        if cache.amis.is_none() {
+            let mut by_arch: HashMap<String, String> = HashMap::new();
+            let mut amis = Vec::new();
+            for instance_type in &self.settings.instance_types {
+                let arch = ec2::architecture(&self.aws.ec2, instance_type).await?;
+                let ami = match by_arch.get(&arch) {
+                    Some(ami) => ami.clone(),
+                    None => {
+                        let parameter = self.settings.ami_parameter.replace("{arch}", &arch);
+                        let ami = ssm::ami_from_parameter(&self.aws.ssm, &parameter).await?;
+                        by_arch.insert(arch, ami.clone());
+                        ami
+                    }
+                };
+                amis.push((instance_type.clone(), ami));
+            }
+            cache.amis = Some(amis);
         }
-        Ok((cache.placements.clone().unwrap_or_default(), cache.ami.clone().unwrap_or_default()))
+        Ok((cache.placements.clone().unwrap_or_default(), cache.amis.clone().unwrap_or_default()))
     }
 
     async fn wait_ready(&self, instance_id: &str) -> Result<(), JobError> {

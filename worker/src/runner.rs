@@ -129,10 +129,17 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
             tracing::error!(request_id, error = %e, "ledger error in job; will retry");
             ledger.retry_job(job.id, backoff(job.attempts, true), &e.to_string()).await
         }
+        Err(JobError::Refused { reason, checks }) => {
+            tracing::info!(request_id, %reason, "preflight refused the request");
+            match ledger.mark_failed(request_id, &reason, &checks).await {
+                Ok(_) => ledger.complete_job(job.id).await,
+                Err(e) => Err(e),
+            }
+        }
         Err(JobError::Retry(reason) | JobError::Fatal(reason)) => match job.kind {
             JobKind::Provision => {
                 tracing::warn!(request_id, %reason, "provisioning failed");
-                match ledger.mark_failed(request_id, &reason).await {
+                match ledger.mark_failed(request_id, &reason, &[]).await {
                     Ok(_) => ledger.complete_job(job.id).await,
                     Err(e) => Err(e),
                 }

@@ -29,6 +29,7 @@ const CAPACITY_CODES: &[&str] = &[
 pub struct Subnet {
     pub id: String,
     pub vpc_id: String,
+    pub availability_zone: String,
 }
 
 /// The bastion as found or launched.
@@ -38,6 +39,8 @@ pub struct Bastion {
     pub instance_type: String,
     pub state: String,
     pub spot: bool,
+    pub subnet_id: String,
+    pub availability_zone: String,
 }
 
 pub struct LaunchSpec<'a> {
@@ -45,7 +48,8 @@ pub struct LaunchSpec<'a> {
     pub requester: &'a str,
     pub service: &'a str,
     pub expires_at: &'a str,
-    pub ami: &'a str,
+    /// The AMI for each instance type (they differ by architecture).
+    pub amis: &'a [(String, String)],
     pub instance_profile_arn: &'a str,
     pub user_data: &'a str,
     pub instance_types: &'a [String],
@@ -83,7 +87,13 @@ pub async fn subnets(ec2: &aws_sdk_ec2::Client, configured: &[String]) -> Result
     let mut found: Vec<Subnet> = out
         .subnets()
         .iter()
-        .filter_map(|s| Some(Subnet { id: s.subnet_id()?.to_string(), vpc_id: s.vpc_id()?.to_string() }))
+        .filter_map(|s| {
+            Some(Subnet {
+                id: s.subnet_id()?.to_string(),
+                vpc_id: s.vpc_id()?.to_string(),
+                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+            })
+        })
         .collect();
     if !configured.is_empty() {
         // Keep the configured order: it is the order to try them in.
@@ -165,6 +175,8 @@ async fn instances_by_request(ec2: &aws_sdk_ec2::Client, request_id: &str) -> Re
             instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
             state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
             spot: i.instance_lifecycle().map(|l| l.as_str() == "spot").unwrap_or(false),
+            subnet_id: i.subnet_id().unwrap_or_default().to_string(),
+            availability_zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string(),
         })
         .collect())
 }
@@ -228,9 +240,15 @@ async fn run_one(
     // The client token makes a retried call return the same instance (AWS honours it within
     // the token's window; the lookup by tag covers the rest).
     let token = format!("{}-{}-{}-{}", spec.request_id, instance_type, subnet.id, if spot { "spot" } else { "od" });
+    let ami = spec
+        .amis
+        .iter()
+        .find(|(t, _)| t == instance_type)
+        .map(|(_, ami)| ami.as_str())
+        .ok_or_else(|| AwsError::config("no AMI resolved for the instance type"))?;
     let mut request = ec2
         .run_instances()
-        .image_id(spec.ami)
+        .image_id(ami)
         .instance_type(InstanceType::from(instance_type))
         .min_count(1)
         .max_count(1)
@@ -278,6 +296,12 @@ async fn run_one(
                     instance_type: instance_type.to_string(),
                     state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
                     spot,
+                    subnet_id: subnet.id.clone(),
+                    availability_zone: instance
+                        .placement()
+                        .and_then(|p| p.availability_zone())
+                        .unwrap_or(&subnet.availability_zone)
+                        .to_string(),
                 });
             }
             Err(e) => {
@@ -326,6 +350,69 @@ pub async fn terminate_request(
             }
         }
     }
+}
+
+/// The CPU architecture of an instance type, as AMI parameters name it: `x86_64` or `arm64`.
+pub async fn architecture(ec2: &aws_sdk_ec2::Client, instance_type: &str) -> Result<String, AwsError> {
+    let out = ec2
+        .describe_instance_types()
+        .instance_types(InstanceType::from(instance_type))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeInstanceTypes", e))?;
+    let archs: Vec<String> = out
+        .instance_types()
+        .iter()
+        .filter_map(|t| t.processor_info())
+        .flat_map(|p| p.supported_architectures())
+        .map(|a| a.as_str().to_string())
+        .collect();
+    if archs.is_empty() {
+        return Err(AwsError {
+            action: "DescribeInstanceTypes",
+            code: Some("InvalidInstanceType".into()),
+            message: format!("unknown instance type {instance_type}"),
+            retryable: false,
+        });
+    }
+    Ok(if archs.iter().any(|a| a == "x86_64") { "x86_64".into() } else { "arm64".into() })
+}
+
+/// The latest spot price (USD per hour) for the type in the zone, if EC2 reports one.
+pub async fn spot_price(ec2: &aws_sdk_ec2::Client, instance_type: &str, zone: &str) -> Result<Option<f64>, AwsError> {
+    let out = ec2
+        .describe_spot_price_history()
+        .instance_types(InstanceType::from(instance_type))
+        .product_descriptions("Linux/UNIX")
+        .availability_zone(zone)
+        .start_time(aws_smithy_types::DateTime::from(std::time::SystemTime::now()))
+        .max_results(10)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeSpotPriceHistory", e))?;
+    Ok(out.spot_price_history().iter().filter_map(|p| p.spot_price()?.parse::<f64>().ok()).next())
+}
+
+/// Approximate on-demand list prices (USD per hour, Linux, us-east-1) of the usual bastion
+/// types; a rough guide for the card, not a bill.
+pub fn on_demand_price(instance_type: &str) -> Option<f64> {
+    Some(match instance_type {
+        "t3.nano" => 0.0052,
+        "t3.micro" => 0.0104,
+        "t3.small" => 0.0208,
+        "t3a.nano" => 0.0047,
+        "t3a.micro" => 0.0094,
+        "t3a.small" => 0.0188,
+        "t4g.nano" => 0.0042,
+        "t4g.micro" => 0.0084,
+        "t4g.small" => 0.0168,
+        "m5.large" => 0.096,
+        "m6i.large" => 0.096,
+        "m7g.medium" => 0.0408,
+        "c6g.medium" => 0.034,
+        "c7g.medium" => 0.0363,
+        _ => return None,
+    })
 }
 
 /// Updates the instance's `expires-at` tag once the real expiry is known.

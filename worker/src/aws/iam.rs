@@ -40,19 +40,142 @@ pub fn trust_policy() -> String {
 }
 
 /// `ecs:ExecuteCommand` on that task (and its cluster, which ECS also authorises), for that
-/// container only.
-pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str) -> String {
+/// container only; plus what `connect` needs to find the service's replacement task should the
+/// first one stop: listing and describing tasks in that cluster, and exec into a task of that
+/// service (by ECS's managed `aws:ecs:serviceName` tag, present when the service enables ECS
+/// managed tags), that container only.
+pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str, service: &str) -> String {
+    let tasks_in_cluster = cluster_arn.replacen(":cluster/", ":task/", 1) + "/*";
     json!({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "ExecIntoOneContainerOfOneTask",
-            "Effect": "Allow",
-            "Action": "ecs:ExecuteCommand",
-            "Resource": [cluster_arn, task_arn],
-            "Condition": {"StringEquals": {"ecs:container-name": container}}
-        }]
+        "Statement": [
+            {
+                "Sid": "ExecIntoOneContainerOfOneTask",
+                "Effect": "Allow",
+                "Action": "ecs:ExecuteCommand",
+                "Resource": [cluster_arn, task_arn],
+                "Condition": {"StringEquals": {"ecs:container-name": container}}
+            },
+            {
+                "Sid": "ExecIntoAReplacementTaskOfTheSameService",
+                "Effect": "Allow",
+                "Action": "ecs:ExecuteCommand",
+                "Resource": tasks_in_cluster,
+                "Condition": {"StringEquals": {
+                    "ecs:container-name": container,
+                    "aws:ResourceTag/aws:ecs:serviceName": service
+                }}
+            },
+            {
+                "Sid": "FindTheServicesTasks",
+                "Effect": "Allow",
+                "Action": ["ecs:ListTasks", "ecs:DescribeTasks"],
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}
+            }
+        ]
     })
     .to_string()
+}
+
+/// The policy documents of a role: its inline policies and the default versions of its
+/// attached managed policies, parsed.
+pub struct RoleDocuments(pub Vec<serde_json::Value>);
+
+fn parse_document(text: &str) -> Option<serde_json::Value> {
+    let decoded = if text.trim_start().starts_with('{') {
+        text.to_string()
+    } else {
+        urlencoding::decode(text).ok()?.into_owned()
+    };
+    serde_json::from_str(&decoded).ok()
+}
+
+impl RoleDocuments {
+    pub async fn fetch(iam: &aws_sdk_iam::Client, role_name: &str) -> Result<Self, AwsError> {
+        let mut documents = Vec::new();
+        let inline = iam
+            .list_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListRolePolicies", e))?;
+        for name in inline.policy_names() {
+            let policy = iam
+                .get_role_policy()
+                .role_name(role_name)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("GetRolePolicy", e))?;
+            documents.extend(parse_document(policy.policy_document()));
+        }
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListAttachedRolePolicies", e))?;
+        for policy in attached.attached_policies() {
+            let Some(arn) = policy.policy_arn() else { continue };
+            let meta = iam.get_policy().policy_arn(arn).send().await.map_err(|e| AwsError::from_sdk("GetPolicy", e))?;
+            let Some(version) = meta.policy().and_then(|p| p.default_version_id()) else { continue };
+            let version = iam
+                .get_policy_version()
+                .policy_arn(arn)
+                .version_id(version)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("GetPolicyVersion", e))?;
+            if let Some(text) = version.policy_version().and_then(|v| v.document()) {
+                documents.extend(parse_document(text));
+            }
+        }
+        Ok(Self(documents))
+    }
+}
+
+/// Whether `action` is allowed by some statement and denied by none (actions and wildcards
+/// only: the ssmmessages actions are granted on `*`).
+pub fn allows_actions(documents: &[serde_json::Value], action: &str) -> bool {
+    let mut allowed = false;
+    for document in documents {
+        let statements = match &document["Statement"] {
+            serde_json::Value::Array(items) => items.clone(),
+            single @ serde_json::Value::Object(_) => vec![single.clone()],
+            _ => continue,
+        };
+        for statement in statements {
+            let actions: Vec<&str> = match &statement["Action"] {
+                serde_json::Value::String(s) => vec![s.as_str()],
+                serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_str()).collect(),
+                _ => continue,
+            };
+            if !actions.iter().any(|pattern| wildcard_match(pattern, action)) {
+                continue;
+            }
+            match statement["Effect"].as_str() {
+                Some("Deny") => return false,
+                Some("Allow") => allowed = true,
+                _ => {}
+            }
+        }
+    }
+    allowed
+}
+
+/// IAM action matching: case-insensitive, `*` for any run, `?` for one character.
+pub fn wildcard_match(pattern: &str, value: &str) -> bool {
+    fn go(p: &[u8], v: &[u8]) -> bool {
+        match (p.first(), v.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], v) || (!v.is_empty() && go(p, &v[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &v[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &v[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), value.as_bytes())
 }
 
 fn iam_tags(spec: &RoleSpec<'_>) -> Result<Vec<Tag>, AwsError> {
@@ -97,7 +220,7 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
     iam.put_role_policy()
         .role_name(&name)
         .policy_name(INLINE_POLICY)
-        .policy_document(exec_policy(spec.cluster_arn, spec.task_arn, spec.container))
+        .policy_document(exec_policy(spec.cluster_arn, spec.task_arn, spec.container, spec.service))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("PutRolePolicy", e))?;
@@ -220,5 +343,41 @@ fn ignore_missing(result: Result<(), AwsError>) -> Result<bool, AwsError> {
         Ok(()) => Ok(true),
         Err(e) if e.code_is("NoSuchEntity") => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_matching_follows_iam_wildcards_and_denies() {
+        let allow_all = json!({"Statement": {"Effect": "Allow", "Action": "ssmmessages:*", "Resource": "*"}});
+        assert!(allows_actions(std::slice::from_ref(&allow_all), "ssmmessages:OpenDataChannel"));
+        let create_only =
+            json!({"Statement": [{"Effect": "Allow", "Action": ["ssmmessages:Create*"], "Resource": "*"}]});
+        assert!(allows_actions(std::slice::from_ref(&create_only), "ssmmessages:CreateDataChannel"));
+        assert!(!allows_actions(std::slice::from_ref(&create_only), "ssmmessages:OpenDataChannel"));
+        let deny = json!({"Statement": [{"Effect": "Deny", "Action": "ssmmessages:OpenDataChannel", "Resource": "*"}]});
+        assert!(!allows_actions(&[allow_all, deny], "ssmmessages:OpenDataChannel"));
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("SSMMessages:open?ataChannel", "ssmmessages:OpenDataChannel"));
+        assert_eq!(parse_document("%7B%22Statement%22%3A%5B%5D%7D").unwrap(), json!({"Statement": []}));
+    }
+
+    #[test]
+    fn the_exec_policy_names_one_task_and_one_container() {
+        let policy: serde_json::Value = serde_json::from_str(&exec_policy(
+            "arn:aws:ecs:eu-west-1:1:cluster/prod",
+            "arn:aws:ecs:eu-west-1:1:task/prod/abc",
+            "app",
+            "web",
+        ))
+        .unwrap();
+        let first = &policy["Statement"][0];
+        assert_eq!(first["Resource"][1], "arn:aws:ecs:eu-west-1:1:task/prod/abc");
+        assert_eq!(first["Condition"]["StringEquals"]["ecs:container-name"], "app");
+        assert_eq!(policy["Statement"][1]["Resource"], "arn:aws:ecs:eu-west-1:1:task/prod/*");
+        assert_eq!(policy["Statement"][1]["Condition"]["StringEquals"]["aws:ResourceTag/aws:ecs:serviceName"], "web");
     }
 }
