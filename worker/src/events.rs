@@ -63,7 +63,7 @@ pub enum Notice {
         #[serde(default)]
         checks: Vec<Check>,
         #[serde(default)]
-        launch: Option<LaunchInfo>,
+        launch: Option<Box<LaunchInfo>>,
     },
     /// The request is over and everything it created is gone.
     Ended { reason: EndReason },

@@ -384,7 +384,7 @@ impl Ledger {
             container: request.container.clone().unwrap_or_default(),
             expires_at_ms: expires_at,
             checks: request.warnings.as_deref().and_then(|w| serde_json::from_str(w).ok()).unwrap_or_default(),
-            launch: request.launch.as_deref().and_then(|l| serde_json::from_str(l).ok()),
+            launch: request.launch.as_deref().and_then(|l| serde_json::from_str(l).ok()).map(Box::new),
         };
         let detail = json!({"instance_id": instance_id, "expires_at": expires_at});
         append_audit(&mut tx, id, WORKER, "ready", detail, now).await?;
