@@ -82,6 +82,11 @@ impl TestApp {
     }
 
     pub async fn start_with(time_box: &str) -> Self {
+        Self::start_custom(time_box, |_| {}).await
+    }
+
+    /// Starts with the config changed by `adjust` first.
+    pub async fn start_custom(time_box: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         bot::install_crypto_provider();
         let account = crate::moto::new_account();
         let aws = aws_for(&account);
@@ -90,7 +95,8 @@ impl TestApp {
         let slack = SlackStandIn::start().await;
         let dir = TempDir::new();
         let db_url = format!("sqlite://{}/ledger.db", dir.0.display());
-        let config = test_config(&db_url, &slack.api_base(), time_box);
+        let mut config = test_config(&db_url, &slack.api_base(), time_box);
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = bot::app::spawn(config.clone(), aws.clone(), listener).await.expect("the app starts");
         let url = format!("http://{}", app.addr);
@@ -121,6 +127,45 @@ impl TestApp {
 
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.ledger.pool()).await.unwrap()
+    }
+
+    /// Stops the process abruptly, like a crash: in-flight jobs keep their leases.
+    pub fn crash(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.abort();
+        }
+    }
+
+    /// Starts the process again on the same database, account and Slack stand-in.
+    pub async fn restart(&mut self) {
+        self.crash();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = bot::app::spawn(self.config.clone(), self.aws.clone(), listener).await.expect("the app restarts");
+        self.url = format!("http://{}", app.addr);
+        self.ledger = app.ledger.clone();
+        self.app = Some(app);
+    }
+
+    /// The audit kinds of a request, in order.
+    pub async fn audit_kinds(&self, id: &str) -> Vec<String> {
+        self.ledger.audit_for(id).await.unwrap().into_iter().map(|e| e.kind).collect()
+    }
+
+    /// Waits until the request's audit history has `kind`.
+    pub async fn wait_for_audit(&self, id: &str, kind: &str, timeout: std::time::Duration) {
+        crate::wait_for(&format!("audit event {kind} of {id}"), timeout, || async {
+            self.audit_kinds(id).await.iter().any(|k| k == kind).then_some(())
+        })
+        .await
+    }
+
+    /// Sends `/fargate connect …` and returns the request id from the reply.
+    pub async fn connect(&self, user: &str, text: &str) -> String {
+        let (status, reply) = self.command(user, text).await;
+        assert_eq!(status, 200);
+        let text = reply["text"].as_str().unwrap_or_default();
+        let start = text.find("fc-").unwrap_or_else(|| panic!("no request id in {text}"));
+        text[start..start + 11].to_string()
     }
 
     pub async fn stop(mut self) {

@@ -142,6 +142,41 @@ pub async fn calls(account: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+async fn front_post(path: &str, spec: serde_json::Value) {
+    let response =
+        reqwest::Client::new().post(format!("{}{path}", moto().endpoint)).json(&spec).send().await.expect("front");
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+}
+
+/// Holds the next `times` calls of `action` (whose body contains `matching`) for `secs`.
+pub async fn inject_delay(account: &str, action: &str, matching: &str, secs: f64, times: u32) {
+    front_post(
+        "/_front/faults",
+        serde_json::json!({"account": account, "action": action, "delay": secs, "match": matching, "times": times}),
+    )
+    .await;
+}
+
+/// Answers the next `times` calls of `action` whose body contains `matching` with `code`.
+pub async fn inject_fault_matching(account: &str, action: &str, matching: &str, code: &str, status: u16, times: u32) {
+    front_post(
+        "/_front/faults",
+        serde_json::json!({"account": account, "action": action, "match": matching, "code": code, "message": format!("injected {code}"), "status": status, "times": times}),
+    )
+    .await;
+}
+
+/// Whether the account's instances register with SSM.
+pub async fn set_ssm_online(account: &str, online: bool) {
+    front_post("/_front/ssm", serde_json::json!({"account": account, "online": online})).await;
+}
+
+/// Reports the task's ExecuteCommandAgent with `status`.
+pub async fn set_agent_status(account: &str, task_arn: &str, status: &str) {
+    front_post("/_front/ecs-agent", serde_json::json!({"account": account, "task_arn": task_arn, "status": status}))
+        .await;
+}
+
 /// Makes the emulator answer the next `times` calls of `action` in `account` with `code`.
 pub async fn inject_fault(account: &str, action: &str, code: &str, status: u16, times: u32) {
     let spec = serde_json::json!({"account": account, "action": action, "code": code, "message": format!("injected {code}"), "status": status, "times": times});

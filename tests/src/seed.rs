@@ -19,6 +19,7 @@ pub fn aws_for(account: &str) -> Aws {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(&moto().endpoint)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
             "AKIDTEST", "secret", None, None, "static",
         )))
@@ -86,63 +87,88 @@ pub async fn seed(aws: &Aws) -> Seeded {
         .await
         .expect("task role policy");
 
-    let mut tasks = Vec::new();
-    for (service, exec) in [("api", true), ("web", true)] {
-        ecs.register_task_definition()
-            .family(service)
-            .task_role_arn(&task_role_arn)
-            .network_mode(NetworkMode::Awsvpc)
-            .requires_compatibilities(Compatibility::Fargate)
-            .cpu("256")
-            .memory("512")
-            .container_definitions(
-                ContainerDefinition::builder().name("app").image("nginx").memory(256).essential(true).build(),
-            )
-            .container_definitions(
-                ContainerDefinition::builder().name("envoy").image("envoy").memory(128).essential(false).build(),
-            )
-            .send()
-            .await
-            .expect("register task definition");
-        let network = NetworkConfiguration::builder()
-            .awsvpc_configuration(
-                AwsVpcConfiguration::builder()
-                    .subnets(&subnet_id)
-                    .security_groups(&default_sg)
-                    .assign_public_ip(AssignPublicIp::Disabled)
-                    .build()
-                    .unwrap(),
-            )
-            .build();
-        ecs.create_service()
-            .cluster(CLUSTER)
-            .service_name(service)
-            .task_definition(service)
-            .desired_count(1)
-            .launch_type(LaunchType::Fargate)
-            .enable_execute_command(exec)
-            .network_configuration(network.clone())
-            .send()
-            .await
-            .expect("create service");
-        let run = ecs
-            .run_task()
-            .cluster(CLUSTER)
-            .task_definition(service)
-            .group(format!("service:{service}"))
-            .launch_type(LaunchType::Fargate)
-            .enable_execute_command(exec)
-            .network_configuration(network)
-            .send()
-            .await
-            .expect("run task");
-        tasks.push(run.tasks()[0].task_arn().unwrap().to_string());
-    }
-    Seeded {
-        api_task_arn: tasks[0].clone(),
-        web_task_arn: tasks[1].clone(),
+    let mut seeded = Seeded {
+        api_task_arn: String::new(),
+        web_task_arn: String::new(),
         subnet_id,
         task_role_arn,
         security_group_id: default_sg,
+    };
+    seeded.api_task_arn = seed_service(aws, &seeded, &ServiceSpec::healthy("api")).await.unwrap();
+    seeded.web_task_arn = seed_service(aws, &seeded, &ServiceSpec::healthy("web")).await.unwrap();
+    seeded
+}
+
+/// A service to add to the seeded cluster, healthy or broken in one chosen way.
+pub struct ServiceSpec<'a> {
+    pub name: &'a str,
+    pub exec_on_service: bool,
+    pub exec_on_task: bool,
+    pub run_task: bool,
+    pub task_role: bool,
+}
+
+impl<'a> ServiceSpec<'a> {
+    pub fn healthy(name: &'a str) -> Self {
+        Self { name, exec_on_service: true, exec_on_task: true, run_task: true, task_role: true }
     }
+}
+
+/// Registers the task definition (containers `app` and a non-essential `envoy`), creates the
+/// service and, if asked, runs its task. Returns the task ARN.
+pub async fn seed_service(aws: &Aws, seeded: &Seeded, spec: &ServiceSpec<'_>) -> Option<String> {
+    let ecs = &aws.ecs;
+    let service = spec.name;
+    ecs.register_task_definition()
+        .family(service)
+        .set_task_role_arn(spec.task_role.then(|| seeded.task_role_arn.clone()))
+        .network_mode(NetworkMode::Awsvpc)
+        .requires_compatibilities(Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder().name("app").image("nginx").memory(256).essential(true).build(),
+        )
+        .container_definitions(
+            ContainerDefinition::builder().name("envoy").image("envoy").memory(128).essential(false).build(),
+        )
+        .send()
+        .await
+        .expect("register task definition");
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets(&seeded.subnet_id)
+                .security_groups(&seeded.security_group_id)
+                .assign_public_ip(AssignPublicIp::Disabled)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    ecs.create_service()
+        .cluster(CLUSTER)
+        .service_name(service)
+        .task_definition(service)
+        .desired_count(1)
+        .launch_type(LaunchType::Fargate)
+        .enable_execute_command(spec.exec_on_service)
+        .network_configuration(network.clone())
+        .send()
+        .await
+        .expect("create service");
+    if !spec.run_task {
+        return None;
+    }
+    let run = ecs
+        .run_task()
+        .cluster(CLUSTER)
+        .task_definition(service)
+        .group(format!("service:{service}"))
+        .launch_type(LaunchType::Fargate)
+        .enable_execute_command(spec.exec_on_task)
+        .network_configuration(network)
+        .send()
+        .await
+        .expect("run task");
+    Some(run.tasks()[0].task_arn().unwrap().to_string())
 }

@@ -126,6 +126,11 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// Jobs run at once.
     pub concurrency: usize,
+    /// How often the reaper looks for orphans (tagged resources of no open request).
+    pub reaper_interval: HumanDuration,
+    /// How long after its request ended (or, if unknown, after its creation) a resource must
+    /// be before the reaper removes it.
+    pub reaper_grace: HumanDuration,
 }
 
 impl Default for WorkerSettings {
@@ -138,6 +143,8 @@ impl Default for WorkerSettings {
             shutdown_grace: HumanDuration::from_secs(300),
             max_attempts: 8,
             concurrency: 32,
+            reaper_interval: HumanDuration::from_secs(300),
+            reaper_grace: HumanDuration::from_secs(900),
         }
     }
 }

@@ -473,6 +473,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// The reaper removed something of `request_id` (or of no request this ledger knows).
+    pub async fn record_reaped(&self, request_id: Option<&str>, detail: Value) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO audit_events (request_id, at, actor, kind, detail) VALUES (?, ?, 'reaper', 'reaped', ?)",
+        )
+        .bind(request_id)
+        .bind(now_ms())
+        .bind(detail.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn audit_for(&self, id: &str) -> Result<Vec<AuditEvent>, LedgerError> {
         Ok(sqlx::query_as("SELECT * FROM audit_events WHERE request_id = ? ORDER BY seq")
             .bind(id)

@@ -9,5 +9,6 @@ pub mod events;
 pub mod ids;
 pub mod ledger;
 pub mod provision;
+pub mod reaper;
 pub mod runner;
 pub mod state;

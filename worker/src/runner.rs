@@ -33,7 +33,24 @@ impl Runner {
         let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let mut running: JoinSet<()> = JoinSet::new();
         let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
+        let mut next_reap = tokio::time::Instant::now() + settings.reaper_interval.as_duration();
+        let mut reaping: Option<tokio::task::JoinHandle<()>> = None;
         loop {
+            // The reaper, on its schedule, one pass at a time, beside the jobs.
+            if tokio::time::Instant::now() >= next_reap && reaping.as_ref().is_none_or(|r| r.is_finished()) {
+                let provisioner = self.provisioner.clone();
+                let grace = settings.reaper_grace.as_duration();
+                reaping = Some(tokio::spawn(async move {
+                    match crate::reaper::reap(&provisioner, grace).await {
+                        Ok(reaped) if reaped != Default::default() => {
+                            tracing::warn!(instances = ?reaped.instances, roles = ?reaped.roles, "reaper removed orphans")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "reaper pass failed"),
+                    }
+                }));
+                next_reap = tokio::time::Instant::now() + settings.reaper_interval.as_duration();
+            }
             // Expiry: every ready request whose time box is over gets a teardown job.
             match self.ledger().expire_due(now_ms()).await {
                 Ok(moved) if !moved.is_empty() => tracing::info!(count = moved.len(), "time boxes over; tearing down"),
@@ -77,6 +94,9 @@ impl Runner {
                     in_flight.remove(&id);
                 }
             }
+        }
+        if let Some(reaping) = reaping {
+            reaping.abort();
         }
         running.abort_all();
         while let Some(done) = running.join_next_with_id().await {

@@ -1,0 +1,223 @@
+//! Provisioning done right, against moto with failures injected by the layer in front of it:
+//! each preflight outcome reaches the person and launches nothing; spot capacity falls back
+//! across types and to on-demand where allowed; throttling is retried; a worker stopped
+//! abruptly after each step resumes without launching twice or leaving anything behind; a
+//! bastion that never comes online fails and is torn down.
+
+use harness::app::TestApp;
+use harness::moto::{inject_delay, inject_fault_matching, set_agent_status, set_ssm_online};
+use harness::seed::{seed_service, ServiceSpec};
+use std::time::Duration;
+use worker::aws::{tags, IAM_PATH};
+
+const USER: &str = "U0CAROL";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The request's instances that are not terminated.
+async fn live_instances(t: &TestApp, id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = t
+        .aws
+        .ec2
+        .describe_instances()
+        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", tags::REQUEST_ID)).values(id).build())
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() != "terminated"))
+        .cloned()
+        .collect()
+}
+
+async fn our_roles(t: &TestApp) -> Vec<String> {
+    let roles = t.aws.iam.list_roles().path_prefix(IAM_PATH).send().await.unwrap();
+    let profiles = t.aws.iam.list_instance_profiles().path_prefix(IAM_PATH).send().await.unwrap();
+    roles
+        .roles()
+        .iter()
+        .map(|r| r.role_name().to_string())
+        .chain(profiles.instance_profiles().iter().map(|p| format!("profile:{}", p.instance_profile_name())))
+        .collect()
+}
+
+/// Asserts the request failed with `needle` in the person's message and spent nothing.
+async fn assert_refused(t: &TestApp, text: &str, needle: &str) {
+    let id = t.connect(USER, text).await;
+    let failed = t.slack.wait_for_message(&id, WAIT).await;
+    let all = failed.all_text();
+    assert!(all.contains("failed"), "{all}");
+    assert!(all.contains(needle), "expected {needle:?} in: {all}");
+    assert!(all.contains('✗'), "the checks are listed: {all}");
+    t.wait_for_audit(&id, "torn_down", WAIT).await;
+    assert_eq!(t.calls_of("RunInstances").await, 0, "nothing launched for {text}");
+    assert_eq!(t.calls_of("CreateRole").await, 0, "no role for {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_preflight_outcome_reaches_the_person_and_launches_nothing() {
+    let t = TestApp::start().await;
+    let s = &t.seeded;
+    let aws = &t.aws;
+    seed_service(
+        aws,
+        s,
+        &ServiceSpec { exec_on_service: false, exec_on_task: false, ..ServiceSpec::healthy("legacy") },
+    )
+    .await;
+    seed_service(aws, s, &ServiceSpec { exec_on_task: false, ..ServiceSpec::healthy("stale") }).await;
+    seed_service(aws, s, &ServiceSpec { run_task: false, ..ServiceSpec::healthy("idle") }).await;
+    seed_service(aws, s, &ServiceSpec { task_role: false, ..ServiceSpec::healthy("norole") }).await;
+    let agentless = seed_service(aws, s, &ServiceSpec::healthy("agentless")).await.unwrap();
+    set_agent_status(&t.account, &agentless, "STOPPED").await;
+
+    assert_refused(&t, "connect billing", "service `billing` was not found in cluster `prod`").await;
+    assert_refused(&t, "connect legacy", "--enable-execute-command --force-new-deployment").await;
+    assert_refused(&t, "connect stale", "not on its running task").await;
+    assert_refused(&t, "connect idle", "has no RUNNING task").await;
+    assert_refused(&t, "connect web/shell", "container `shell` is not in the task — the task has: app, envoy").await;
+    assert_refused(&t, "connect web --task 0000dead", "task `0000dead` is not a RUNNING task of `web`").await;
+    assert_refused(&t, "connect agentless", "ExecuteCommandAgent of container `app` is STOPPED").await;
+    assert_refused(&t, "connect norole", "the task has no task role").await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried() {
+    let t = TestApp::start().await;
+    inject_fault_matching(
+        &t.account,
+        "RunInstances",
+        "InstanceType=t3.micro",
+        "InsufficientInstanceCapacity",
+        500,
+        100,
+    )
+    .await;
+    inject_fault_matching(&t.account, "DescribeServices", "", "ThrottlingException", 400, 4).await;
+    let id = t.connect(USER, "connect web --for 2s").await;
+    let ready = t.slack.wait_for_message("is ready", WAIT).await;
+    assert!(ready.all_text().contains("t3a.micro spot"), "{}", ready.all_text());
+    let instances = live_instances(&t, &id).await;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].instance_type().unwrap().as_str(), "t3a.micro");
+    // Throttled four times, then answered: retried, not failed.
+    assert!(t.calls_of("DescribeServices").await >= 5);
+    let request = t.ledger.get(&id).await.unwrap();
+    let launch: serde_json::Value = serde_json::from_str(request.launch.as_deref().unwrap()).unwrap();
+    assert_eq!(launch["spot"], true);
+    assert!(launch["estimated_cost_usd"].as_f64().is_some(), "{launch}");
+    t.slack.wait_for_message("has ended", WAIT).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spot_capacity_anywhere_uses_on_demand_where_allowed_and_fails_clearly_where_not() {
+    let allowed = TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| {
+        c.aws.on_demand_fallback = true;
+    })
+    .await;
+    inject_fault_matching(
+        &allowed.account,
+        "RunInstances",
+        "MarketType=spot",
+        "InsufficientInstanceCapacity",
+        500,
+        100,
+    )
+    .await;
+    let id = allowed.connect(USER, "connect web").await;
+    let ready = allowed.slack.wait_for_message("is ready", WAIT).await;
+    assert!(ready.all_text().contains("t3.micro on-demand"), "{}", ready.all_text());
+    let instances = live_instances(&allowed, &id).await;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].instance_lifecycle(), None, "on-demand");
+    allowed.slack.wait_for_message("has ended", WAIT).await;
+    allowed.stop().await;
+
+    let refused = TestApp::start().await;
+    inject_fault_matching(
+        &refused.account,
+        "RunInstances",
+        "MarketType=spot",
+        "InsufficientInstanceCapacity",
+        500,
+        100,
+    )
+    .await;
+    let id = refused.connect(USER, "connect web").await;
+    let failed = refused.slack.wait_for_message("failed", WAIT).await;
+    assert!(failed.all_text().contains("no spot capacity for t3.micro, t3a.micro"), "{}", failed.all_text());
+    refused.wait_for_audit(&id, "torn_down", WAIT).await;
+    assert!(live_instances(&refused, &id).await.is_empty());
+    assert!(our_roles(&refused).await.is_empty(), "the role made before launching is gone");
+    refused.stop().await;
+}
+
+/// Stops the worker abruptly while `step` holds it, restarts it, and checks the request still
+/// ends ready with exactly one instance ever launched, then leaves nothing behind.
+async fn crash_and_resume(hold: impl AsyncFnOnce(&TestApp), after: &str, release: impl AsyncFnOnce(&TestApp)) {
+    let mut t =
+        TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| c.worker.lease_ms = 1000).await;
+    hold(&t).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_audit(&id, after, WAIT).await;
+    t.crash();
+    release(&t).await;
+    t.restart().await;
+    t.slack.wait_for_message("is ready", WAIT).await;
+    assert_eq!(t.calls_of("RunInstances").await, 1, "exactly one instance ever launched (crash after {after})");
+    assert_eq!(live_instances(&t, &id).await.len(), 1);
+    t.slack.wait_for_message("has ended", WAIT).await;
+    assert!(live_instances(&t, &id).await.is_empty());
+    assert!(our_roles(&t).await.is_empty(), "no role or profile left over");
+    assert_eq!(t.ledger.get(&id).await.unwrap().state().as_str(), "ended");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_after_the_role_resumes_without_duplicates() {
+    crash_and_resume(
+        async |t: &TestApp| inject_delay(&t.account, "DescribeSubnets", "", 3.0, 1).await,
+        "role_created",
+        async |_: &TestApp| {},
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_after_launching_resumes_without_duplicates() {
+    crash_and_resume(
+        async |t: &TestApp| inject_delay(&t.account, "DescribeInstances", "InstanceId.1", 3.0, 1).await,
+        "instance_launched",
+        async |_: &TestApp| {},
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_before_ready_resumes_without_duplicates() {
+    crash_and_resume(
+        async |t: &TestApp| set_ssm_online(&t.account, false).await,
+        "instance_launched",
+        async |t: &TestApp| set_ssm_online(&t.account, true).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bastion_that_never_comes_online_fails_and_is_torn_down() {
+    let t = TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| {
+        c.worker.ready_timeout = worker::duration::HumanDuration::parse("2s").unwrap();
+    })
+    .await;
+    set_ssm_online(&t.account, false).await;
+    let id = t.connect(USER, "connect web").await;
+    let failed = t.slack.wait_for_message("failed", WAIT).await;
+    assert!(failed.all_text().contains("was not online in Session Manager within 2s"), "{}", failed.all_text());
+    t.wait_for_audit(&id, "torn_down", WAIT).await;
+    assert!(live_instances(&t, &id).await.is_empty());
+    assert!(our_roles(&t).await.is_empty());
+    t.stop().await;
+}
