@@ -221,3 +221,107 @@ async fn a_bastion_that_never_comes_online_fails_and_is_torn_down() {
     assert!(our_roles(&t).await.is_empty());
     t.stop().await;
 }
+
+async fn plant_instance(t: &TestApp, tags_: &[(&str, &str)]) -> String {
+    let ami = t
+        .aws
+        .ssm
+        .get_parameter()
+        .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+        .send()
+        .await
+        .unwrap()
+        .parameter()
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_string();
+    let mut tag_spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+    for (k, v) in tags_ {
+        tag_spec = tag_spec.tags(aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build());
+    }
+    let out = t
+        .aws
+        .ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tag_spec.build())
+        .send()
+        .await
+        .unwrap();
+    out.instances()[0].instance_id().unwrap().to_string()
+}
+
+async fn plant_role(t: &TestApp, name: &str, path: &str) {
+    t.aws
+        .iam
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(worker::aws::iam::trust_policy())
+        .send()
+        .await
+        .unwrap();
+    t.aws.iam.create_instance_profile().instance_profile_name(name).path(path).send().await.unwrap();
+    t.aws.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await.unwrap();
+}
+
+async fn state_of(t: &TestApp, instance_id: &str) -> String {
+    let out = t.aws.ec2.describe_instances().instance_ids(instance_id).send().await.unwrap();
+    out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_removes_planted_orphans_and_nothing_else() {
+    let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
+    // A live request: its bastion and role must survive.
+    let live = t.connect(USER, "connect web").await;
+    t.slack.wait_for_message("is ready", WAIT).await;
+    let live_instance = t.ledger.get(&live).await.unwrap().instance_id.unwrap();
+    // A request that failed: anything still tagged with it is an orphan.
+    let failed = t.connect("U0DAVE", "connect billing").await;
+    t.wait_for_audit(&failed, "torn_down", WAIT).await;
+
+    let orphan_unknown =
+        plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, "fc-zzzzzzzz")]).await;
+    let orphan_of_failed = plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, &failed)]).await;
+    let not_ours = plant_instance(&t, &[("team", "payments")]).await;
+    plant_role(&t, "fargate-connect-fc-yyyyyyyy", IAM_PATH).await;
+    plant_role(&t, "fargate-connect-fc-xxxxxxxy", "/other/").await;
+    plant_role(&t, "hand-made-helper", IAM_PATH).await;
+
+    let provisioner = worker::provision::Provisioner::new(
+        t.ledger.clone(),
+        t.aws.clone(),
+        t.config.aws.clone(),
+        t.config.worker.clone(),
+    );
+    let reaped = worker::reaper::reap(&provisioner, Duration::ZERO).await.unwrap();
+    let mut instances = reaped.instances.clone();
+    instances.sort();
+    let mut expected = vec![orphan_unknown.clone(), orphan_of_failed.clone()];
+    expected.sort();
+    assert_eq!(instances, expected);
+    assert_eq!(reaped.roles, vec!["fargate-connect-fc-yyyyyyyy".to_string()]);
+
+    for gone in [&orphan_unknown, &orphan_of_failed] {
+        let state = state_of(&t, gone).await;
+        assert!(state == "terminated" || state == "shutting-down", "{gone} is {state}");
+    }
+    assert_eq!(state_of(&t, &not_ours).await, "running");
+    assert_eq!(state_of(&t, &live_instance).await, "running");
+    let roles = our_roles(&t).await;
+    assert!(roles.contains(&format!("fargate-connect-{live}")), "{roles:?}");
+    assert!(roles.contains(&"hand-made-helper".to_string()), "{roles:?}");
+    assert!(!roles.iter().any(|r| r.contains("fc-yyyyyyyy")), "{roles:?}");
+    assert!(t.aws.iam.get_role().role_name("fargate-connect-fc-xxxxxxxy").send().await.is_ok());
+    // Audited as reaped.
+    assert!(t.audit_kinds(&failed).await.contains(&"reaped".to_string()));
+    assert!(t.audit_kinds("fc-zzzzzzzz").await.contains(&"reaped".to_string()));
+    // A second pass finds nothing more.
+    assert_eq!(worker::reaper::reap(&provisioner, Duration::ZERO).await.unwrap(), Default::default());
+    t.stop().await;
+}

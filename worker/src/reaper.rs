@@ -103,7 +103,14 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
     let mut names: Vec<(String, i64)> = Vec::new();
     let roles =
         aws.iam.list_roles().path_prefix(IAM_PATH).send().await.map_err(|e| AwsError::from_sdk("ListRoles", e))?;
-    names.extend(roles.roles().iter().map(|r| (r.role_name().to_string(), ms(Some(r.create_date())))));
+    // Filter by path here too: a role elsewhere with a name like ours is not ours.
+    names.extend(
+        roles
+            .roles()
+            .iter()
+            .filter(|r| r.path().starts_with(IAM_PATH))
+            .map(|r| (r.role_name().to_string(), ms(Some(r.create_date())))),
+    );
     let profiles = aws
         .iam
         .list_instance_profiles()
@@ -111,7 +118,7 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ListInstanceProfiles", e))?;
-    for profile in profiles.instance_profiles() {
+    for profile in profiles.instance_profiles().iter().filter(|p| p.path().starts_with(IAM_PATH)) {
         if !names.iter().any(|(n, _)| n == profile.instance_profile_name()) {
             names.push((profile.instance_profile_name().to_string(), ms(Some(profile.create_date()))));
         }
