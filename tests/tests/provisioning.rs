@@ -236,7 +236,8 @@ async fn plant_instance(t: &TestApp, tags_: &[(&str, &str)]) -> String {
         .value()
         .unwrap()
         .to_string();
-    let mut tag_spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+    let mut tag_spec =
+        aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
     for (k, v) in tags_ {
         tag_spec = tag_spec.tags(aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build());
     }
@@ -285,8 +286,7 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     let failed = t.connect("U0DAVE", "connect billing").await;
     t.wait_for_audit(&failed, "torn_down", WAIT).await;
 
-    let orphan_unknown =
-        plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, "fc-zzzzzzzz")]).await;
+    let orphan_unknown = plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, "fc-zzzzzzzz")]).await;
     let orphan_of_failed = plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, &failed)]).await;
     let not_ours = plant_instance(&t, &[("team", "payments")]).await;
     plant_role(&t, "fargate-connect-fc-yyyyyyyy", IAM_PATH).await;

@@ -20,8 +20,66 @@ pub fn shell_quote(value: &str) -> String {
 }
 
 impl BastionScript<'_> {
-    pub fn render(&self) -> String {
+    /// `/usr/local/bin/connect`: runs a command (default `/bin/sh`) in the container, or
+    /// `--list`s the task's containers. If the prefilled task has stopped (a deployment, a
+    /// crash), it finds the service's running task first.
+    pub fn connect_script(&self) -> String {
         let q = shell_quote;
+        format!(
+            r#"#!/bin/bash
+# connect: a shell in the ECS task this bastion was made for (prefilled by fargate-connect).
+# Usage: connect [command...]   run a command in the container (default: /bin/sh)
+#        connect --list         show the task's containers
+set -euo pipefail
+REGION={region}
+CLUSTER={cluster}
+SERVICE={service}
+TASK={task}
+CONTAINER={container}
+
+task_status() {{
+  aws ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$1" \
+    --query 'tasks[0].lastStatus' --output text 2>/dev/null || true
+}}
+
+# The prefilled task may have been replaced: use the service's running task then.
+resolve_task() {{
+  local status found
+  status="$(task_status "$TASK")"
+  if [ "$status" = "RUNNING" ]; then
+    return 0
+  fi
+  echo "connect: task ${{TASK##*/}} is ${{status:-gone}}; looking for the running task of $SERVICE" >&2
+  found="$(aws ecs list-tasks --region "$REGION" --cluster "$CLUSTER" --service-name "$SERVICE" \
+    --desired-status RUNNING --query 'taskArns[0]' --output text)"
+  if [ -z "$found" ] || [ "$found" = "None" ]; then
+    echo "connect: $SERVICE has no running task" >&2
+    exit 1
+  fi
+  TASK="$found"
+}}
+
+if [ "${{1:-}}" = "--list" ]; then
+  resolve_task
+  aws ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$TASK" \
+    --query 'tasks[0].containers[].[name,lastStatus]' --output text
+  exit 0
+fi
+resolve_task
+if [ "$#" -gt 0 ]; then cmd="$*"; else cmd=/bin/sh; fi
+exec aws ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TASK" \
+  --container "$CONTAINER" --interactive --command "$cmd"
+"#,
+            region = q(self.region),
+            cluster = q(self.cluster),
+            service = q(self.service),
+            task = q(self.task_arn),
+            container = q(self.container),
+        )
+    }
+
+    /// The whole user data script.
+    pub fn render(&self) -> String {
         format!(
             r#"#!/bin/bash
 # fargate-connect bastion for request {request_id} ({service}).
@@ -45,27 +103,13 @@ done
 
 # 3. The prefilled connect command.
 cat > /usr/local/bin/connect <<'CONNECT'
-#!/bin/bash
-# connect: a shell in the ECS task this bastion was made for (prefilled by fargate-connect).
-# Usage: connect [command...]   (default: /bin/sh)
-set -euo pipefail
-REGION={region}
-CLUSTER={cluster}
-TASK={task}
-CONTAINER={container}
-if [ "$#" -gt 0 ]; then cmd="$*"; else cmd=/bin/sh; fi
-exec aws ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TASK" \
-  --container "$CONTAINER" --interactive --command "$cmd"
-CONNECT
+{connect}CONNECT
 chmod 0755 /usr/local/bin/connect
 "#,
             request_id = self.request_id,
             service = self.service,
             minutes = self.shutdown_after_minutes.max(1),
-            region = q(self.region),
-            cluster = q(self.cluster),
-            task = q(self.task_arn),
-            container = q(self.container),
+            connect = self.connect_script(),
         )
     }
 }
