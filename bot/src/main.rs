@@ -6,6 +6,7 @@ use bot::config::{parse_file, Config};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
+use worker::events::Outcome;
 
 /// Time-boxed shells in ECS Fargate tasks, asked for in Slack.
 #[derive(Parser)]
@@ -35,6 +36,19 @@ enum Cmd {
     Serve,
     /// Create the database if missing and apply its migrations, then exit.
     Migrate,
+    /// Check the setup: config, secrets, database and, for a service, every ECS Exec
+    /// preflight check the bot runs before launching (a table of ✓ / ! / ✗ with the fix).
+    /// Exits non-zero when something fails.
+    Doctor {
+        /// An ECS service to run the preflight checks against.
+        service: Option<String>,
+        /// The container to check (default: the task's main container).
+        #[arg(long)]
+        container: Option<String>,
+        /// The cluster (default: aws.cluster from the config).
+        #[arg(long)]
+        cluster: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -69,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Serve => serve(Config::load(&cli.config)?).await,
+        Cmd::Doctor { service, container, cluster } => doctor(&cli.config, service, container, cluster).await,
     }
 }
 
@@ -87,6 +102,72 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         part = app.any_exited() => Err(anyhow::anyhow!("the {part} stopped unexpectedly")),
     }
+}
+
+fn line(outcome: Outcome, name: &str, detail: &str, fix: Option<&str>) {
+    println!("  {} {name:<20} {detail}", outcome.symbol());
+    if let Some(fix) = fix {
+        println!("    {:<20} fix: {fix}", "");
+    }
+}
+
+async fn doctor(
+    path: &std::path::Path,
+    service: Option<String>,
+    container: Option<String>,
+    cluster: Option<String>,
+) -> anyhow::Result<()> {
+    let mut failed = false;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let file = parse_file(&text, &path.display().to_string())?;
+    line(Outcome::Pass, "config", &path.display().to_string(), None);
+    for name in ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"] {
+        let set = std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+            || std::env::var(format!("{name}_FILE")).is_ok_and(|p| std::path::Path::new(&p).exists());
+        if set {
+            line(Outcome::Pass, name, "set", None);
+        } else {
+            failed = true;
+            line(Outcome::Fail, name, "not set", Some("export it, or NAME_FILE pointing at a file that holds it"));
+        }
+    }
+    match worker::ledger::Ledger::open(&file.database.url).await {
+        Ok(ledger) => {
+            ledger.ping().await?;
+            line(Outcome::Pass, "database", &file.database.url, None);
+        }
+        Err(e) => {
+            failed = true;
+            line(Outcome::Fail, "database", &e.to_string(), Some("check database.url and that its folder is writable"));
+        }
+    }
+    let aws = worker::aws::Aws::from_env(file.aws.region.as_deref()).await?;
+    line(Outcome::Pass, "aws region", &aws.region, None);
+    if let Some(service) = service {
+        let cluster = cluster.unwrap_or_else(|| file.aws.cluster.clone());
+        let wanted = worker::aws::ecs::Wanted {
+            cluster: &cluster,
+            service: &service,
+            container: container.as_deref(),
+            task: None,
+        };
+        match worker::aws::ecs::preflight(&aws.ecs, &aws.iam, &wanted).await {
+            Ok(report) => {
+                for check in &report.checks {
+                    line(check.outcome, &check.name, &check.detail, check.fix.as_deref());
+                }
+                failed |= report.failed();
+            }
+            Err(e) => {
+                failed = true;
+                line(Outcome::Fail, "aws", &e.to_string(), Some("check the credentials and the bot's IAM policy"));
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("some checks failed");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
