@@ -166,6 +166,15 @@ pub async fn inject_fault_matching(account: &str, action: &str, matching: &str, 
     .await;
 }
 
+/// Answers the next `times` calls of `action` with `code` and AWS's own `message`.
+pub async fn inject_fault_with_message(account: &str, action: &str, code: &str, message: &str, times: u32) {
+    front_post(
+        "/_front/faults",
+        serde_json::json!({"account": account, "action": action, "code": code, "message": message, "status": 400, "times": times}),
+    )
+    .await;
+}
+
 /// Whether the account's instances register with SSM.
 pub async fn set_ssm_online(account: &str, online: bool) {
     front_post("/_front/ssm", serde_json::json!({"account": account, "online": online})).await;

@@ -106,11 +106,13 @@ pub struct ServiceSpec<'a> {
     pub exec_on_task: bool,
     pub run_task: bool,
     pub task_role: bool,
+    /// Makes `app` one that ECS Exec warns about: read-only root, static AWS keys, pidMode task.
+    pub risky_app: bool,
 }
 
 impl<'a> ServiceSpec<'a> {
     pub fn healthy(name: &'a str) -> Self {
-        Self { name, exec_on_service: true, exec_on_task: true, run_task: true, task_role: true }
+        Self { name, exec_on_service: true, exec_on_task: true, run_task: true, task_role: true, risky_app: false }
     }
 }
 
@@ -126,8 +128,21 @@ pub async fn seed_service(aws: &Aws, seeded: &Seeded, spec: &ServiceSpec<'_>) ->
         .requires_compatibilities(Compatibility::Fargate)
         .cpu("256")
         .memory("512")
+        .set_pid_mode(spec.risky_app.then_some(aws_sdk_ecs::types::PidMode::Task))
         .container_definitions(
-            ContainerDefinition::builder().name("app").image("nginx").memory(256).essential(true).build(),
+            ContainerDefinition::builder()
+                .name("app")
+                .image("nginx")
+                .memory(256)
+                .essential(true)
+                .set_readonly_root_filesystem(spec.risky_app.then_some(true))
+                .set_environment(spec.risky_app.then(|| {
+                    vec![aws_sdk_ecs::types::KeyValuePair::builder()
+                        .name("AWS_ACCESS_KEY_ID")
+                        .value("AKIAEXAMPLE")
+                        .build()]
+                }))
+                .build(),
         )
         .container_definitions(
             ContainerDefinition::builder().name("envoy").image("envoy").memory(128).essential(false).build(),

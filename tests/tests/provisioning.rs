@@ -5,7 +5,7 @@
 //! bastion that never comes online fails and is torn down.
 
 use harness::app::TestApp;
-use harness::moto::{inject_delay, inject_fault_matching, set_agent_status, set_ssm_online};
+use harness::moto::{inject_delay, inject_fault_matching, inject_fault_with_message, set_agent_status, set_ssm_online};
 use harness::seed::{seed_service, ServiceSpec};
 use std::time::Duration;
 use worker::aws::{tags, IAM_PATH};
@@ -108,6 +108,32 @@ async fn spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried() {
     let launch: serde_json::Value = serde_json::from_str(request.launch.as_deref().unwrap()).unwrap();
     assert_eq!(launch["spot"], true);
     assert!(launch["estimated_cost_usd"].as_f64().is_some(), "{launch}");
+    t.slack.wait_for_message("has ended", WAIT).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_reach_the_card_and_a_not_yet_visible_profile_is_retried() {
+    let t = TestApp::start().await;
+    seed_service(&t.aws, &t.seeded, &ServiceSpec { risky_app: true, ..ServiceSpec::healthy("risky") }).await;
+    // EC2's answer in the seconds before a new instance profile is visible to it.
+    inject_fault_with_message(
+        &t.account,
+        "RunInstances",
+        "InvalidParameterValue",
+        "Value (fargate-connect-x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+        2,
+    )
+    .await;
+    let id = t.connect(USER, "connect risky").await;
+    let ready = t.slack.wait_for_message("is ready", WAIT).await;
+    let text = ready.all_text();
+    assert!(text.contains("Preflight warnings"), "{text}");
+    assert!(text.contains("read-only root filesystem"), "{text}");
+    assert!(text.contains("AWS_ACCESS_KEY_ID"), "{text}");
+    assert!(text.contains("pidMode"), "{text}");
+    assert_eq!(t.calls_of("RunInstances").await, 3, "two refusals, then the launch");
+    assert_eq!(live_instances(&t, &id).await.len(), 1);
     t.slack.wait_for_message("has ended", WAIT).await;
     t.stop().await;
 }
