@@ -49,7 +49,10 @@ pub async fn spawn(config: Config, aws: Aws, listener: TcpListener) -> anyhow::R
             }
         })
     };
-    let provisioner = Arc::new(Provisioner::new(ledger.clone(), aws, config.aws.clone(), config.worker.clone()));
+    let provisioner = Arc::new(
+        Provisioner::new(ledger.clone(), aws, config.aws.clone(), config.worker.clone())
+            .with_notices(wake_notifier.clone()),
+    );
     let runner = Runner::new(provisioner, wake_worker);
     let worker = tokio::spawn(runner.run(stopped(stop_rx.clone())));
     let notifier = Notifier::new(

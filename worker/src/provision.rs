@@ -15,8 +15,9 @@ use crate::ledger::{now_ms, Ledger, LedgerError, Request};
 use crate::state::RequestState;
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 /// How a job step failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,8 @@ pub struct Provisioner {
     pub settings: AwsSettings,
     pub worker: WorkerSettings,
     cache: Mutex<PlacementCache>,
+    /// Woken whenever a job may have written to the outbox, so notices go out at once.
+    pub notices: Arc<Notify>,
 }
 
 /// `arn:aws:ecs:r:a:task/cluster/id` → `arn:aws:ecs:r:a:cluster/cluster`.
@@ -76,7 +79,13 @@ fn rfc3339(ms: i64) -> String {
 
 impl Provisioner {
     pub fn new(ledger: Ledger, aws: Aws, settings: AwsSettings, worker: WorkerSettings) -> Self {
-        Self { ledger, aws, settings, worker, cache: Mutex::new(PlacementCache::default()) }
+        Self { ledger, aws, settings, worker, cache: Mutex::new(PlacementCache::default()), notices: Arc::default() }
+    }
+
+    /// Shares `notices` with whoever delivers the outbox.
+    pub fn with_notices(mut self, notices: Arc<Notify>) -> Self {
+        self.notices = notices;
+        self
     }
 
     pub async fn provision(&self, request_id: &str) -> Result<(), JobError> {

@@ -6,7 +6,7 @@
 //! Note: "unknown to this ledger" includes another fargate-connect with its own database in
 //! the same account and region; run one per account (or give each its own IAM path).
 
-use crate::aws::{iam, tags, AwsError, IAM_PATH};
+use crate::aws::{ec2, iam, tags, AwsError, IAM_PATH};
 use crate::ids::RequestId;
 use crate::ledger::{now_ms, LedgerError};
 use crate::provision::Provisioner;
@@ -62,15 +62,7 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
         .ec2
         .describe_instances()
         .filters(Filter::builder().name(format!("tag:{}", tags::MANAGED)).values("true").build())
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
+        .filters(ec2::live_states())
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;

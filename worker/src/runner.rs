@@ -173,6 +173,7 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
     if let Err(e) = settled {
         tracing::error!(request_id, error = %e, "could not record the job's outcome; its lease will run out and it will run again");
     }
+    provisioner.notices.notify_one();
 }
 
 /// 1 s, 2 s, 4 s … capped at 60 s (5 min for teardown, which retries forever).

@@ -150,19 +150,22 @@ pub async fn find_by_request(ec2: &aws_sdk_ec2::Client, request_id: &str) -> Res
     Ok(instances_by_request(ec2, request_id).await?.into_iter().next())
 }
 
+/// Instances that are not (being) terminated: what may still cost money or hold access.
+pub fn live_states() -> Filter {
+    Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .values("stopping")
+        .values("stopped")
+        .build()
+}
+
 async fn instances_by_request(ec2: &aws_sdk_ec2::Client, request_id: &str) -> Result<Vec<Bastion>, AwsError> {
     let out = ec2
         .describe_instances()
         .filters(Filter::builder().name(format!("tag:{}", tags::REQUEST_ID)).values(request_id).build())
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
+        .filters(live_states())
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
