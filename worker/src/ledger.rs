@@ -521,13 +521,6 @@ impl Ledger {
         Ok(Some(Job { id, request_id, kind, attempts }))
     }
 
-    /// Earliest `run_at` among jobs, so the runner can sleep until then.
-    pub async fn next_job_at(&self) -> Result<Option<i64>, LedgerError> {
-        Ok(sqlx::query_scalar("SELECT MIN(COALESCE(MAX(run_at, lease_until), run_at)) FROM jobs")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
     pub async fn renew_lease(&self, job_id: i64, lease: Duration) -> Result<(), LedgerError> {
         sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ?")
             .bind(now_ms() + lease.as_millis() as i64)
