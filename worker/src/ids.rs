@@ -1,5 +1,5 @@
 //! Domain identifiers, each parsed once at the boundary: request ids people can read aloud,
-//! ECS service and container names, Slack user ids.
+//! ECS service and container names.
 
 use std::fmt;
 
@@ -20,8 +20,6 @@ pub enum IdError {
     Service(String),
     #[error("`{0}` is not a valid container name (letters, digits, - and _, up to 255)")]
     Container(String),
-    #[error("`{0}` is not a Slack user id")]
-    SlackUser(String),
 }
 
 impl RequestId {
@@ -103,34 +101,6 @@ impl ContainerName {
     }
 }
 
-/// A Slack user id (`U…` or `W…`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SlackUserId(String);
-
-impl SlackUserId {
-    pub fn parse(input: &str) -> Result<Self, IdError> {
-        let s = input.trim();
-        let ok = s.len() >= 2
-            && s.len() <= 32
-            && matches!(s.as_bytes()[0], b'U' | b'W')
-            && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(IdError::SlackUser(input.to_string()))
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SlackUserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +121,5 @@ mod tests {
         assert!(ServiceName::parse("-web").is_err());
         assert!(ServiceName::parse("we b").is_err());
         assert!(ServiceName::parse("").is_err());
-        assert!(SlackUserId::parse("U012ABCDEF").is_ok());
-        assert!(SlackUserId::parse("C012ABCDEF").is_err());
     }
 }
