@@ -151,7 +151,7 @@ async fn doctor(
             container: container.as_deref(),
             task: None,
         };
-        match worker::aws::ecs::preflight(&aws.ecs, &aws.iam, &wanted).await {
+        match worker::aws::ecs::preflight(&aws.ecs, &aws.iam, &Default::default(), &wanted).await {
             Ok(report) => {
                 for check in &report.checks {
                     line(check.outcome, &check.name, &check.detail, check.fix.as_deref());

@@ -351,3 +351,54 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     assert_eq!(worker::reaper::reap(&provisioner, Duration::ZERO).await.unwrap(), Default::default());
     t.stop().await;
 }
+
+/// AWS calls per connect and per teardown, counted at the emulator, once the per-process
+/// caches (subnets, security group, AMIs, task definition, a task role that passed, spot
+/// price) are warm. Readiness polls (DescribeInstances by id, DescribeInstanceInformation) are
+/// bounded separately by the backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_costs_nine_aws_calls_plus_polls_and_a_teardown_seven() {
+    let t = TestApp::start().await;
+    let first = t.connect(USER, "connect web").await;
+    t.slack.wait_for_message(&format!("{first} for web has ended"), WAIT).await;
+
+    let before = t.bot_calls().await.len();
+    let id = t.connect("U0FRANK", "connect web").await;
+    t.slack.wait_for_message(&format!("request `{id}`"), WAIT).await;
+    let at_ready = t.bot_calls().await.len();
+    t.slack.wait_for_message(&format!("{id} for web has ended"), WAIT).await;
+    let calls = t.bot_calls().await;
+    let is_poll = |action: &str| action == "DescribeInstances" || action == "DescribeInstanceInformation";
+    let connect: Vec<&str> = calls[before..at_ready].iter().map(|(_, a)| a.as_str()).filter(|a| !is_poll(a)).collect();
+    assert_eq!(
+        connect,
+        [
+            "DescribeServices",
+            "ListTasks",
+            "DescribeTasks",
+            "CreateRole",
+            "AttachRolePolicy",
+            "PutRolePolicy",
+            "CreateInstanceProfile",
+            "AddRoleToInstanceProfile",
+            "RunInstances",
+        ]
+    );
+    let polls = calls[before..at_ready].iter().filter(|(_, a)| is_poll(a)).count();
+    assert!(polls >= 2, "at least one state and one SSM check: {polls}");
+    let teardown: Vec<&str> = calls[at_ready..].iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(
+        teardown,
+        [
+            "DescribeSessions",
+            "TerminateInstances",
+            "RemoveRoleFromInstanceProfile",
+            "DeleteInstanceProfile",
+            "DetachRolePolicy",
+            "DeleteRolePolicy",
+            "DeleteRole",
+        ]
+    );
+    assert!(our_roles(&t).await.is_empty());
+    t.stop().await;
+}

@@ -59,9 +59,14 @@ pub struct Provisioner {
     pub settings: AwsSettings,
     pub worker: WorkerSettings,
     cache: Mutex<PlacementCache>,
+    preflight: ecs::PreflightCache,
+    spot_prices: Mutex<HashMap<(String, String), (std::time::Instant, f64)>>,
     /// Woken whenever a job may have written to the outbox, so notices go out at once.
     pub notices: Arc<Notify>,
 }
+
+/// Spot prices move slowly; an estimate an hour old is good enough for the card.
+const SPOT_PRICE_TTL: Duration = Duration::from_secs(3600);
 
 /// `arn:aws:ecs:r:a:task/cluster/id` → `arn:aws:ecs:r:a:cluster/cluster`.
 pub fn cluster_arn_of_task(task_arn: &str) -> Option<String> {
@@ -79,7 +84,16 @@ fn rfc3339(ms: i64) -> String {
 
 impl Provisioner {
     pub fn new(ledger: Ledger, aws: Aws, settings: AwsSettings, worker: WorkerSettings) -> Self {
-        Self { ledger, aws, settings, worker, cache: Mutex::new(PlacementCache::default()), notices: Arc::default() }
+        Self {
+            ledger,
+            aws,
+            settings,
+            worker,
+            cache: Mutex::new(PlacementCache::default()),
+            preflight: ecs::PreflightCache::default(),
+            spot_prices: Mutex::default(),
+            notices: Arc::default(),
+        }
     }
 
     /// Shares `notices` with whoever delivers the outbox.
@@ -88,7 +102,9 @@ impl Provisioner {
         self
     }
 
-    pub async fn provision(&self, request_id: &str) -> Result<(), JobError> {
+    /// `attempt` counts from 1; a first attempt cannot have launched anything yet, so it skips
+    /// the lookup by tag.
+    pub async fn provision(&self, request_id: &str, attempt: i64) -> Result<(), JobError> {
         let mut request = self.ledger.get(request_id).await?;
         match request.state() {
             RequestState::Requested | RequestState::Approved => {
@@ -111,7 +127,7 @@ impl Provisioner {
                 container: request.container.as_deref(),
                 task: request.requested_task.as_deref(),
             };
-            let report = ecs::preflight(&self.aws.ecs, &self.aws.iam, &wanted).await?;
+            let report = ecs::preflight(&self.aws.ecs, &self.aws.iam, &self.preflight, &wanted).await?;
             let Some(target) = report.target.clone().filter(|_| !report.failed()) else {
                 return Err(JobError::Refused { reason: report.reason(), checks: report.checks });
             };
@@ -145,7 +161,12 @@ impl Provisioner {
         }
 
         // 3. The bastion: found by tag if an earlier attempt launched it, else launched now.
-        let bastion = match ec2::find_by_request(&self.aws.ec2, request_id).await? {
+        let earlier = if attempt > 1 || request.instance_id.is_some() {
+            ec2::find_by_request(&self.aws.ec2, request_id).await?
+        } else {
+            None
+        };
+        let bastion = match earlier {
             Some(found) => {
                 if request.instance_id.as_deref() != Some(found.instance_id.as_str()) {
                     let detail = json!({"instance_id": found.instance_id, "instance_type": found.instance_type, "found_by_tag": true});
@@ -166,14 +187,9 @@ impl Provisioner {
 
         // 4. Ready = running and online in SSM, within a bound.
         self.wait_ready(&bastion.instance_id).await?;
-        if let Some(ready) = self.ledger.mark_ready(request_id, &self.aws.region).await? {
-            if let Some(expires_at) = ready.expires_at {
-                // Best effort: the tag helps people reading the console; the ledger is the truth.
-                if let Err(e) = ec2::tag_expiry(&self.aws.ec2, &bastion.instance_id, &rfc3339(expires_at)).await {
-                    tracing::warn!(request_id, error = %e, "could not update the expires-at tag");
-                }
-            }
-        }
+        // The instance's expires-at tag keeps the bastion's own hard stop; the ledger holds the
+        // time box.
+        self.ledger.mark_ready(request_id, &self.aws.region).await?;
         Ok(())
     }
 
@@ -233,12 +249,27 @@ impl Provisioner {
         Ok(bastion)
     }
 
+    /// The spot price for the type in the zone, looked up at most once per `SPOT_PRICE_TTL`.
+    async fn spot_price(&self, instance_type: &str, zone: &str) -> Result<Option<f64>, AwsError> {
+        let key = (instance_type.to_string(), zone.to_string());
+        if let Some((at, price)) = self.spot_prices.lock().await.get(&key) {
+            if at.elapsed() < SPOT_PRICE_TTL {
+                return Ok(Some(*price));
+            }
+        }
+        let price = ec2::spot_price(&self.aws.ec2, instance_type, zone).await?;
+        if let Some(price) = price {
+            self.spot_prices.lock().await.insert(key, (std::time::Instant::now(), price));
+        }
+        Ok(price)
+    }
+
     /// What was used and what the time box will roughly cost (best effort: a price lookup
     /// that fails leaves the estimate out).
     async fn launch_info(&self, bastion: &ec2::Bastion, ttl_secs: i64) -> LaunchInfo {
         let hours = ttl_secs as f64 / 3600.0;
         let (hourly, source) = if bastion.spot {
-            match ec2::spot_price(&self.aws.ec2, &bastion.instance_type, &bastion.availability_zone).await {
+            match self.spot_price(&bastion.instance_type, &bastion.availability_zone).await {
                 Ok(Some(price)) => (Some(price), Some("spot price history")),
                 Ok(None) => (None, None),
                 Err(e) => {

@@ -134,7 +134,7 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
     let _stop_heartbeat = AbortOnDrop(heartbeat);
     let request_id = job.request_id.as_str();
     let result = match job.kind {
-        JobKind::Provision => provisioner.provision(request_id).await,
+        JobKind::Provision => provisioner.provision(request_id, job.attempts).await,
         JobKind::Teardown => provisioner.teardown(request_id).await,
     };
     let max_attempts = i64::from(provisioner.worker.max_attempts.max(1));

@@ -323,26 +323,21 @@ async fn run_one(
     unreachable!("the loop returns")
 }
 
-/// Terminates every live instance of the request. Returns the ids terminated.
+/// Terminates the request's instance: the one the ledger knows, or (when it knows none, e.g.
+/// a launch whose answer was lost) whatever carries the request's tag. Returns the ids.
 pub async fn terminate_request(
     ec2: &aws_sdk_ec2::Client,
     request_id: &str,
     known: Option<&str>,
 ) -> Result<Vec<String>, AwsError> {
-    let mut ids: Vec<String> =
-        instances_by_request(ec2, request_id).await?.into_iter().map(|b| b.instance_id).collect();
-    if let Some(known) = known {
-        if !ids.iter().any(|i| i == known)
-            && instance_state(ec2, known).await.is_ok_and(|s| s != "terminated" && s != "shutting-down")
-        {
-            ids.push(known.to_string());
-        }
-    }
+    let ids: Vec<String> = match known {
+        Some(known) => vec![known.to_string()],
+        None => instances_by_request(ec2, request_id).await?.into_iter().map(|b| b.instance_id).collect(),
+    };
     if ids.is_empty() {
         return Ok(ids);
     }
-    let result = ec2.terminate_instances().set_instance_ids(Some(ids.clone())).send().await;
-    match result {
+    match ec2.terminate_instances().set_instance_ids(Some(ids.clone())).send().await {
         Ok(_) => Ok(ids),
         Err(e) => {
             let e = AwsError::from_sdk("TerminateInstances", e);
@@ -416,15 +411,4 @@ pub fn on_demand_price(instance_type: &str) -> Option<f64> {
         "c7g.medium" => 0.0363,
         _ => return None,
     })
-}
-
-/// Updates the instance's `expires-at` tag once the real expiry is known.
-pub async fn tag_expiry(ec2: &aws_sdk_ec2::Client, instance_id: &str, expires_at: &str) -> Result<(), AwsError> {
-    ec2.create_tags()
-        .resources(instance_id)
-        .tags(Tag::builder().key(tags::EXPIRES_AT).value(expires_at).build())
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
-    Ok(())
 }

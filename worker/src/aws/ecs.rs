@@ -8,6 +8,9 @@ use super::iam::{allows_actions, RoleDocuments};
 use super::AwsError;
 use crate::events::{Check, Outcome};
 use aws_sdk_ecs::types::{DesiredStatus, HealthStatus, Task, TaskDefinition};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The task and container a request will exec into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +107,57 @@ pub struct Wanted<'a> {
     pub task: Option<&'a str>,
 }
 
+/// What preflight may remember between requests: task definitions (a revision never changes)
+/// and task roles found to allow the ssmmessages actions (for `ROLE_TTL`; a failing role is
+/// never remembered, so a fix is seen at once).
+#[derive(Default)]
+pub struct PreflightCache {
+    definitions: Mutex<HashMap<String, TaskDefinition>>,
+    good_roles: Mutex<HashMap<String, Instant>>,
+}
+
+/// How long a task role that passed is trusted without reading its policies again.
+pub const ROLE_TTL: Duration = Duration::from_secs(600);
+const CACHED_DEFINITIONS: usize = 512;
+
+impl PreflightCache {
+    async fn definition(&self, ecs: &aws_sdk_ecs::Client, arn: &str) -> Result<Option<TaskDefinition>, AwsError> {
+        if let Some(found) = self.definitions.lock().expect("not poisoned").get(arn) {
+            return Ok(Some(found.clone()));
+        }
+        let definition = ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeTaskDefinition", e))?
+            .task_definition()
+            .cloned();
+        if let Some(definition) = &definition {
+            let mut definitions = self.definitions.lock().expect("not poisoned");
+            if definitions.len() >= CACHED_DEFINITIONS {
+                definitions.clear();
+            }
+            definitions.insert(arn.to_string(), definition.clone());
+        }
+        Ok(definition)
+    }
+
+    fn role_is_good(&self, role_arn: &str) -> bool {
+        self.good_roles.lock().expect("not poisoned").get(role_arn).is_some_and(|at| at.elapsed() < ROLE_TTL)
+    }
+
+    fn remember_good_role(&self, role_arn: &str) {
+        let mut roles = self.good_roles.lock().expect("not poisoned");
+        roles.retain(|_, at| at.elapsed() < ROLE_TTL);
+        roles.insert(role_arn.to_string(), Instant::now());
+    }
+}
+
 pub async fn preflight(
     ecs: &aws_sdk_ecs::Client,
     iam: &aws_sdk_iam::Client,
+    cache: &PreflightCache,
     wanted: &Wanted<'_>,
 ) -> Result<Report, AwsError> {
     let (cluster, service) = (wanted.cluster, wanted.service);
@@ -223,14 +274,7 @@ pub async fn preflight(
     }
 
     let definition = match task.task_definition_arn() {
-        Some(arn) => ecs
-            .describe_task_definition()
-            .task_definition(arn)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeTaskDefinition", e))?
-            .task_definition()
-            .cloned(),
+        Some(arn) => cache.definition(ecs, arn).await?,
         None => None,
     };
     let container = choose_container(&mut report, task, definition.as_ref(), wanted.container, service);
@@ -258,7 +302,7 @@ pub async fn preflight(
         }
     }
     if let Some(definition) = &definition {
-        check_task_role(&mut report, iam, definition).await?;
+        check_task_role(&mut report, iam, cache, definition).await?;
     }
 
     if !report.failed() {
@@ -360,6 +404,7 @@ fn container_warnings(report: &mut Report, definition: &TaskDefinition, name: &s
 async fn check_task_role(
     report: &mut Report,
     iam: &aws_sdk_iam::Client,
+    cache: &PreflightCache,
     definition: &TaskDefinition,
 ) -> Result<(), AwsError> {
     let Some(role_arn) = definition.task_role_arn() else {
@@ -371,6 +416,10 @@ async fn check_task_role(
         return Ok(());
     };
     let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    if cache.role_is_good(role_arn) {
+        report.pass("task role", format!("`{role_name}` allows the ssmmessages channel actions"));
+        return Ok(());
+    }
     let documents = match RoleDocuments::fetch(iam, role_name).await {
         Ok(documents) => documents,
         Err(e) if e.code_is("AccessDenied") || e.code_is("AccessDeniedException") => {
@@ -393,6 +442,7 @@ async fn check_task_role(
     };
     let missing: Vec<&str> = SSMMESSAGES_ACTIONS.iter().copied().filter(|a| !allows_actions(&documents.0, a)).collect();
     if missing.is_empty() {
+        cache.remember_good_role(role_arn);
         report.pass("task role", format!("`{role_name}` allows the ssmmessages channel actions"));
     } else {
         report.fail(

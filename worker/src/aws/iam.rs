@@ -263,7 +263,65 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
 
 /// Deletes the request's instance profile and role, whatever part of them exists.
 /// Returns true when something was deleted.
+///
+/// The fast path undoes exactly what `ensure_role` did (5 calls); should the role carry
+/// anything else (someone attached a policy by hand), IAM refuses with `DeleteConflict` and
+/// the thorough path lists and removes everything.
 pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<bool, AwsError> {
+    let name = role_name(request_id);
+    ignore_missing(
+        iam.remove_role_from_instance_profile()
+            .instance_profile_name(&name)
+            .role_name(&name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("RemoveRoleFromInstanceProfile", e)),
+    )?;
+    let mut deleted = ignore_missing(
+        iam.delete_instance_profile()
+            .instance_profile_name(&name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("DeleteInstanceProfile", e)),
+    )?;
+    ignore_missing(
+        iam.detach_role_policy()
+            .role_name(&name)
+            .policy_arn(SSM_CORE_POLICY)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("DetachRolePolicy", e)),
+    )?;
+    ignore_missing(
+        iam.delete_role_policy()
+            .role_name(&name)
+            .policy_name(INLINE_POLICY)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("DeleteRolePolicy", e)),
+    )?;
+    match iam.delete_role().role_name(&name).send().await {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let e = AwsError::from_sdk("DeleteRole", e);
+            if e.code_is("NoSuchEntity") {
+                Ok(deleted)
+            } else if e.code_is("DeleteConflict") {
+                deleted |= delete_role_thoroughly(iam, request_id).await?;
+                Ok(deleted)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Lists and removes every profile membership and policy of the role, then deletes it.
+async fn delete_role_thoroughly(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<bool, AwsError> {
     let name = role_name(request_id);
     let mut deleted = false;
     match iam.get_instance_profile().instance_profile_name(&name).send().await {
