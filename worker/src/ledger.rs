@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{FromRow, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -22,6 +23,10 @@ pub enum LedgerError {
     NotFound(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("the ledger is shutting down")]
+    Closed,
+    #[error("the batch this request was written in failed: {0}")]
+    Batch(String),
 }
 
 /// Milliseconds since the Unix epoch, the ledger's unit of time.
@@ -32,7 +37,18 @@ pub fn now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct Ledger {
     pool: SqlitePool,
+    intake: mpsc::Sender<Intake>,
 }
+
+/// A new request waiting for the intake writer, with where to send its outcome.
+#[derive(Debug)]
+struct Intake {
+    new: NewRequest,
+    reply: oneshot::Sender<Result<CreateOutcome, LedgerError>>,
+}
+
+/// Most requests committed in one transaction.
+const INTAKE_BATCH: usize = 256;
 
 /// One access request, as stored.
 #[derive(Debug, Clone, FromRow)]
@@ -97,6 +113,7 @@ pub struct NewRequest {
     pub response_url: String,
 }
 
+#[derive(Debug)]
 pub enum CreateOutcome {
     Created(Request),
     /// The same person already has an open request for the same service (Enter pressed twice).
@@ -163,14 +180,10 @@ impl Ledger {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        let ledger = Self { pool };
-        ledger.migrate().await?;
-        Ok(ledger)
-    }
-
-    pub async fn migrate(&self) -> Result<(), LedgerError> {
-        sqlx::migrate!("../migrations").run(&self.pool).await?;
-        Ok(())
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        let (intake, queue) = mpsc::channel(4 * INTAKE_BATCH);
+        tokio::spawn(intake_writer(pool.clone(), queue));
+        Ok(Self { pool, intake })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -190,63 +203,12 @@ impl Ledger {
 
     /// Records a new request with its first audit event and its provisioning job, in one
     /// transaction, unless the same person already has an open request for that service.
+    /// Returns once the transaction is durable. Concurrent calls are committed together by one
+    /// writer (group commit: one fsync for many requests); see `intake_writer`.
     pub async fn create_request(&self, new: NewRequest) -> Result<CreateOutcome, LedgerError> {
-        let mut tx = self.write().await?;
-        let open: Option<Request> = sqlx::query_as(
-            "SELECT * FROM requests WHERE requester_id = ? AND service = ? AND cluster = ?
-               AND state IN ('requested','awaiting_approval','approved','provisioning','ready')
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(&new.requester_id)
-        .bind(&new.service)
-        .bind(&new.cluster)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(existing) = open {
-            tx.rollback().await?;
-            return Ok(CreateOutcome::AlreadyOpen(existing));
-        }
-        let now = now_ms();
-        let id = loop {
-            let id = RequestId::generate();
-            let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM requests WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if taken.is_none() {
-                break id;
-            }
-        };
-        sqlx::query(
-            "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
-                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at)
-             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(&new.requester_id)
-        .bind(&new.requester_name)
-        .bind(&new.team_id)
-        .bind(&new.channel_id)
-        .bind(&new.service)
-        .bind(&new.cluster)
-        .bind(&new.container)
-        .bind(&new.task)
-        .bind(new.ttl_secs)
-        .bind(&new.response_url)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let detail = json!({
-            "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
-            "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
-            "requester_name": new.requester_name,
-        });
-        append_audit(&mut tx, id.as_str(), &new.requester_id, "requested", detail, now).await?;
-        enqueue_job(&mut tx, id.as_str(), JobKind::Provision, now).await?;
-        let request = fetch(&mut tx, id.as_str()).await?;
-        tx.commit().await?;
-        Ok(CreateOutcome::Created(request))
+        let (reply, answer) = oneshot::channel();
+        self.intake.send(Intake { new, reply }).await.map_err(|_| LedgerError::Closed)?;
+        answer.await.map_err(|_| LedgerError::Closed)?
     }
 
     pub async fn get(&self, id: &str) -> Result<Request, LedgerError> {
@@ -610,6 +572,116 @@ impl Ledger {
     }
 }
 
+/// The one writer of new requests. It takes every request waiting (up to `INTAKE_BATCH`),
+/// writes them in one transaction and answers each only after the commit, so an
+/// acknowledged request is durable and a burst costs one fsync instead of one each.
+async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
+    let mut batch = Vec::with_capacity(INTAKE_BATCH);
+    while queue.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
+        match write_batch(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (intake, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = intake.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "could not record new requests");
+                for intake in batch.drain(..) {
+                    let _ = intake.reply.send(Err(LedgerError::Batch(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(pool: &SqlitePool, batch: &[Intake]) -> Result<Vec<CreateOutcome>, LedgerError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for intake in batch {
+        outcomes.push(insert_request(&mut tx, &intake.new).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn insert_request(tx: &mut Transaction<'static, Sqlite>, new: &NewRequest) -> Result<CreateOutcome, LedgerError> {
+    let open: Option<Request> = sqlx::query_as(
+        "SELECT * FROM requests WHERE requester_id = ? AND service = ? AND cluster = ?
+           AND state IN ('requested','awaiting_approval','approved','provisioning','ready')
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(&new.requester_id)
+    .bind(&new.service)
+    .bind(&new.cluster)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(existing) = open {
+        return Ok(CreateOutcome::AlreadyOpen(existing));
+    }
+    let now = now_ms();
+    // 40 random bits: a clash is rare; when it happens, draw again.
+    let id = loop {
+        let id = RequestId::generate();
+        let inserted = sqlx::query(
+            "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
+                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at)
+             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(&new.requester_id)
+        .bind(&new.requester_name)
+        .bind(&new.team_id)
+        .bind(&new.channel_id)
+        .bind(&new.service)
+        .bind(&new.cluster)
+        .bind(&new.container)
+        .bind(&new.task)
+        .bind(new.ttl_secs)
+        .bind(&new.response_url)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            break id;
+        }
+    };
+    let detail = json!({
+        "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
+        "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
+        "requester_name": new.requester_name,
+    });
+    append_audit(tx, id.as_str(), &new.requester_id, "requested", detail, now).await?;
+    enqueue_job(tx, id.as_str(), JobKind::Provision, now).await?;
+    Ok(CreateOutcome::Created(Request {
+        id: id.as_str().to_string(),
+        state: StateColumn(RequestState::Requested),
+        requester_id: new.requester_id.clone(),
+        requester_name: new.requester_name.clone(),
+        team_id: new.team_id.clone(),
+        channel_id: new.channel_id.clone(),
+        service: new.service.clone(),
+        cluster: new.cluster.clone(),
+        container: new.container.clone(),
+        requested_task: new.task.clone(),
+        ttl_secs: new.ttl_secs,
+        response_url: new.response_url.clone(),
+        created_at: now,
+        updated_at: now,
+        ready_at: None,
+        expires_at: None,
+        ended_at: None,
+        task_arn: None,
+        instance_id: None,
+        instance_type: None,
+        role_name: None,
+        launch: None,
+        warnings: None,
+        end_reason: None,
+    }))
+}
+
 async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {
     sqlx::query_as("SELECT * FROM requests WHERE id = ?")
         .bind(id)
@@ -749,6 +821,32 @@ mod tests {
             CreateOutcome::Created(_) => panic!("a second open request for the same service"),
         }
         assert!(matches!(ledger.create_request(new_request("U2")).await.unwrap(), CreateOutcome::Created(_)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_are_committed_together_and_duplicates_still_caught() {
+        let (ledger, _dir) = ledger().await;
+        let mut calls = Vec::new();
+        for i in 0..300 {
+            let ledger = ledger.clone();
+            // Every third call is the same person asking for the same service again.
+            let user = if i % 3 == 0 { "U0SAME".to_string() } else { format!("U{i}") };
+            calls.push(tokio::spawn(async move { ledger.create_request(new_request(&user)).await.unwrap() }));
+        }
+        let mut created = 0;
+        let mut already = 0;
+        for call in calls {
+            match call.await.unwrap() {
+                CreateOutcome::Created(_) => created += 1,
+                CreateOutcome::AlreadyOpen(_) => already += 1,
+            }
+        }
+        assert_eq!((created, already), (201, 99));
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(ledger.pool()).await.unwrap();
+        let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(ledger.pool()).await.unwrap();
+        let audits: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(ledger.pool()).await.unwrap();
+        assert_eq!((stored, jobs, audits), (201, 201, 201));
     }
 
     #[tokio::test]

@@ -1,0 +1,210 @@
+//! Benchmark of the acknowledgement path: correctly signed, distinct `/fargate connect`
+//! requests at a given concurrency against the real `fargate-connect serve` (a release build,
+//! 127.0.0.1, a fresh database), for a bounded count and time. Reports requests/s,
+//! p50/p90/p99/max latency, non-2xx, the server's peak RSS, and checks afterwards that the
+//! database holds exactly one request per 2xx.
+//!
+//! AWS is never reached: `--aws down` points the SDK at a listener that accepts and never
+//! answers, `--aws slow` at one that answers 503 after 10 s. The worker runs as in production,
+//! so the acknowledgement is measured while provisioning is stuck.
+//!
+//! Run (see docs/PERFORMANCE.md):
+//! `cargo build --release -p fargate-connect -p fargate-connect-tests --bin fargate-connect --bin bench_ack`
+//! `target/release/bench_ack --concurrency 16 --requests 60000 --seconds 20 --aws down`
+
+use harness::signed::{command_body, now, SIGNING_SECRET};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Args {
+    concurrency: usize,
+    requests: u64,
+    seconds: u64,
+    aws: String,
+    server: String,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        concurrency: 16,
+        requests: 50_000,
+        seconds: 20,
+        aws: "down".into(),
+        server: std::env::var("CARGO_TARGET_DIR")
+            .map(|d| format!("{d}/release/fargate-connect"))
+            .unwrap_or_else(|_| "target/release/fargate-connect".into()),
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    for pair in raw.chunks(2) {
+        let value = pair.get(1).cloned().unwrap_or_default();
+        match pair[0].as_str() {
+            "--concurrency" => args.concurrency = value.parse().expect("--concurrency N"),
+            "--requests" => args.requests = value.parse().expect("--requests N"),
+            "--seconds" => args.seconds = value.parse().expect("--seconds N"),
+            "--aws" => args.aws = value,
+            "--server" => args.server = value,
+            other => panic!("unknown option {other}"),
+        }
+    }
+    args
+}
+
+/// A stand-in for an AWS endpoint that never answers (`down`) or answers 503 after 10 s
+/// (`slow`).
+async fn fake_aws(mode: &str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let slow = mode == "slow";
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                if slow {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        )
+                        .await;
+                } else {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bot::install_crypto_provider();
+    let args = args();
+    let dir = harness::app::TempDir::new();
+    let aws_port = fake_aws(&args.aws).await;
+    let port = free_port();
+    let db = dir.0.join("ledger.db");
+    let config = dir.0.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}\"\n[slack]\napi_base_url = \"http://127.0.0.1:9/api\"\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\n",
+            db.display()
+        ),
+    )?;
+    let mut server = Command::new(&args.server)
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+        .env("SLACK_BOT_TOKEN", "xoxb-bench")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{aws_port}"))
+        .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        anyhow::ensure!(Instant::now() < ready_by, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, next, url) = (client.clone(), next.clone(), format!("{base}/slack/commands"));
+        let total = args.requests;
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut ok, mut not_ok) = (0u64, 0u64);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total || Instant::now() >= deadline {
+                    break;
+                }
+                let body = command_body("connect web", &format!("U{i:09}"), "http://127.0.0.1:9/response");
+                let ts = now().to_string();
+                let signature = bot::signature::sign(SIGNING_SECRET.as_bytes(), &ts, body.as_bytes());
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-slack-request-timestamp", ts)
+                    .header("x-slack-signature", signature)
+                    .body(body)
+                    .send()
+                    .await;
+                let good = match response {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                latencies.push(sent.elapsed().as_micros() as u64);
+                if good {
+                    ok += 1;
+                } else {
+                    not_ok += 1;
+                }
+            }
+            (latencies, ok, not_ok)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let (mut ok, mut not_ok) = (0u64, 0u64);
+    for worker in workers {
+        let (l, o, n) = worker.await?;
+        latencies.extend(l);
+        ok += o;
+        not_ok += n;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = peak_rss_kib(server.id()).unwrap_or(0);
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(&pool).await?;
+    latencies.sort_unstable();
+    println!(
+        "concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB",
+        args.concurrency,
+        args.aws,
+        ok + not_ok,
+        elapsed,
+        ok as f64 / elapsed,
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 90.0),
+        percentile(&latencies, 99.0),
+        percentile(&latencies, 100.0),
+        not_ok,
+        stored,
+        ok,
+        rss as f64 / 1024.0
+    );
+    anyhow::ensure!(stored as u64 == ok, "the database holds {stored} requests for {ok} acknowledgements");
+    Ok(())
+}
