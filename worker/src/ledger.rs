@@ -47,6 +47,27 @@ struct Intake {
     reply: oneshot::Sender<Result<CreateOutcome, LedgerError>>,
 }
 
+// The queries the loops run every tick; a test holds each to an index (EXPLAIN QUERY PLAN),
+// so their cost stays flat however many requests the ledger holds.
+const EXPIRE_DUE_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at";
+const NEXT_EXPIRY_SQL: &str = "SELECT MIN(expires_at) FROM requests WHERE state = 'ready'";
+const CLAIM_JOB_SQL: &str = "UPDATE jobs SET lease_until = ?, attempts = attempts + 1
+     WHERE id = (SELECT id FROM jobs WHERE run_at <= ?
+                   AND (lease_until IS NULL OR lease_until < ?)
+                 ORDER BY run_at, id LIMIT 1)
+     RETURNING id, request_id, kind, attempts";
+const DUE_OUTBOX_SQL: &str = "SELECT o.id, o.request_id, o.notice, o.attempts FROM outbox o
+     WHERE o.id IN (SELECT MIN(id) FROM outbox
+                    WHERE delivered_at IS NULL AND failed_at IS NULL
+                    GROUP BY request_id)
+       AND o.next_attempt_at <= ?
+     ORDER BY o.id LIMIT ?";
+const NEXT_OUTBOX_SQL: &str =
+    "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL";
+const OPEN_REQUEST_SQL: &str = "SELECT * FROM requests WHERE requester_id = ? AND service = ? AND cluster = ?
+       AND state IN ('requested','awaiting_approval','approved','provisioning','ready')
+     ORDER BY created_at DESC LIMIT 1";
+
 /// Most requests committed in one transaction.
 const INTAKE_BATCH: usize = 256;
 
@@ -378,11 +399,7 @@ impl Ledger {
     /// ready → ending for every request whose time box is over, each with its audit event and
     /// a teardown job. Returns the ids moved.
     pub async fn expire_due(&self, now: i64) -> Result<Vec<String>, LedgerError> {
-        let due: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
+        let due: Vec<String> = sqlx::query_scalar(EXPIRE_DUE_SQL).bind(now).fetch_all(&self.pool).await?;
         if due.is_empty() {
             return Ok(due);
         }
@@ -405,9 +422,7 @@ impl Ledger {
 
     /// Earliest expiry among ready requests, so the expiry loop can sleep until then.
     pub async fn next_expiry(&self) -> Result<Option<i64>, LedgerError> {
-        Ok(sqlx::query_scalar("SELECT MIN(expires_at) FROM requests WHERE state = 'ready'")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(NEXT_EXPIRY_SQL).fetch_one(&self.pool).await?)
     }
 
     /// Teardown finished: ending → ended with the notice, or, for a failed request, the audit
@@ -459,18 +474,12 @@ impl Ledger {
     /// Claims the next due job whose lease (if any) has run out.
     pub async fn claim_job(&self, lease: Duration) -> Result<Option<Job>, LedgerError> {
         let now = now_ms();
-        let row: Option<(i64, String, String, i64)> = sqlx::query_as(
-            "UPDATE jobs SET lease_until = ?, attempts = attempts + 1
-             WHERE id = (SELECT id FROM jobs WHERE run_at <= ?
-                           AND (lease_until IS NULL OR lease_until < ?)
-                         ORDER BY run_at, id LIMIT 1)
-             RETURNING id, request_id, kind, attempts",
-        )
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(i64, String, String, i64)> = sqlx::query_as(CLAIM_JOB_SQL)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some((id, request_id, kind, attempts)) = row else { return Ok(None) };
         let kind = match kind.as_str() {
             "provision" => JobKind::Provision,
@@ -509,18 +518,7 @@ impl Ledger {
     /// Due outbox rows, at most one per request: the oldest undelivered, so each request's
     /// messages arrive in order.
     pub async fn due_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, LedgerError> {
-        Ok(sqlx::query_as(
-            "SELECT o.id, o.request_id, o.notice, o.attempts FROM outbox o
-             WHERE o.id IN (SELECT MIN(id) FROM outbox
-                            WHERE delivered_at IS NULL AND failed_at IS NULL
-                            GROUP BY request_id)
-               AND o.next_attempt_at <= ?
-             ORDER BY o.id LIMIT ?",
-        )
-        .bind(now_ms())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(DUE_OUTBOX_SQL).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?)
     }
 
     pub async fn outbox_delivered(&self, id: i64) -> Result<(), LedgerError> {
@@ -564,11 +562,7 @@ impl Ledger {
 
     /// Next time an outbox row becomes due, for the notifier's sleep.
     pub async fn next_outbox_at(&self) -> Result<Option<i64>, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(NEXT_OUTBOX_SQL).fetch_one(&self.pool).await?)
     }
 }
 
@@ -605,16 +599,12 @@ async fn write_batch(pool: &SqlitePool, batch: &[Intake]) -> Result<Vec<CreateOu
 }
 
 async fn insert_request(tx: &mut Transaction<'static, Sqlite>, new: &NewRequest) -> Result<CreateOutcome, LedgerError> {
-    let open: Option<Request> = sqlx::query_as(
-        "SELECT * FROM requests WHERE requester_id = ? AND service = ? AND cluster = ?
-           AND state IN ('requested','awaiting_approval','approved','provisioning','ready')
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(&new.requester_id)
-    .bind(&new.service)
-    .bind(&new.cluster)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let open: Option<Request> = sqlx::query_as(OPEN_REQUEST_SQL)
+        .bind(&new.requester_id)
+        .bind(&new.service)
+        .bind(&new.cluster)
+        .fetch_optional(&mut **tx)
+        .await?;
     if let Some(existing) = open {
         return Ok(CreateOutcome::AlreadyOpen(existing));
     }
@@ -847,6 +837,37 @@ mod tests {
         let audits: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(ledger.pool()).await.unwrap();
         assert_eq!((stored, jobs, audits), (201, 201, 201));
+    }
+
+    /// The loops' queries stay index lookups with 1,000 live requests in the ledger.
+    #[tokio::test]
+    async fn the_loops_queries_use_indexes() {
+        let (ledger, _dir) = ledger().await;
+        for i in 0..1000 {
+            ledger.create_request(new_request(&format!("U{i}"))).await.unwrap();
+        }
+        sqlx::query("UPDATE requests SET state = 'ready', expires_at = created_at + 3600000")
+            .execute(ledger.pool())
+            .await
+            .unwrap();
+        sqlx::query("ANALYZE").execute(ledger.pool()).await.unwrap();
+        for (sql, index) in [
+            (EXPIRE_DUE_SQL, "requests_due"),
+            (NEXT_EXPIRY_SQL, "requests_due"),
+            (CLAIM_JOB_SQL, "jobs_due"),
+            (DUE_OUTBOX_SQL, "outbox_pending"),
+            (NEXT_OUTBOX_SQL, "outbox_pending"),
+            (OPEN_REQUEST_SQL, "requests_open_by_user"),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(ledger.pool()).await.unwrap();
+            let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            assert!(details.iter().any(|d| d.contains(index)), "{sql}\n{details:?}");
+            for detail in &details {
+                let full_scan = detail.starts_with("SCAN ") && !detail.contains("INDEX");
+                assert!(!full_scan, "a full scan in {sql}\n{details:?}");
+            }
+        }
     }
 
     #[tokio::test]
