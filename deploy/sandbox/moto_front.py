@@ -30,8 +30,9 @@ And it lets tests shape failures, which moto cannot do:
 * ``POST /_front/ecs-agent`` ``{"account": ID, "task_arn": ARN, "status": "STOPPED"}`` reports that
   task's ExecuteCommandAgent with that status.
 * ``GET /_front/calls?account=ID`` returns every AWS call seen for that account, in order, as
-  ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0}, ...]``; tests and the
-  benchmarks count AWS calls there, not in our own code.
+  ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0, "took": 0.012}, ...]``
+  (EC2 calls naming instances also carry ``"instances": [...]``); tests and the benchmarks
+  count and time AWS calls there, not in our own code.
 
 Run: ``python moto_front.py [--port 0] [--ssm-registration-delay 0]``. It prints
 ``LISTENING <port>`` once it accepts connections and exits when its standard input closes, so a
@@ -88,11 +89,22 @@ class Front:
 
         account = environ.get("HTTP_X_MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT)
         service, action, is_json = classify(environ, body)
-        region = region_of(environ)
+        entry = {"service": service, "action": action, "at": time.time()}
+        if service == "ec2" and not is_json:
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            ids = [v[0] for k, v in sorted(form.items()) if k.startswith("InstanceId.")]
+            if ids:
+                entry["instances"] = ids
         with self.lock:
-            self.calls.setdefault(account, []).append(
-                {"service": service, "action": action, "at": time.time()}
-            )
+            self.calls.setdefault(account, []).append(entry)
+        try:
+            # The answer is built in full before it is returned, so this is the call's time.
+            return self.answer(environ, start_response, body, account, service, action, is_json)
+        finally:
+            entry["took"] = time.time() - entry["at"]
+
+    def answer(self, environ, start_response, body, account, service, action, is_json):
+        region = region_of(environ)
         fault = self.take_fault(account, action, body)
         if fault is not None:
             if fault.get("delay"):

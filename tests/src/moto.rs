@@ -127,6 +127,13 @@ pub fn new_account() -> String {
     format!("{:012}", rand::thread_rng().gen_range(100_000_000_000u64..999_999_999_999))
 }
 
+/// Every AWS call the emulator saw for `account`, as the front layer logs them: `service`,
+/// `action`, `at` and `took` (seconds), and `instances` for EC2 calls that name some.
+pub async fn calls_detailed(account: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/_front/calls?account={account}", moto().endpoint);
+    reqwest::get(url).await.expect("front calls").json().await.expect("json")
+}
+
 /// Every AWS call the emulator saw for `account`, as (service, action), in order.
 pub async fn calls(account: &str) -> Vec<(String, String)> {
     let url = format!("{}/_front/calls?account={account}", moto().endpoint);

@@ -19,6 +19,8 @@ pub struct Recorded {
     pub body: Value,
     /// The status we answered with.
     pub status: u16,
+    /// When the call arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -125,6 +127,7 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
         body: parsed.clone(),
         status,
+        at: std::time::Instant::now(),
     });
     if let Some(planned) = planned {
         let mut response = (

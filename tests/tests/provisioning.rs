@@ -390,8 +390,8 @@ async fn a_connect_costs_nine_aws_calls_plus_polls_and_a_teardown_seven() {
     assert_eq!(
         teardown,
         [
-            "DescribeSessions",
             "TerminateInstances",
+            "DescribeSessions",
             "RemoveRoleFromInstanceProfile",
             "DeleteInstanceProfile",
             "DetachRolePolicy",

@@ -363,14 +363,15 @@ impl Provisioner {
         }
     }
 
-    /// Ends sessions, terminates the instance, deletes profile and role; then records it.
+    /// Terminates the instance, ends its sessions, deletes profile and role; then records it.
     pub async fn teardown(&self, request_id: &str) -> Result<(), JobError> {
         let request = self.ledger.get(request_id).await?;
+        // The instance first: its going away is what ends the access, so it must not wait.
+        let terminated = ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref()).await?;
         let mut sessions = 0;
         if let Some(instance) = &request.instance_id {
             sessions = ssm::end_sessions(&self.aws.ssm, instance).await?;
         }
-        let terminated = ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref()).await?;
         let role_deleted = iam::delete_role(&self.aws.iam, request_id).await?;
         let detail = json!({
             "terminated": terminated, "role_deleted": role_deleted, "sessions_ended": sessions,
