@@ -30,7 +30,10 @@ CREATE TABLE requests (
     end_reason      TEXT
 );
 CREATE INDEX requests_due ON requests (state, expires_at);
-CREATE INDEX requests_open_by_user ON requests (requester_id, service, state);
+-- At most one open request per person, service and cluster (a second Enter is answered with
+-- the first request); it also serves that lookup.
+CREATE UNIQUE INDEX requests_open_by_user ON requests (requester_id, service, cluster)
+    WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready');
 
 -- Every step of every request, in order. Append-only: updates and deletes are refused.
 CREATE TABLE audit_events (

@@ -8,7 +8,8 @@ use crate::ids::RequestId;
 use crate::state::RequestState;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::{FromRow, QueryBuilder, Sqlite, Transaction};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -590,14 +591,106 @@ async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
 
 async fn write_batch(pool: &SqlitePool, batch: &[Intake]) -> Result<Vec<CreateOutcome>, LedgerError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let now = now_ms();
+    let ids: Vec<String> = batch.iter().map(|_| RequestId::generate().as_str().to_string()).collect();
+    // One statement for the whole batch. A row that would be a second open request of the
+    // same person and service (the partial unique index) or reuse an id is skipped, and
+    // RETURNING says which rows went in.
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
+            service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at) ",
+    );
+    insert.push_values(batch.iter().zip(&ids), |mut row, (intake, id)| {
+        let new = &intake.new;
+        row.push_bind(id.clone())
+            .push_bind("requested")
+            .push_bind(new.requester_id.clone())
+            .push_bind(new.requester_name.clone())
+            .push_bind(new.team_id.clone())
+            .push_bind(new.channel_id.clone())
+            .push_bind(new.service.clone())
+            .push_bind(new.cluster.clone())
+            .push_bind(new.container.clone())
+            .push_bind(new.task.clone())
+            .push_bind(new.ttl_secs)
+            .push_bind(new.response_url.clone())
+            .push_bind(now)
+            .push_bind(now);
+    });
+    insert.push(" ON CONFLICT DO NOTHING RETURNING id");
+    let inserted: HashSet<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+
     let mut outcomes = Vec::with_capacity(batch.len());
-    for intake in batch {
-        outcomes.push(insert_request(&mut tx, &intake.new).await?);
+    let mut created: Vec<(&NewRequest, &str)> = Vec::with_capacity(batch.len());
+    for (intake, id) in batch.iter().zip(&ids) {
+        if inserted.contains(id) {
+            outcomes.push(CreateOutcome::Created(stored_request(&intake.new, id, now)));
+            created.push((&intake.new, id));
+        } else {
+            // Skipped: a duplicate of an open request, or (rarely) an id clash, which the
+            // one-at-a-time path draws again for.
+            outcomes.push(insert_request(&mut tx, &intake.new).await?);
+        }
+    }
+    if !created.is_empty() {
+        let mut audit = QueryBuilder::<Sqlite>::new("INSERT INTO audit_events (request_id, at, actor, kind, detail) ");
+        audit.push_values(&created, |mut row, (new, id)| {
+            row.push_bind(id.to_string())
+                .push_bind(now)
+                .push_bind(new.requester_id.clone())
+                .push_bind("requested")
+                .push_bind(requested_detail(new).to_string());
+        });
+        audit.build().execute(&mut *tx).await?;
+        let mut jobs = QueryBuilder::<Sqlite>::new("INSERT INTO jobs (request_id, kind, run_at) ");
+        jobs.push_values(&created, |mut row, (_, id)| {
+            row.push_bind(id.to_string()).push_bind(JobKind::Provision.as_str()).push_bind(now);
+        });
+        jobs.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
+fn requested_detail(new: &NewRequest) -> Value {
+    json!({
+        "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
+        "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
+        "requester_name": new.requester_name,
+    })
+}
+
+/// The row just inserted for `new`, without reading it back.
+fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
+    Request {
+        id: id.to_string(),
+        state: StateColumn(RequestState::Requested),
+        requester_id: new.requester_id.clone(),
+        requester_name: new.requester_name.clone(),
+        team_id: new.team_id.clone(),
+        channel_id: new.channel_id.clone(),
+        service: new.service.clone(),
+        cluster: new.cluster.clone(),
+        container: new.container.clone(),
+        requested_task: new.task.clone(),
+        ttl_secs: new.ttl_secs,
+        response_url: new.response_url.clone(),
+        created_at: now,
+        updated_at: now,
+        ready_at: None,
+        expires_at: None,
+        ended_at: None,
+        task_arn: None,
+        instance_id: None,
+        instance_type: None,
+        role_name: None,
+        launch: None,
+        warnings: None,
+        end_reason: None,
+    }
+}
+
+/// One request on its own: the duplicate check, then an insert that draws a new id on a clash.
 async fn insert_request(tx: &mut Transaction<'static, Sqlite>, new: &NewRequest) -> Result<CreateOutcome, LedgerError> {
     let open: Option<Request> = sqlx::query_as(OPEN_REQUEST_SQL)
         .bind(&new.requester_id)
@@ -637,39 +730,9 @@ async fn insert_request(tx: &mut Transaction<'static, Sqlite>, new: &NewRequest)
             break id;
         }
     };
-    let detail = json!({
-        "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
-        "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
-        "requester_name": new.requester_name,
-    });
-    append_audit(tx, id.as_str(), &new.requester_id, "requested", detail, now).await?;
+    append_audit(tx, id.as_str(), &new.requester_id, "requested", requested_detail(new), now).await?;
     enqueue_job(tx, id.as_str(), JobKind::Provision, now).await?;
-    Ok(CreateOutcome::Created(Request {
-        id: id.as_str().to_string(),
-        state: StateColumn(RequestState::Requested),
-        requester_id: new.requester_id.clone(),
-        requester_name: new.requester_name.clone(),
-        team_id: new.team_id.clone(),
-        channel_id: new.channel_id.clone(),
-        service: new.service.clone(),
-        cluster: new.cluster.clone(),
-        container: new.container.clone(),
-        requested_task: new.task.clone(),
-        ttl_secs: new.ttl_secs,
-        response_url: new.response_url.clone(),
-        created_at: now,
-        updated_at: now,
-        ready_at: None,
-        expires_at: None,
-        ended_at: None,
-        task_arn: None,
-        instance_id: None,
-        instance_type: None,
-        role_name: None,
-        launch: None,
-        warnings: None,
-        end_reason: None,
-    }))
+    Ok(CreateOutcome::Created(stored_request(new, id.as_str(), now)))
 }
 
 async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {

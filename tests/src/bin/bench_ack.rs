@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{aws_port}"))
         .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
