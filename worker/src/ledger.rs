@@ -7,8 +7,9 @@ use crate::events::{Check, EndReason, LaunchInfo, Notice};
 use crate::ids::RequestId;
 use crate::state::RequestState;
 use serde_json::{json, Value};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, QueryBuilder, Sqlite, Transaction};
+use sqlx::{Connection, FromRow, QueryBuilder, Sqlite, SqliteConnection, Transaction};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
@@ -572,8 +573,26 @@ impl Ledger {
 /// acknowledged request is durable and a burst costs one fsync instead of one each.
 async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
+    // The writer keeps one connection while requests keep coming (no pool round trip per
+    // batch), gives it back when the queue is empty (so the pool can close), and drops it
+    // after an error, so a broken connection is not reused.
+    let mut connection: Option<PoolConnection<Sqlite>> = None;
     while queue.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
-        match write_batch(&pool, &batch).await {
+        let written = match connection.take() {
+            Some(conn) => Ok(conn),
+            None => pool.acquire().await,
+        };
+        let written = match written {
+            Ok(mut conn) => {
+                let result = write_batch(&mut conn, &batch).await;
+                if result.is_ok() && !queue.is_empty() {
+                    connection = Some(conn);
+                }
+                result
+            }
+            Err(e) => Err(e.into()),
+        };
+        match written {
             Ok(outcomes) => {
                 for (intake, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = intake.reply.send(Ok(outcome));
@@ -589,8 +608,8 @@ async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
     }
 }
 
-async fn write_batch(pool: &SqlitePool, batch: &[Intake]) -> Result<Vec<CreateOutcome>, LedgerError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn write_batch(conn: &mut SqliteConnection, batch: &[Intake]) -> Result<Vec<CreateOutcome>, LedgerError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     let ids: Vec<String> = batch.iter().map(|_| RequestId::generate().as_str().to_string()).collect();
     // One statement for the whole batch. A row that would be a second open request of the
@@ -691,7 +710,7 @@ fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
 }
 
 /// One request on its own: the duplicate check, then an insert that draws a new id on a clash.
-async fn insert_request(tx: &mut Transaction<'static, Sqlite>, new: &NewRequest) -> Result<CreateOutcome, LedgerError> {
+async fn insert_request(tx: &mut Transaction<'_, Sqlite>, new: &NewRequest) -> Result<CreateOutcome, LedgerError> {
     let open: Option<Request> = sqlx::query_as(OPEN_REQUEST_SQL)
         .bind(&new.requester_id)
         .bind(&new.service)
@@ -760,7 +779,7 @@ async fn guarded(
 }
 
 async fn append_audit(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     request_id: &str,
     actor: &str,
     kind: &str,
@@ -779,7 +798,7 @@ async fn append_audit(
 }
 
 async fn enqueue_job(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     request_id: &str,
     kind: JobKind,
     run_at: i64,
