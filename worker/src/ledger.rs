@@ -6,11 +6,11 @@
 use crate::events::{Check, EndReason, LaunchInfo, Notice};
 use crate::ids::RequestId;
 use crate::state::RequestState;
+use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, FromRow, QueryBuilder, Sqlite, SqliteConnection, Transaction};
-use std::collections::HashSet;
+use sqlx::{FromRow, Sqlite, Transaction};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +31,11 @@ pub enum LedgerError {
     Batch(String),
 }
 
+/// The database file behind a `sqlite:` URL.
+fn options_path(url: &str) -> Result<PathBuf, LedgerError> {
+    Ok(SqliteConnectOptions::from_str(url)?.get_filename().to_path_buf())
+}
+
 /// Milliseconds since the Unix epoch, the ledger's unit of time.
 pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
@@ -46,7 +51,7 @@ pub struct Ledger {
 #[derive(Debug)]
 struct Intake {
     new: NewRequest,
-    reply: oneshot::Sender<Result<CreateOutcome, LedgerError>>,
+    reply: oneshot::Sender<Result<Written, LedgerError>>,
 }
 
 // The queries the loops run every tick; a test holds each to an index (EXPLAIN QUERY PLAN),
@@ -66,10 +71,8 @@ const DUE_OUTBOX_SQL: &str = "SELECT o.id, o.request_id, o.notice, o.attempts FR
      ORDER BY o.id LIMIT ?";
 const NEXT_OUTBOX_SQL: &str =
     "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL";
-const OPEN_REQUEST_SQL: &str = "SELECT * FROM requests WHERE requester_id = ? AND service = ? AND cluster = ?
-       AND state IN ('requested','awaiting_approval','approved','provisioning','ready')
-     ORDER BY created_at DESC LIMIT 1";
-
+const OPEN_REQUEST_ID_SQL: &str = "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
+       AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
 /// Most requests committed in one transaction.
 const INTAKE_BATCH: usize = 256;
 
@@ -205,7 +208,11 @@ impl Ledger {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         let (intake, queue) = mpsc::channel(4 * INTAKE_BATCH);
-        tokio::spawn(intake_writer(pool.clone(), queue));
+        let path = options_path(url)?;
+        std::thread::Builder::new()
+            .name("ledger-intake".into())
+            .spawn(move || intake_writer(path, queue))
+            .map_err(|e| LedgerError::Batch(format!("cannot start the intake writer: {e}")))?;
         Ok(Self { pool, intake })
     }
 
@@ -227,11 +234,14 @@ impl Ledger {
     /// Records a new request with its first audit event and its provisioning job, in one
     /// transaction, unless the same person already has an open request for that service.
     /// Returns once the transaction is durable. Concurrent calls are committed together by one
-    /// writer (group commit: one fsync for many requests); see `intake_writer`.
+    /// writer (group commit: one sync for many requests); see `intake_writer`.
     pub async fn create_request(&self, new: NewRequest) -> Result<CreateOutcome, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.intake.send(Intake { new, reply }).await.map_err(|_| LedgerError::Closed)?;
-        answer.await.map_err(|_| LedgerError::Closed)?
+        match answer.await.map_err(|_| LedgerError::Closed)?? {
+            Written::Created(request) => Ok(CreateOutcome::Created(*request)),
+            Written::AlreadyOpen(id) => Ok(CreateOutcome::AlreadyOpen(self.get(&id).await?)),
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Request, LedgerError> {
@@ -568,29 +578,28 @@ impl Ledger {
     }
 }
 
-/// The one writer of new requests. It takes every request waiting (up to `INTAKE_BATCH`),
-/// writes them in one transaction and answers each only after the commit, so an
-/// acknowledged request is durable and a burst costs one fsync instead of one each.
-async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
+/// The one writer of new requests, on a thread of its own with its own connection (rusqlite:
+/// one plain call per statement, no hand-off per statement as in an async driver). It takes
+/// every request waiting (up to `INTAKE_BATCH`), writes them in one transaction and answers
+/// each only after the commit, so an acknowledged request is durable and a burst costs one
+/// sync instead of one each. It ends when the last `Ledger` is dropped.
+fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
-    // The writer keeps one connection while requests keep coming (no pool round trip per
-    // batch), gives it back when the queue is empty (so the pool can close), and drops it
-    // after an error, so a broken connection is not reused.
-    let mut connection: Option<PoolConnection<Sqlite>> = None;
-    while queue.recv_many(&mut batch, INTAKE_BATCH).await > 0 {
-        let written = match connection.take() {
-            Some(conn) => Ok(conn),
-            None => pool.acquire().await,
-        };
-        let written = match written {
-            Ok(mut conn) => {
-                let result = write_batch(&mut conn, &batch).await;
-                if result.is_ok() && !queue.is_empty() {
-                    connection = Some(conn);
-                }
-                result
+    let mut connection: Option<rusqlite::Connection> = None;
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < INTAKE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
             }
-            Err(e) => Err(e.into()),
+        }
+        if connection.is_none() {
+            connection = open_intake(&path).map_err(|e| tracing::error!(error = %e, "intake connection")).ok();
+        }
+        let written = match connection.as_mut() {
+            Some(conn) => write_batch(conn, &batch).map_err(|e| e.to_string()),
+            None => Err("no database connection".to_string()),
         };
         match written {
             Ok(outcomes) => {
@@ -600,74 +609,90 @@ async fn intake_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Intake>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = batch.len(), "could not record new requests");
+                connection = None; // do not reuse a connection that failed
                 for intake in batch.drain(..) {
-                    let _ = intake.reply.send(Err(LedgerError::Batch(e.to_string())));
+                    let _ = intake.reply.send(Err(LedgerError::Batch(e.clone())));
                 }
             }
         }
     }
 }
 
-async fn write_batch(conn: &mut SqliteConnection, batch: &[Intake]) -> Result<Vec<CreateOutcome>, LedgerError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
-    let ids: Vec<String> = batch.iter().map(|_| RequestId::generate().as_str().to_string()).collect();
-    // One statement for the whole batch. A row that would be a second open request of the
-    // same person and service (the partial unique index) or reuse an id is skipped, and
-    // RETURNING says which rows went in.
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
-            service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at) ",
-    );
-    insert.push_values(batch.iter().zip(&ids), |mut row, (intake, id)| {
-        let new = &intake.new;
-        row.push_bind(id.clone())
-            .push_bind("requested")
-            .push_bind(new.requester_id.clone())
-            .push_bind(new.requester_name.clone())
-            .push_bind(new.team_id.clone())
-            .push_bind(new.channel_id.clone())
-            .push_bind(new.service.clone())
-            .push_bind(new.cluster.clone())
-            .push_bind(new.container.clone())
-            .push_bind(new.task.clone())
-            .push_bind(new.ttl_secs)
-            .push_bind(new.response_url.clone())
-            .push_bind(now)
-            .push_bind(now);
-    });
-    insert.push(" ON CONFLICT DO NOTHING RETURNING id");
-    let inserted: HashSet<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+fn open_intake(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
 
+/// What the intake writer did with one request.
+#[derive(Debug)]
+enum Written {
+    Created(Box<Request>),
+    /// The id of the person's open request for the same service.
+    AlreadyOpen(String),
+}
+
+fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::Result<Vec<Written>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut created: Vec<(&NewRequest, &str)> = Vec::with_capacity(batch.len());
-    for (intake, id) in batch.iter().zip(&ids) {
-        if inserted.contains(id) {
-            outcomes.push(CreateOutcome::Created(stored_request(&intake.new, id, now)));
-            created.push((&intake.new, id));
-        } else {
-            // Skipped: a duplicate of an open request, or (rarely) an id clash, which the
-            // one-at-a-time path draws again for.
-            outcomes.push(insert_request(&mut tx, &intake.new).await?);
+    {
+        // A second open request of the same person and service (the partial unique index) or
+        // an id already taken is skipped by ON CONFLICT; the open-request lookup tells which.
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
+                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at)
+             VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut open = tx.prepare_cached(OPEN_REQUEST_ID_SQL)?;
+        let mut audit = tx.prepare_cached(
+            "INSERT INTO audit_events (request_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, 'requested', ?4)",
+        )?;
+        let mut job = tx.prepare_cached("INSERT INTO jobs (request_id, kind, run_at) VALUES (?1, 'provision', ?2)")?;
+        for intake in batch {
+            let new = &intake.new;
+            let outcome = loop {
+                let id = RequestId::generate();
+                let inserted = insert.execute(rusqlite::params![
+                    id.as_str(),
+                    new.requester_id,
+                    new.requester_name,
+                    new.team_id,
+                    new.channel_id,
+                    new.service,
+                    new.cluster,
+                    new.container,
+                    new.task,
+                    new.ttl_secs,
+                    new.response_url,
+                    now,
+                ])?;
+                if inserted == 1 {
+                    audit.execute(rusqlite::params![
+                        id.as_str(),
+                        now,
+                        new.requester_id,
+                        requested_detail(new).to_string()
+                    ])?;
+                    job.execute(rusqlite::params![id.as_str(), now])?;
+                    break Written::Created(Box::new(stored_request(new, id.as_str(), now)));
+                }
+                let existing: Option<String> = open
+                    .query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0))
+                    .optional()?;
+                if let Some(existing) = existing {
+                    break Written::AlreadyOpen(existing);
+                }
+                // Otherwise the id was taken (40 random bits: rare): draw again.
+            };
+            outcomes.push(outcome);
         }
     }
-    if !created.is_empty() {
-        let mut audit = QueryBuilder::<Sqlite>::new("INSERT INTO audit_events (request_id, at, actor, kind, detail) ");
-        audit.push_values(&created, |mut row, (new, id)| {
-            row.push_bind(id.to_string())
-                .push_bind(now)
-                .push_bind(new.requester_id.clone())
-                .push_bind("requested")
-                .push_bind(requested_detail(new).to_string());
-        });
-        audit.build().execute(&mut *tx).await?;
-        let mut jobs = QueryBuilder::<Sqlite>::new("INSERT INTO jobs (request_id, kind, run_at) ");
-        jobs.push_values(&created, |mut row, (_, id)| {
-            row.push_bind(id.to_string()).push_bind(JobKind::Provision.as_str()).push_bind(now);
-        });
-        jobs.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(outcomes)
 }
 
@@ -707,51 +732,6 @@ fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
         warnings: None,
         end_reason: None,
     }
-}
-
-/// One request on its own: the duplicate check, then an insert that draws a new id on a clash.
-async fn insert_request(tx: &mut Transaction<'_, Sqlite>, new: &NewRequest) -> Result<CreateOutcome, LedgerError> {
-    let open: Option<Request> = sqlx::query_as(OPEN_REQUEST_SQL)
-        .bind(&new.requester_id)
-        .bind(&new.service)
-        .bind(&new.cluster)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if let Some(existing) = open {
-        return Ok(CreateOutcome::AlreadyOpen(existing));
-    }
-    let now = now_ms();
-    // 40 random bits: a clash is rare; when it happens, draw again.
-    let id = loop {
-        let id = RequestId::generate();
-        let inserted = sqlx::query(
-            "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
-                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at)
-             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(&new.requester_id)
-        .bind(&new.requester_name)
-        .bind(&new.team_id)
-        .bind(&new.channel_id)
-        .bind(&new.service)
-        .bind(&new.cluster)
-        .bind(&new.container)
-        .bind(&new.task)
-        .bind(new.ttl_secs)
-        .bind(&new.response_url)
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            break id;
-        }
-    };
-    append_audit(tx, id.as_str(), &new.requester_id, "requested", requested_detail(new), now).await?;
-    enqueue_job(tx, id.as_str(), JobKind::Provision, now).await?;
-    Ok(CreateOutcome::Created(stored_request(new, id.as_str(), now)))
 }
 
 async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {
@@ -939,7 +919,7 @@ mod tests {
             (CLAIM_JOB_SQL, "jobs_due"),
             (DUE_OUTBOX_SQL, "outbox_pending"),
             (NEXT_OUTBOX_SQL, "outbox_pending"),
-            (OPEN_REQUEST_SQL, "requests_open_by_user"),
+            (OPEN_REQUEST_ID_SQL, "requests_open_by_user"),
         ] {
             let plan: Vec<(i64, i64, i64, String)> =
                 sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(ledger.pool()).await.unwrap();
