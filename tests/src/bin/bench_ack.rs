@@ -72,7 +72,8 @@ async fn fake_aws(mode: &str) -> u16 {
                         )
                         .await;
                 } else {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    // Hold the connection and never answer.
+                    std::future::pending::<()>().await;
                 }
             });
         }
