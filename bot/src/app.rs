@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::notifier::Notifier;
 use crate::routes::{router, AppState};
+use crate::slack::{GroupDirectory, SlackApi};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -34,12 +35,17 @@ pub async fn spawn(config: Config, aws: Aws, listener: TcpListener) -> anyhow::R
     let wake_worker = Arc::new(Notify::new());
     let wake_notifier = Arc::new(Notify::new());
 
+    let api = SlackApi::new(&config.slack.api_base_url, config.bot_token.clone());
+    let groups = GroupDirectory::new(api.clone(), config.policy.group_cache_ttl.as_duration());
+    let region = aws.region.clone();
     let state = AppState {
         ledger: ledger.clone(),
         signing_secret: config.signing_secret.clone(),
         time_box: config.time_box,
-        default_cluster: config.aws.cluster.clone(),
+        policy: Arc::new(config.policy.clone()),
+        groups,
         wake_worker: wake_worker.clone(),
+        wake_notifier: wake_notifier.clone(),
     };
     let server = {
         let shutdown = stopped(stop_rx.clone());
@@ -57,8 +63,9 @@ pub async fn spawn(config: Config, aws: Aws, listener: TcpListener) -> anyhow::R
     let worker = tokio::spawn(runner.run(stopped(stop_rx.clone())));
     let notifier = Notifier::new(
         ledger.clone(),
-        &config.slack.api_base_url,
-        config.bot_token.clone(),
+        api,
+        &region,
+        config.policy.audit_channel.clone(),
         wake_notifier,
         config.worker.poll_interval(),
     );

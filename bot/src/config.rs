@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use crate::policy::{Policy, PolicySettings};
 use worker::config::{AwsSettings, TimeBoxSettings, WorkerSettings};
 
 /// A secret value: never printed, never logged.
@@ -98,6 +99,8 @@ pub struct FileConfig {
     pub time_box: TimeBoxSettings,
     #[serde(default)]
     pub worker: WorkerSettings,
+    #[serde(default)]
+    pub policy: PolicySettings,
 }
 
 /// Everything the process needs, validated.
@@ -109,6 +112,7 @@ pub struct Config {
     pub aws: AwsSettings,
     pub time_box: TimeBoxSettings,
     pub worker: WorkerSettings,
+    pub policy: Policy,
     pub signing_secret: Secret,
     pub bot_token: Secret,
 }
@@ -137,7 +141,10 @@ impl Config {
         if !(file.slack.api_base_url.starts_with("https://") || file.slack.api_base_url.starts_with("http://")) {
             return Err(ConfigError::Invalid("slack.api_base_url must be an http(s) URL".into()));
         }
+        let policy = Policy::from_settings(file.policy, &file.aws.cluster, file.time_box.max)
+            .map_err(ConfigError::Invalid)?;
         Ok(Self {
+            policy,
             server: file.server,
             database: file.database,
             slack: file.slack,

@@ -3,12 +3,16 @@
 //! worker. It never calls AWS itself; it meets the worker in the ledger.
 
 pub mod app;
+pub mod audit_cli;
 pub mod command;
 pub mod config;
+pub mod interactions;
 pub mod notifier;
+pub mod policy;
 pub mod render;
 pub mod routes;
 pub mod signature;
+pub mod slack;
 
 /// Installs rustls' aws-lc-rs provider once, before any TLS client is built.
 pub fn install_crypto_provider() {

@@ -49,6 +49,30 @@ enum Cmd {
         #[arg(long)]
         cluster: Option<String>,
     },
+    /// The audit history: check its hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Walk the hash chain and name the first broken link; exits non-zero if there is one.
+    Verify,
+    /// Write the history of requests to stdout, newest first: who, what service, cluster, task
+    /// and container, reason, approver, instance, when requested, ready and ended, how it ended.
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: bot::audit_cli::Format,
+        /// Only requests made in this last stretch of time, e.g. 7d or 12h.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<worker::duration::HumanDuration>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<worker::duration::HumanDuration, String> {
+    worker::duration::HumanDuration::parse(s).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -84,6 +108,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Serve => serve(Config::load(&cli.config)?).await,
         Cmd::Doctor { service, container, cluster } => doctor(&cli.config, service, container, cluster).await,
+        Cmd::Audit { action } => {
+            let text = std::fs::read_to_string(&cli.config)
+                .with_context(|| format!("cannot read config file {}", cli.config.display()))?;
+            let file = parse_file(&text, &cli.config.display().to_string())?;
+            let ledger = worker::ledger::Ledger::open(&file.database.url).await?;
+            match action {
+                AuditCmd::Verify => {
+                    let (report, intact) = bot::audit_cli::verify(&ledger).await?;
+                    println!("{report}");
+                    anyhow::ensure!(intact, "the audit history was changed outside the bot");
+                }
+                AuditCmd::Export { format, since } => {
+                    let count = bot::audit_cli::export(&ledger, format, since, &mut std::io::stdout().lock()).await?;
+                    eprintln!("{count} requests exported");
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,63 +1,69 @@
 //! The notifier: delivers the outbox to Slack, in order per request, retried with backoff and
-//! Retry-After on 429, each row marked delivered once. It posts to the request's
-//! `response_url` while Slack still accepts it (5 posts within 30 minutes) and otherwise
-//! messages the requester with `chat.postMessage`.
+//! Retry-After on 429, each row marked delivered once.
+//!
+//! - Cards (the requester's, the approval card) are posted once with `chat.postMessage` and
+//!   then updated in place with `chat.update`; each delivery draws the request as it is then,
+//!   so several queued refreshes of one card go out as one update.
+//! - A reminder goes to the request's `response_url` while Slack still accepts it (5 posts
+//!   within 30 minutes), else to the requester with `chat.postMessage`.
+//! - Audit lines go to the audit channel, when one is configured.
 
-use crate::config::Secret;
 use crate::render;
-use serde_json::Value;
+use crate::slack::{SlackApi, SlackError};
+use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use worker::ledger::{now_ms, Ledger, OutboxRow};
+use worker::events::Notice;
+use worker::ledger::{now_ms, Ledger, LedgerError, OutboxRow, Request};
 
 /// Posts a row gets before it is given up (it stays in the outbox, marked failed).
 const MAX_ATTEMPTS: i64 = 12;
 const RESPONSE_URL_POSTS: i64 = 5;
 /// Slack's window is 30 minutes; leave a margin.
 const RESPONSE_URL_WINDOW_MS: i64 = 29 * 60 * 1000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("Slack asked us to slow down")]
-    RateLimited { retry_after: Duration },
-    #[error("{0}")]
-    Transient(String),
-    #[error("{0}")]
-    Permanent(String),
-}
+const CARD: &str = r#"{"kind":"card"}"#;
+const APPROVAL_CARD: &str = r#"{"kind":"approval_card"}"#;
 
 pub struct Notifier {
     ledger: Ledger,
-    http: reqwest::Client,
-    api_base_url: String,
-    bot_token: Secret,
+    api: SlackApi,
+    region: String,
+    audit_channel: Option<String>,
     wake: Arc<Notify>,
     poll_interval: Duration,
+}
+
+/// How a row went out.
+struct Delivered {
+    via_response_url: bool,
+    /// A card drawn now also serves its refreshes queued up to this row id.
+    covers: Option<(&'static str, i64)>,
+}
+
+impl Delivered {
+    fn web_api() -> Self {
+        Self { via_response_url: false, covers: None }
+    }
+}
+
+impl From<LedgerError> for SlackError {
+    fn from(e: LedgerError) -> Self {
+        SlackError::Transient(e.to_string())
+    }
 }
 
 impl Notifier {
     pub fn new(
         ledger: Ledger,
-        api_base_url: &str,
-        bot_token: Secret,
+        api: SlackApi,
+        region: &str,
+        audit_channel: Option<String>,
         wake: Arc<Notify>,
         poll_interval: Duration,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("an HTTP client with default TLS");
-        Self {
-            ledger,
-            http,
-            api_base_url: api_base_url.trim_end_matches('/').to_string(),
-            bot_token,
-            wake,
-            poll_interval,
-        }
+        Self { ledger, api, region: region.to_string(), audit_channel, wake, poll_interval }
     }
 
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -79,20 +85,23 @@ impl Notifier {
     }
 
     /// One pass over the due rows. Public so tests can drive delivery a step at a time.
-    pub async fn deliver_due(&self) -> Result<usize, worker::ledger::LedgerError> {
+    pub async fn deliver_due(&self) -> Result<usize, LedgerError> {
         let rows = self.ledger.due_outbox(64).await?;
         let mut delivered = 0;
         for row in rows {
             match self.deliver(&row).await {
-                Ok(()) => {
-                    self.ledger.outbox_delivered(row.id).await?;
+                Ok(done) => {
+                    self.ledger.outbox_delivered(row.id, done.via_response_url).await?;
+                    if let (Some((notice, upto)), Some(request_id)) = (done.covers, &row.request_id) {
+                        self.ledger.cards_delivered(request_id, notice, upto).await?;
+                    }
                     delivered += 1;
                 }
-                Err(DeliveryError::RateLimited { retry_after }) => {
+                Err(SlackError::RateLimited { retry_after }) => {
                     tracing::info!(outbox = row.id, ?retry_after, "Slack rate limit; waiting");
                     self.ledger.outbox_retry(row.id, retry_after, "rate limited").await?;
                 }
-                Err(e) if row.attempts + 1 >= MAX_ATTEMPTS || matches!(e, DeliveryError::Permanent(_)) => {
+                Err(e) if row.attempts + 1 >= MAX_ATTEMPTS || matches!(e, SlackError::Permanent(_)) => {
                     tracing::error!(outbox = row.id, request_id = row.request_id, error = %e, "giving up on a Slack message");
                     self.ledger.outbox_failed(row.id, &e.to_string()).await?;
                 }
@@ -107,64 +116,87 @@ impl Notifier {
         Ok(delivered)
     }
 
-    async fn deliver(&self, row: &OutboxRow) -> Result<(), DeliveryError> {
-        let request = self.ledger.get(&row.request_id).await.map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        let notice = row.notice().map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        let mut message = render::notice(&notice, &request);
-        let posts =
-            self.ledger.delivered_count(&row.request_id).await.map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        let fresh = now_ms() - request.created_at < RESPONSE_URL_WINDOW_MS;
-        // After two failed tries at the response_url, the Web API is the surer way.
-        if fresh && posts < RESPONSE_URL_POSTS && row.attempts < 2 {
-            message["response_type"] = "ephemeral".into();
-            message["replace_original"] = false.into();
-            self.post(&request.response_url, &message, false).await
-        } else {
-            message["channel"] = request.requester_id.clone().into();
-            self.post(&format!("{}/chat.postMessage", self.api_base_url), &message, true).await
-        }
+    async fn request(&self, row: &OutboxRow) -> Result<Request, SlackError> {
+        let id = row.request_id.as_deref().ok_or_else(|| SlackError::Permanent("a card without a request".into()))?;
+        Ok(self.ledger.get(id).await?)
     }
 
-    async fn post(&self, url: &str, body: &Value, web_api: bool) -> Result<(), DeliveryError> {
-        let mut request = self.http.post(url).json(body);
-        if web_api {
-            request = request.bearer_auth(self.bot_token.expose());
-        }
-        let response = request.send().await.map_err(|e| DeliveryError::Transient(without_url(e)))?;
-        let status = response.status();
-        if status.as_u16() == 429 {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(1);
-            return Err(DeliveryError::RateLimited { retry_after: Duration::from_secs(retry_after.clamp(1, 300)) });
-        }
-        if status.is_server_error() {
-            return Err(DeliveryError::Transient(format!("Slack answered {status}")));
-        }
-        if !status.is_success() {
-            // A response_url that expired or was used up: the retry goes through the Web API.
-            return Err(DeliveryError::Transient(format!("Slack refused the message: {status}")));
-        }
-        if web_api {
-            let answer: Value = response.json().await.map_err(|e| DeliveryError::Transient(without_url(e)))?;
-            if answer["ok"] != Value::Bool(true) {
-                let error = answer["error"].as_str().unwrap_or("unknown error").to_string();
-                return Err(match error.as_str() {
-                    "ratelimited" => DeliveryError::RateLimited { retry_after: Duration::from_secs(1) },
-                    "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "channel_not_found"
-                    | "user_not_found" => DeliveryError::Permanent(format!("chat.postMessage: {error}")),
-                    _ => DeliveryError::Transient(format!("chat.postMessage: {error}")),
-                });
+    async fn deliver(&self, row: &OutboxRow) -> Result<Delivered, SlackError> {
+        let notice = row.notice().map_err(|e| SlackError::Permanent(e.to_string()))?;
+        match notice {
+            Notice::Card => {
+                let request = self.request(row).await?;
+                let upto = self.ledger.last_queued(&request.id, CARD).await?.unwrap_or(row.id).max(row.id);
+                let events = self.ledger.audit_for(&request.id).await?;
+                let message = render::requester_card(&request, &events, &self.region);
+                self.upsert(&request.id, "requester", &request.requester_id, message).await?;
+                Ok(Delivered { via_response_url: false, covers: Some((CARD, upto)) })
+            }
+            Notice::ApprovalCard => {
+                let request = self.request(row).await?;
+                let Some(channel) = request.approvals_channel.clone() else {
+                    return Err(SlackError::Permanent(format!("{} has no approvals channel", request.id)));
+                };
+                let upto = self.ledger.last_queued(&request.id, APPROVAL_CARD).await?.unwrap_or(row.id).max(row.id);
+                self.upsert(&request.id, "approval", &channel, render::approval_card(&request)).await?;
+                Ok(Delivered { via_response_url: false, covers: Some((APPROVAL_CARD, upto)) })
+            }
+            Notice::Reminder { expires_at_ms } => {
+                let request = self.request(row).await?;
+                let mut message = render::reminder(&request, expires_at_ms);
+                let posts = self.ledger.delivered_count(&request.id).await?;
+                let fresh = now_ms() - request.created_at < RESPONSE_URL_WINDOW_MS;
+                // After two failed tries at the response_url, the Web API is the surer way.
+                if fresh && posts < RESPONSE_URL_POSTS && row.attempts < 2 {
+                    message["response_type"] = "ephemeral".into();
+                    message["replace_original"] = false.into();
+                    self.api.respond(&request.response_url, &message).await?;
+                    Ok(Delivered { via_response_url: true, covers: None })
+                } else {
+                    message["channel"] = request.requester_id.clone().into();
+                    self.api.call("chat.postMessage", &message).await?;
+                    Ok(Delivered::web_api())
+                }
+            }
+            Notice::AuditLine { text } => {
+                if let Some(channel) = &self.audit_channel {
+                    let body = json!({"channel": channel, "text": text, "unfurl_links": false, "unfurl_media": false});
+                    self.api.call("chat.postMessage", &body).await?;
+                }
+                Ok(Delivered::web_api())
+            }
+            Notice::Ephemeral { reply_url, text } => {
+                let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+                match self.api.respond(&reply_url, &body).await {
+                    // A reply URL that refuses will not change its mind.
+                    Err(SlackError::Transient(e)) if e.starts_with("Slack refused") => Err(SlackError::Permanent(e)),
+                    other => other.map(|()| Delivered { via_response_url: true, covers: None }),
+                }
             }
         }
+    }
+
+    /// Posts the card the first time, updates it in place after. A card someone deleted is
+    /// posted again.
+    async fn upsert(&self, request_id: &str, kind: &str, channel: &str, message: Value) -> Result<(), SlackError> {
+        if let Some((channel, ts)) = self.ledger.slack_message(request_id, kind).await? {
+            let mut body = message.clone();
+            body["channel"] = channel.into();
+            body["ts"] = ts.into();
+            match self.api.call("chat.update", &body).await {
+                Err(e) if matches!(e.code(), Some("message_not_found") | Some("cant_update_message")) => {
+                    tracing::info!(request_id, kind, "the card is gone; posting it again");
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+        let mut body = message;
+        body["channel"] = channel.into();
+        let answer = self.api.call("chat.postMessage", &body).await?;
+        let (Some(posted_in), Some(ts)) = (answer["channel"].as_str(), answer["ts"].as_str()) else {
+            return Err(SlackError::Transient("chat.postMessage answered without channel or ts".into()));
+        };
+        self.ledger.save_slack_message(request_id, kind, posted_in, ts).await?;
         Ok(())
     }
-}
-
-/// reqwest errors name the URL; a response_url is a bearer capability, so keep it out of logs.
-fn without_url(e: reqwest::Error) -> String {
-    e.without_url().to_string()
 }

@@ -1,9 +1,19 @@
-//! What people see in Slack: replies and notices rendered as Block Kit, with a plain `text`
-//! fallback for notifications and screen readers.
+//! What people see in Slack: the requester's card, the approval card, the reminder, and the
+//! replies to `list`, `history` and `services`, as Block Kit with a plain `text` fallback for
+//! notifications and screen readers. Cards are drawn from the request (and its audit events)
+//! as they are now, so drawing one twice gives the same message.
 
 use serde_json::{json, Value};
-use worker::events::{Check, EndReason, LaunchInfo, Notice};
-use worker::ledger::Request;
+use worker::duration::HumanDuration;
+use worker::events::{Check, LaunchInfo};
+use worker::ledger::{AuditEvent, Request};
+use worker::state::RequestState;
+
+/// Button action ids, shared with the interactivity route.
+pub const APPROVE: &str = "approve";
+pub const DENY: &str = "deny";
+pub const EXTEND: &str = "extend";
+pub const END: &str = "end";
 
 /// The Session Manager console page for an instance.
 pub fn console_url(region: &str, instance_id: &str) -> String {
@@ -17,7 +27,7 @@ pub fn cli_command(region: &str, instance_id: &str) -> String {
     )
 }
 
-fn utc(ms: i64) -> String {
+pub fn utc(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .ok()
         .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).ok())
@@ -25,12 +35,28 @@ fn utc(ms: i64) -> String {
 }
 
 /// Slack's date token: shown in each reader's own time zone, with a UTC fallback.
-fn slack_date(ms: i64) -> String {
+pub fn slack_date(ms: i64) -> String {
     format!("<!date^{}^{{date_short_pretty}} {{time}}|{}>", ms / 1000, utc(ms))
 }
 
 fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+fn context(text: String) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+}
+
+fn button(label: &str, action: &str, request_id: &str, style: Option<&str>) -> Value {
+    let mut b = json!({"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action, "value": request_id});
+    if let Some(style) = style {
+        b["style"] = style.into();
+    }
+    b
+}
+
+fn actions(request_id: &str, buttons: Vec<Value>) -> Value {
+    json!({"type": "actions", "block_id": format!("request:{request_id}"), "elements": buttons})
 }
 
 /// Preflight checks as lines: `✓ service — web is active`, with the fix under a failure or warning.
@@ -52,7 +78,7 @@ fn launch_text(launch: &LaunchInfo, ttl_secs: i64) -> String {
     let market = if launch.spot { "spot" } else { "on-demand" };
     let mut text = format!("{} {market} in {}", launch.instance_type, launch.availability_zone);
     if let (Some(cost), Some(source)) = (launch.estimated_cost_usd, &launch.price_source) {
-        let ttl = worker::duration::HumanDuration::from_secs(ttl_secs.max(0) as u64);
+        let ttl = HumanDuration::from_secs(ttl_secs.max(0) as u64);
         text.push_str(&format!(" · about ${cost:.4} for {ttl} ({source})"));
     }
     text
@@ -63,68 +89,208 @@ pub fn ephemeral(text: &str) -> Value {
     json!({"response_type": "ephemeral", "text": text, "blocks": [section(text.to_string())]})
 }
 
-/// A message for a worker notice about `request`.
-pub fn notice(notice: &Notice, request: &Request) -> Value {
-    match notice {
-        Notice::Ready {
-            instance_id,
-            instance_type,
-            region,
-            cluster,
-            task_arn,
-            container,
-            expires_at_ms,
-            checks,
-            launch,
-        } => {
-            let task_id = task_arn.rsplit('/').next().unwrap_or(task_arn);
-            let text = format!(
-                "Your bastion for {} is ready until {}: {}",
-                request.service,
-                utc(*expires_at_ms),
-                console_url(region, instance_id)
-            );
-            let launched = match launch {
-                Some(launch) => launch_text(launch, request.ttl_secs),
-                None => instance_type.clone(),
-            };
-            let mut blocks = vec![
-                    section(format!(
-                        ":large_green_circle: *{}* in `{}` is ready — request `{}`\nUntil {}, then the bastion and its access are removed.",
-                        request.service, cluster, request.id, slack_date(*expires_at_ms)
-                    )),
-                    section(format!("*Open a shell:* <{}|Session Manager console>, then type `connect`.", console_url(region, instance_id))),
-                    section(format!("*Or from your terminal:*\n```{}```", cli_command(region, instance_id))),
-                json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-                    "Instance `{instance_id}` ({launched}) · task `{task_id}` · container `{container}`"
-                )}]}),
-            ];
-            if !checks.is_empty() {
-                blocks.push(section(format!("*Preflight warnings*\n{}", checks_text(checks))));
-            }
-            json!({"text": text, "blocks": blocks})
+fn target(request: &Request) -> String {
+    let container = request.container.as_deref().map(|c| format!("/{c}")).unwrap_or_default();
+    format!("*{}{container}* in `{}`", request.service, request.cluster)
+}
+
+fn state_words(request: &Request) -> String {
+    let state = request.state();
+    match (state, request.end_reason.as_deref()) {
+        (RequestState::Ended, Some("ended_by_user")) => format!("ended early by <@{}>", request.ended_by.as_deref().unwrap_or("?")),
+        (RequestState::Ended, Some("expired")) => "its time box is over".into(),
+        (RequestState::Ended, Some("cancelled")) | (RequestState::Cancelled, Some("cancelled")) => "cancelled".into(),
+        (RequestState::Cancelled, Some("approval_expired")) => "expired without a decision".into(),
+        _ => state.as_str().replace('_', " "),
+    }
+}
+
+/// The requester's card: one message, updated in place from request to end.
+pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) -> Value {
+    let id = &request.id;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let has = |k: &str| kinds.contains(&k);
+    let state = request.state();
+    let mut blocks = Vec::new();
+    let (icon, headline) = match state {
+        RequestState::AwaitingApproval => (
+            ":hourglass:",
+            format!(
+                "waiting for approval in <#{}> until {}",
+                request.approvals_channel.as_deref().unwrap_or("?"),
+                slack_date(request.decide_by.unwrap_or_default())
+            ),
+        ),
+        RequestState::Requested | RequestState::Approved | RequestState::Provisioning => {
+            (":hourglass_flowing_sand:", "getting your bastion ready".to_string())
         }
-        Notice::Ended { reason } => {
-            let why = match reason {
-                EndReason::Expired => "its time box is over",
-                EndReason::EndedByUser => "it was ended",
-            };
-            let text = format!(
-                "Request {} for {} has ended ({why}). The bastion and its role are gone.",
-                request.id, request.service
-            );
-            json!({"text": text, "blocks": [section(format!(":white_circle: {text}"))]})
+        RequestState::Ready => {
+            (":large_green_circle:", format!("is ready until {}", slack_date(request.expires_at.unwrap_or_default())))
         }
-        Notice::Failed { reason, checks } => {
-            let text =
-                format!("Request {} for {} failed: {reason}. Nothing is left running.", request.id, request.service);
-            let mut blocks = vec![section(format!(":red_circle: {text}"))];
-            if !checks.is_empty() {
-                blocks.push(section(format!("*Preflight*\n{}", checks_text(checks))));
-            }
-            json!({"text": text, "blocks": blocks})
+        RequestState::Ending => (":white_circle:", "ending: removing the bastion and its access".to_string()),
+        RequestState::Ended => {
+            (":white_circle:", format!("has ended ({}): the bastion and its role are gone", state_words(request)))
+        }
+        RequestState::Denied => (
+            ":no_entry:",
+            format!("denied by <@{}>", request.decided_by.as_deref().unwrap_or("?")),
+        ),
+        RequestState::Failed => (":red_circle:", "failed: nothing is left running".to_string()),
+        RequestState::Cancelled => (":white_circle:", state_words(request)),
+    };
+    let text = format!("Request {id} for {} in {}: {headline}", request.service, request.cluster);
+    blocks.push(section(format!("{icon} {} — request `{id}`\n{headline}", target(request))));
+    if let Some(reason) = &request.reason {
+        let glass = if request.break_glass { " · :rotating_light: break-glass" } else { "" };
+        blocks.push(context(format!("Reason: {reason}{glass}")));
+    }
+    if let Some(by) = &request.decided_by {
+        if state != RequestState::Denied {
+            blocks.push(context(format!("Approved by <@{by}>")));
         }
     }
+    // Progress while it is being made, and as a record after.
+    if matches!(state, RequestState::Requested | RequestState::Approved | RequestState::Provisioning) {
+        let steps = [
+            ("preflight_passed", "checks passed"),
+            ("role_created", "role created"),
+            ("instance_launched", "instance launched"),
+            ("ready", "SSM online"),
+        ];
+        let mut lines = Vec::new();
+        let mut current_marked = false;
+        for (kind, label) in steps {
+            if has(kind) {
+                lines.push(format!(":white_check_mark: {label}"));
+            } else if !current_marked {
+                lines.push(format!(":arrows_counterclockwise: {label}…"));
+                current_marked = true;
+            } else {
+                lines.push(format!(":white_small_square: {label}"));
+            }
+        }
+        blocks.push(section(lines.join("\n")));
+    }
+    if state == RequestState::Ready {
+        if let Some(instance_id) = &request.instance_id {
+            blocks.push(section(format!(
+                "*Open a shell:* <{}|Session Manager console>, then type `connect`.",
+                console_url(region, instance_id)
+            )));
+            blocks.push(section(format!("*Or from your terminal:*\n```{}```", cli_command(region, instance_id))));
+            let launched = request
+                .launch
+                .as_deref()
+                .and_then(|l| serde_json::from_str::<LaunchInfo>(l).ok())
+                .map(|l| launch_text(&l, request.ttl_secs))
+                .unwrap_or_else(|| request.instance_type.clone().unwrap_or_default());
+            blocks.push(context(format!(
+                "Instance `{instance_id}` ({launched}) · task `{}` · container `{}`",
+                request.task_id().unwrap_or("?"),
+                request.container.as_deref().unwrap_or("?")
+            )));
+            let warnings: Vec<Check> =
+                request.warnings.as_deref().and_then(|w| serde_json::from_str(w).ok()).unwrap_or_default();
+            if !warnings.is_empty() {
+                blocks.push(section(format!("*Preflight warnings*\n{}", checks_text(&warnings))));
+            }
+            if has("reschedule_failed") {
+                blocks.push(context(
+                    ":warning: The bastion's own shutdown could not be moved; the bot still ends it at the new time."
+                        .into(),
+                ));
+            }
+        }
+    }
+    if state == RequestState::Failed {
+        let failed = events.iter().rev().find(|e| e.kind == "failed");
+        let detail: Value = failed.and_then(|e| serde_json::from_str(&e.detail).ok()).unwrap_or(Value::Null);
+        let reason = detail["reason"].as_str().or(request.end_reason.as_deref()).unwrap_or("unknown");
+        blocks.push(section(format!("*Why:* {reason}")));
+        let checks: Vec<Check> = serde_json::from_value(detail["checks"].clone()).unwrap_or_default();
+        if !checks.is_empty() {
+            blocks.push(section(format!("*Preflight*\n{}", checks_text(&checks))));
+        }
+    }
+    match state {
+        RequestState::Ready => blocks.push(actions(
+            id,
+            vec![button("Extend", EXTEND, id, Some("primary")), button("End now", END, id, Some("danger"))],
+        )),
+        RequestState::AwaitingApproval | RequestState::Requested | RequestState::Approved | RequestState::Provisioning => {
+            blocks.push(actions(id, vec![button("Cancel", END, id, None)]))
+        }
+        _ => {}
+    }
+    json!({"text": text, "blocks": blocks})
+}
+
+/// The approval card: who asks for what and why, Approve / Deny; after, who decided.
+pub fn approval_card(request: &Request) -> Value {
+    let id = &request.id;
+    let ttl = HumanDuration::from_secs(request.ttl_secs.max(0) as u64);
+    let ask = format!(
+        "<@{}> asks for a shell in {} for {ttl} — request `{id}`",
+        request.requester_id,
+        target(request)
+    );
+    let reason = request.reason.as_deref().unwrap_or("(no reason given)");
+    let mut blocks = vec![section(format!(":key: {ask}\n*Reason:* {reason}"))];
+    let outcome = match request.state() {
+        RequestState::AwaitingApproval => {
+            blocks.push(context(format!("Decide by {} or it is cancelled.", slack_date(request.decide_by.unwrap_or_default()))));
+            blocks.push(actions(
+                id,
+                vec![button("Approve", APPROVE, id, Some("primary")), button("Deny", DENY, id, Some("danger"))],
+            ));
+            "awaiting a decision".to_string()
+        }
+        RequestState::Denied => format!(
+            ":no_entry: Denied by <@{}> at {}",
+            request.decided_by.as_deref().unwrap_or("?"),
+            slack_date(request.decided_at.unwrap_or_default())
+        ),
+        RequestState::Cancelled if request.end_reason.as_deref() == Some("approval_expired") => {
+            ":hourglass: Expired without a decision".to_string()
+        }
+        RequestState::Cancelled => ":white_circle: Cancelled by the requester".to_string(),
+        _ => format!(
+            ":white_check_mark: Approved by <@{}> at {}",
+            request.decided_by.as_deref().unwrap_or("?"),
+            slack_date(request.decided_at.unwrap_or_default())
+        ),
+    };
+    if request.state() != RequestState::AwaitingApproval {
+        blocks.push(section(outcome.clone()));
+    }
+    json!({"text": format!("{ask}: {outcome}"), "blocks": blocks})
+}
+
+/// The reminder before the time box ends, with an Extend button.
+pub fn reminder(request: &Request, expires_at_ms: i64) -> Value {
+    let id = &request.id;
+    let text = format!(
+        "Your access to {} in {} ends at {} (request {id}). Extend it if you need more time.",
+        request.service,
+        request.cluster,
+        utc(expires_at_ms)
+    );
+    json!({"text": text, "blocks": [
+        section(format!(":alarm_clock: Your access to {} ends {} — request `{id}`", target(request), slack_date(expires_at_ms))),
+        actions(id, vec![button("Extend", EXTEND, id, Some("primary")), button("End now", END, id, Some("danger"))]),
+    ]})
+}
+
+/// One line per request for `list` and `history`.
+pub fn request_line(request: &Request, show_requester: bool) -> String {
+    let who = if show_requester { format!("<@{}> · ", request.requester_id) } else { String::new() };
+    let when = match request.state() {
+        RequestState::Ready => format!("until {}", slack_date(request.expires_at.unwrap_or_default())),
+        _ => format!("asked {}", slack_date(request.created_at)),
+    };
+    let approver = request.decided_by.as_deref().map(|a| format!(" · decided by <@{a}>")).unwrap_or_default();
+    let reason = request.reason.as_deref().map(|r| format!(" · “{r}”")).unwrap_or_default();
+    format!("`{}` {who}{} · {} · {when}{approver}{reason}", request.id, target(request), state_words(request))
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
-//! HTTP ingress: `POST /slack/commands` (Slack-signed slash commands), `GET /healthz`,
-//! `GET /readyz`. A forged, stale or oversized request is refused (401/413) before anything
-//! is recorded; a person's mistake gets a helpful ephemeral reply with HTTP 200. The reply
-//! never waits on AWS: the request, its audit event and its job are written in one
-//! transaction and the worker is woken.
+//! HTTP ingress: `POST /slack/commands` (Slack-signed slash commands), `POST
+//! /slack/interactions` (button clicks, see `interactions`), `GET /healthz`, `GET /readyz`.
+//! A forged, stale or oversized request is refused (401/413) before anything is recorded; a
+//! person's mistake gets a helpful ephemeral reply with HTTP 200. The reply never waits on
+//! AWS: the request, its audit event and its job are written in one transaction and the
+//! worker is woken.
 
-use crate::command::{Command, CommandError, USAGE};
+use crate::command::{Command, CommandError, ConnectArgs, USAGE};
 use crate::config::Secret;
-use crate::render::ephemeral;
+use crate::policy::{Access, Policy, ServiceRule};
+use crate::render::{ephemeral, request_line, slack_date};
 use crate::signature;
+use crate::slack::GroupDirectory;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,27 +18,38 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use worker::config::TimeBoxSettings;
-use worker::ledger::{CreateOutcome, Ledger, NewRequest};
+use worker::duration::HumanDuration;
+use worker::ids::RequestId;
+use worker::ledger::{now_ms, ApprovalNeeded, CreateOutcome, Ledger, NewRequest, Request};
+use worker::workflow::{Ended, Extended, HistoryQuery};
 
 /// Slack's payloads are small; anything bigger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Requests per `history` page.
+pub const HISTORY_PAGE: i64 = 10;
 
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
     pub signing_secret: Secret,
     pub time_box: TimeBoxSettings,
-    pub default_cluster: String,
-    /// Wakes the worker when a request arrives.
+    pub policy: Arc<Policy>,
+    pub groups: GroupDirectory,
+    /// Wakes the worker when a request arrives or is decided.
     pub wake_worker: Arc<Notify>,
+    /// Wakes the notifier when something was queued for Slack.
+    pub wake_notifier: Arc<Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/slack/commands", post(slash_command))
+        .route("/slack/interactions", post(crate::interactions::interaction))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -81,6 +95,118 @@ pub fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), s
     .inspect_err(|e| tracing::warn!(reason = %e, "refused an unsigned or badly signed request"))
 }
 
+const SLACK_TROUBLE: &str =
+    "I could not check your user groups with Slack just now, so nothing was done. Please try again in a moment.";
+const OUR_TROUBLE: &str = "Sorry, something went wrong on our side and nothing was done. Please try again in a moment.";
+
+impl AppState {
+    /// The user groups among those `rule` and the admin list name that `user` is in.
+    pub async fn groups_of(&self, user: &str, rule: Option<&ServiceRule>) -> Result<HashSet<String>, String> {
+        let wanted = self.policy.groups_for(rule);
+        self.groups.memberships(user, &wanted).await.map_err(|e| {
+            tracing::warn!(error = %e, "user-group lookup failed");
+            SLACK_TROUBLE.to_string()
+        })
+    }
+
+    pub async fn is_admin(&self, user: &str) -> Result<bool, String> {
+        let groups = self.groups_of(user, None).await?;
+        Ok(self.policy.is_admin(user, &|g| groups.contains(g)))
+    }
+
+    /// The request `id` if `user` may act on it (its requester, or an admin).
+    pub async fn own_or_admin(&self, user: &str, id: &str, verb: &str) -> Result<Request, String> {
+        let request = match self.ledger.find(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(format!("I can't find request `{id}`. `/fargate list` shows yours.")),
+            Err(e) => {
+                tracing::error!(error = %e, "reading a request failed");
+                return Err(OUR_TROUBLE.into());
+            }
+        };
+        if request.requester_id == user || self.is_admin(user).await? {
+            return Ok(request);
+        }
+        let detail = json!({"action": verb, "requester": request.requester_id});
+        if let Err(e) = self.ledger.record_refusal(Some(&request.id), user, &format!("{verb}_refused"), detail).await {
+            tracing::error!(error = %e, "could not record a refusal");
+        }
+        Err(format!("Only <@{}> (who asked for it) or an admin may {verb} `{}`.", request.requester_id, request.id))
+    }
+
+    /// Extends `request` by `by` as `user`. With `fit`, asks for what is left under the maximum
+    /// when `by` is too much (the card's button); else refuses (a typed duration).
+    pub async fn extend(&self, user: &str, request: &Request, by: HumanDuration, fit: bool) -> String {
+        let mut by_secs = by.as_secs() as i64;
+        loop {
+            match self.ledger.extend(&request.id, user, by_secs).await {
+                Ok(Extended::Now(r)) => {
+                    self.wake_worker.notify_one();
+                    self.wake_notifier.notify_one();
+                    return format!(
+                        ":white_check_mark: Extended `{}` by {}: now until {}.",
+                        r.id,
+                        HumanDuration::from_secs(by_secs as u64),
+                        slack_date(r.expires_at.unwrap_or_default())
+                    );
+                }
+                Ok(Extended::TooLong { max_secs, can_add_secs }) if fit && can_add_secs >= 60 && can_add_secs < by_secs => {
+                    let _ = max_secs;
+                    by_secs = can_add_secs;
+                }
+                Ok(Extended::TooLong { max_secs, can_add_secs }) => {
+                    let detail = json!({"asked_secs": by_secs, "max_secs": max_secs});
+                    if let Err(e) = self.ledger.record_refusal(Some(&request.id), user, "extend_refused", detail).await {
+                        tracing::error!(error = %e, "could not record a refusal");
+                    }
+                    let max = HumanDuration::from_secs(max_secs as u64);
+                    return if can_add_secs >= 60 {
+                        format!(
+                            "That would pass the maximum of {max} for *{}*: you can add at most {}.",
+                            request.service,
+                            HumanDuration::from_secs((can_add_secs / 60 * 60) as u64)
+                        )
+                    } else {
+                        format!("`{}` already has the maximum of {max} for *{}*.", request.id, request.service)
+                    };
+                }
+                Ok(Extended::NotReady(state)) => {
+                    return format!(
+                        "`{}` is {}; only a ready request can be extended.",
+                        request.id,
+                        state.as_str().replace('_', " ")
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "extend failed");
+                    return OUR_TROUBLE.into();
+                }
+            }
+        }
+    }
+
+    pub async fn end(&self, user: &str, request: &Request) -> String {
+        match self.ledger.end(&request.id, user).await {
+            Ok(Ended::Now(r)) => {
+                self.wake_worker.notify_one();
+                self.wake_notifier.notify_one();
+                if r.state() == worker::state::RequestState::Cancelled {
+                    format!("Cancelled `{}`; nothing had been started.", r.id)
+                } else {
+                    format!(":white_circle: Ending `{}`: the bastion and its access are being removed now.", r.id)
+                }
+            }
+            Ok(Ended::AlreadyOver(state)) => {
+                format!("`{}` is already {}.", request.id, state.as_str().replace('_', " "))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "end failed");
+                OUR_TROUBLE.into()
+            }
+        }
+    }
+}
+
 async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if verify(&state.signing_secret, &headers, &body).is_err() {
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
@@ -92,62 +218,129 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
             return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
         }
     };
+    let user = form.user_id.as_str();
     let reply = match Command::parse(&form.text) {
-        Ok(Command::Help) => USAGE.to_string(),
-        Ok(Command::Connect { service, container, ttl, task }) => {
-            connect(&state, &form, service, container, ttl, task).await
+        Ok(Command::Help) => USAGE.replace("/fargate", command_name(&form)),
+        Ok(Command::Connect(args)) => connect(&state, &form, args).await,
+        Ok(Command::List) => list(&state, user).await.unwrap_or_else(|e| e),
+        Ok(Command::Services) => services(&state, user).await.unwrap_or_else(|e| e),
+        Ok(Command::Extend { request, by }) => match state.own_or_admin(user, request.as_str(), "extend").await {
+            Ok(r) => state.extend(user, &r, by.unwrap_or(state.time_box.default), false).await,
+            Err(e) => e,
+        },
+        Ok(Command::End { request }) => match state.own_or_admin(user, request.as_str(), "end").await {
+            Ok(r) => state.end(user, &r).await,
+            Err(e) => e,
+        },
+        Ok(Command::History { service, user: who, since, page }) => {
+            history(&state, user, service.map(|s| s.to_string()), who, since, page).await.unwrap_or_else(|e| e)
         }
         Err(e) => mistake(&form, &e),
     };
     Json(ephemeral(&reply)).into_response()
 }
 
-fn mistake(form: &SlashCommand, e: &CommandError) -> String {
-    let command = if form.command.is_empty() { "/fargate" } else { form.command.as_str() };
-    format!("{e}\n\n{}", USAGE.replace("/fargate", command))
+fn command_name(form: &SlashCommand) -> &str {
+    if form.command.is_empty() {
+        "/fargate"
+    } else {
+        form.command.as_str()
+    }
 }
 
-async fn connect(
-    state: &AppState,
-    form: &SlashCommand,
-    service: worker::ids::ServiceName,
-    container: Option<worker::ids::ContainerName>,
-    ttl: Option<worker::duration::HumanDuration>,
-    task: Option<String>,
-) -> String {
-    let ttl = match state.time_box.choose(ttl) {
-        Ok(ttl) => ttl,
-        Err(e) => return format!("{e}. Ask for between {} and {}.", state.time_box.min, state.time_box.max),
+fn mistake(form: &SlashCommand, e: &CommandError) -> String {
+    format!("{e}\n\n{}", USAGE.replace("/fargate", command_name(form)))
+}
+
+async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> String {
+    let Some(service) = args.service else { return CommandError::MissingService.to_string() };
+    let cluster = args.cluster.clone().unwrap_or_else(|| state.policy.default_cluster.clone());
+    let user = form.user_id.as_str();
+    let rule = state.policy.rule(service.as_str(), &cluster);
+    let groups = match state.groups_of(user, rule).await {
+        Ok(groups) => groups,
+        Err(e) => return e,
     };
+    let access = state.policy.access(user, service.as_str(), &cluster, &|g| groups.contains(g));
+    let (approval, max_time_box, break_glass_allowed) = match access {
+        Access::Allowed { approval, max_time_box, break_glass } => (approval, max_time_box, break_glass),
+        Access::Unknown { suggestion } => {
+            let hint = suggestion.map(|s| format!(" Did you mean `{s}`?")).unwrap_or_default();
+            return format!(
+                "There is no service `{service}` in `{cluster}` that I can connect you to.{hint} `/fargate services` lists them."
+            );
+        }
+        Access::Denied | Access::NotAllowed => {
+            let why = if access == Access::Denied { "explicitly denied" } else { "not on the allow list" };
+            let detail = json!({"service": service.as_str(), "cluster": cluster, "why": why, "reason": args.reason});
+            let line = format!("denied by policy ({why}): <@{user}> → {service} in {cluster}");
+            if let Err(e) = state.ledger.record_denial(user, detail, line).await {
+                tracing::error!(error = %e, "could not record a denial");
+                return OUR_TROUBLE.into();
+            }
+            state.wake_notifier.notify_one();
+            return format!(
+                ":no_entry: You may not connect to *{service}* in `{cluster}` ({why}). `/fargate services` shows what you may use; an admin can change the policy."
+            );
+        }
+    };
+    let bounds = TimeBoxSettings { max: max_time_box.min(state.time_box.max), ..state.time_box };
+    let default_fits = TimeBoxSettings { default: bounds.default.min(bounds.max), ..bounds };
+    let ttl = match default_fits.choose(args.ttl) {
+        Ok(ttl) => ttl,
+        Err(e) => return format!("{e} for *{service}*. Ask for between {} and {}.", bounds.min, bounds.max),
+    };
+    if args.break_glass && approval.is_some() && !break_glass_allowed {
+        return format!(
+            "Break-glass is not allowed for *{service}*; ask without `--break-glass` and an approver will decide."
+        );
+    }
+    let needs_approval = approval.filter(|_| !args.break_glass);
     let new = NewRequest {
         requester_id: form.user_id.clone(),
         requester_name: form.user_name.clone(),
         team_id: form.team_id.clone(),
         channel_id: form.channel_id.clone(),
         service: service.to_string(),
-        cluster: state.default_cluster.clone(),
-        container: container.map(|c| c.as_str().to_string()),
-        task,
+        cluster: cluster.clone(),
+        container: args.container.map(|c| c.as_str().to_string()),
+        task: args.task,
         ttl_secs: ttl.as_secs() as i64,
         response_url: form.response_url.clone(),
+        max_ttl_secs: max_time_box.as_secs() as i64,
+        reason: args.reason,
+        break_glass: args.break_glass,
+        approval: needs_approval.clone().map(|channel| ApprovalNeeded {
+            channel,
+            decide_by_ms: now_ms() + state.policy.approval_timeout.as_secs() as i64 * 1000,
+        }),
     };
     match state.ledger.create_request(new).await {
         Ok(CreateOutcome::Created(request)) => {
             state.wake_worker.notify_one();
+            state.wake_notifier.notify_one();
             tracing::info!(
                 request_id = request.id,
                 service = request.service,
                 user = request.requester_id,
+                approval = needs_approval.is_some(),
                 "access requested"
             );
-            format!(
-                ":hourglass_flowing_sand: Working on it: request `{}` for *{}* in `{}`, for {ttl} once ready. \
-                 I'll post the link here when the bastion is up (usually a minute or two).",
-                request.id, request.service, request.cluster
-            )
+            match needs_approval {
+                Some(channel) => format!(
+                    ":hourglass: Request `{}` for *{}* in `{}` needs approval: I've asked in <#{channel}>. \
+                     Your card in our DM shows the decision; the {ttl} start when the link is ready.",
+                    request.id, request.service, request.cluster
+                ),
+                None => format!(
+                    ":hourglass_flowing_sand: Working on it: request `{}` for *{}* in `{}`, for {ttl} once ready. \
+                     Your card in our DM shows the progress and then the link (usually a minute or two).",
+                    request.id, request.service, request.cluster
+                ),
+            }
         }
         Ok(CreateOutcome::AlreadyOpen(existing)) => format!(
-            "You already have request `{}` for *{}* ({}). I'll post here when it changes.",
+            "You already have request `{}` for *{}* ({}). Your card in our DM follows it.",
             existing.id,
             existing.service,
             existing.state().as_str().replace('_', " ")
@@ -157,4 +350,109 @@ async fn connect(
             "Sorry, I could not record your request (a problem on our side; nothing was started). Please try again in a moment.".into()
         }
     }
+}
+
+async fn list(state: &AppState, user: &str) -> Result<String, String> {
+    let admin = state.is_admin(user).await?;
+    let requests = state.ledger.open_requests((!admin).then_some(user)).await.map_err(|e| {
+        tracing::error!(error = %e, "list failed");
+        OUR_TROUBLE.to_string()
+    })?;
+    let whose = if admin { "Open requests (everyone's — you are an admin)" } else { "Your open requests" };
+    if requests.is_empty() {
+        return Ok(format!("{whose}: none. `/fargate connect <service>` asks for one."));
+    }
+    let lines: Vec<String> = requests.iter().map(|r| format!("• {}", request_line(r, admin))).collect();
+    Ok(format!("*{whose}*\n{}", lines.join("\n")))
+}
+
+async fn services(state: &AppState, user: &str) -> Result<String, String> {
+    let policy = &state.policy;
+    if policy.services.is_empty() {
+        return Ok("No services are configured yet; an admin adds them under `[policy]` in the config.".into());
+    }
+    let mut lines = Vec::new();
+    for rule in &policy.services {
+        let groups = state.groups_of(user, Some(rule)).await?;
+        let in_group = |g: &str| groups.contains(g);
+        let name = if rule.name == "*" { "any service".to_string() } else { format!("*{}*", rule.name) };
+        let access = policy.access(user, if rule.name == "*" { "*" } else { &rule.name }, &rule.cluster, &in_group);
+        let status = match access {
+            Access::Allowed { approval: Some(channel), break_glass, .. } => format!(
+                ":large_yellow_circle: you may ask; approval in <#{channel}>{}",
+                if break_glass { " (break-glass allowed)" } else { "" }
+            ),
+            Access::Allowed { approval: None, .. } => ":large_green_circle: you may connect".to_string(),
+            _ => ":no_entry: not for you".to_string(),
+        };
+        lines.push(format!("• {name} in `{}` — {status} · up to {}", rule.cluster, rule.max_time_box));
+    }
+    Ok(format!("*Services*\n{}", lines.join("\n")))
+}
+
+async fn history(
+    state: &AppState,
+    user: &str,
+    service: Option<String>,
+    who: Option<String>,
+    since: Option<HumanDuration>,
+    page: u32,
+) -> Result<String, String> {
+    let admin = state.is_admin(user).await?;
+    let who = match who {
+        Some(other) if other != user && !admin => {
+            return Err("Only admins can see other people's history; `/fargate history` shows yours.".into())
+        }
+        Some(who) => Some(who),
+        None if admin => None,
+        None => Some(user.to_string()),
+    };
+    let since_ms = since.map(|d| now_ms() - d.as_secs() as i64 * 1000).unwrap_or(0);
+    let query = HistoryQuery {
+        service: service.clone(),
+        user: who.clone(),
+        since_ms,
+        offset: (i64::from(page) - 1) * HISTORY_PAGE,
+        limit: HISTORY_PAGE + 1,
+    };
+    let mut requests = state.ledger.history(&query).await.map_err(|e| {
+        tracing::error!(error = %e, "history failed");
+        OUR_TROUBLE.to_string()
+    })?;
+    let more = requests.len() as i64 > HISTORY_PAGE;
+    requests.truncate(HISTORY_PAGE as usize);
+    let mut title = "Access history".to_string();
+    if let Some(s) = &service {
+        title.push_str(&format!(" of *{s}*"));
+    }
+    if let Some(w) = &who {
+        title.push_str(&format!(" for <@{w}>"));
+    }
+    if let Some(d) = since {
+        title.push_str(&format!(" in the last {d}"));
+    }
+    if requests.is_empty() {
+        return Ok(format!("{title}: nothing{}.", if page > 1 { " on this page" } else { "" }));
+    }
+    let lines: Vec<String> = requests.iter().map(|r| format!("• {}", request_line(r, who.is_none()))).collect();
+    let mut text = format!("*{title}* — page {page}, newest first\n{}", lines.join("\n"));
+    if more {
+        let mut next = "/fargate history".to_string();
+        if let Some(s) = &service {
+            next.push_str(&format!(" {s}"));
+        }
+        if let (Some(w), true) = (&who, admin) {
+            next.push_str(&format!(" <@{w}>"));
+        }
+        if let Some(d) = since {
+            next.push_str(&format!(" --since {d}"));
+        }
+        text.push_str(&format!("\nMore: `{next} --page {}`", page + 1));
+    }
+    Ok(text)
+}
+
+/// Request ids as people type them, for the interactivity route too.
+pub fn parse_request_id(value: &str) -> Option<RequestId> {
+    RequestId::parse(value).ok()
 }

@@ -50,6 +50,14 @@ impl Drop for TempDir {
 
 /// The config a test runs with; `extra` is appended TOML (later keys win per section).
 pub fn test_config(db_url: &str, slack_api: &str, extra_time_box: &str) -> Config {
+    test_config_with(db_url, slack_api, extra_time_box, OPEN_POLICY)
+}
+
+/// Every service of the default cluster, for everyone, without approval.
+pub const OPEN_POLICY: &str = "[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n";
+
+/// The test config with `extra` TOML appended after `[worker]` (a `[policy]` section, say).
+pub fn test_config_with(db_url: &str, slack_api: &str, extra_time_box: &str, extra: &str) -> Config {
     let text = format!(
         r#"
 [server]
@@ -69,6 +77,7 @@ poll_interval_ms = 50
 lease_ms = 5000
 ready_poll_ms = 50
 ready_timeout = "30s"
+{extra}
 "#
     );
     let file = parse_file(&text, "test.toml").expect("test config parses");
@@ -87,6 +96,15 @@ impl TestApp {
 
     /// Starts with the config changed by `adjust` first.
     pub async fn start_custom(time_box: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(time_box, OPEN_POLICY, adjust).await
+    }
+
+    /// Starts with `policy` (a `[policy]` section in TOML) instead of the open one.
+    pub async fn start_with_policy(time_box: &str, policy: &str) -> Self {
+        Self::start_full(time_box, policy, |_| {}).await
+    }
+
+    pub async fn start_full(time_box: &str, policy: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         bot::install_crypto_provider();
         let account = crate::moto::new_account();
         let aws = aws_for(&account);
@@ -95,7 +113,7 @@ impl TestApp {
         let slack = SlackStandIn::start().await;
         let dir = TempDir::new();
         let db_url = format!("sqlite://{}/ledger.db", dir.0.display());
-        let mut config = test_config(&db_url, &slack.api_base(), time_box);
+        let mut config = test_config_with(&db_url, &slack.api_base(), time_box, policy);
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = bot::app::spawn(config.clone(), aws.clone(), listener).await.expect("the app starts");
@@ -113,6 +131,32 @@ impl TestApp {
         let status = response.status().as_u16();
         let json = response.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)
+    }
+
+    /// Clicks button `action` (approve, deny, extend, end) for `request_id` as `user`, signed
+    /// now; returns the HTTP status.
+    pub async fn click(&self, user: &str, action: &str, request_id: &str) -> u16 {
+        let n = self.responses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = crate::signed::click_body(user, action, request_id, &self.slack.response_url(n));
+        post_signed(&format!("{}/slack/interactions", self.url), &body, SIGNING_SECRET, &now().to_string())
+            .await
+            .status()
+            .as_u16()
+    }
+
+    /// The text of the reply to `/fargate <text>` as `user`.
+    pub async fn reply(&self, user: &str, text: &str) -> String {
+        let (status, json) = self.command(user, text).await;
+        assert_eq!(status, 200, "{json}");
+        json["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits until `id` is in `state`.
+    pub async fn wait_for_state(&self, id: &str, state: worker::state::RequestState, timeout: std::time::Duration) {
+        crate::wait_for(&format!("{id} to be {state}"), timeout, || async {
+            (self.ledger.get(id).await.unwrap().state() == state).then_some(())
+        })
+        .await
     }
 
     /// The AWS calls the bot made (seen at the emulator), as (service, action), in order.

@@ -23,6 +23,25 @@ pub fn command_body(text: &str, user_id: &str, response_url: &str) -> String {
     .expect("form")
 }
 
+/// A button click's form body (`payload=` a `block_actions` JSON), as Slack sends it.
+pub fn click_body(user_id: &str, action_id: &str, value: &str, response_url: &str) -> String {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "team": {"id": "T0001", "domain": "acme"},
+        "channel": {"id": "C0APPROVE", "name": "approvals"},
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C0APPROVE"},
+        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "response_url": response_url,
+        "actions": [{
+            "type": "button", "action_id": action_id, "block_id": format!("request:{value}"), "value": value,
+            "action_ts": "1700000001.000001", "text": {"type": "plain_text", "text": action_id}
+        }]
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

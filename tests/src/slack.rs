@@ -60,6 +60,10 @@ struct Planned {
 struct Shared {
     calls: Arc<Mutex<Vec<Recorded>>>,
     plan: Arc<Mutex<VecDeque<Planned>>>,
+    /// User group id → member user ids, for `usergroups.users.list`.
+    groups: Arc<Mutex<std::collections::HashMap<String, Vec<String>>>>,
+    /// Messages posted, for unique `ts` values and `chat.update`.
+    posted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct SlackStandIn {
@@ -95,6 +99,25 @@ impl SlackStandIn {
     /// Successful deliveries only.
     pub fn delivered(&self) -> Vec<Recorded> {
         self.calls().into_iter().filter(|c| c.status == 200).collect()
+    }
+
+    /// Makes `members` the members of user group `group`.
+    pub fn set_group(&self, group: &str, members: &[&str]) {
+        self.shared.groups.lock().unwrap().insert(group.to_string(), members.iter().map(|m| m.to_string()).collect());
+    }
+
+    /// Web API calls of `method` that were answered 200.
+    pub fn delivered_to(&self, method: &str) -> Vec<Recorded> {
+        let path = format!("/api/{method}");
+        self.delivered().into_iter().filter(|c| c.path == path).collect()
+    }
+
+    /// Waits for a delivered message whose text contains `needle`, sent to `channel`.
+    pub async fn wait_for_in(&self, channel: &str, needle: &str, timeout: Duration) -> Recorded {
+        crate::wait_for(&format!("a Slack message in {channel} containing {needle:?}"), timeout, || async {
+            self.delivered().into_iter().find(|c| c.body["channel"] == channel && c.all_text().contains(needle))
+        })
+        .await
     }
 
     /// The next `times` calls get `status` (with `Retry-After` when given).
@@ -146,7 +169,22 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
             json!({"ok": true, "url": "https://acme.slack.com/", "team": "acme", "user": "fargate", "team_id": "T0001", "user_id": "UBOT"})
         }
         Some("chat.postMessage") => {
-            json!({"ok": true, "channel": parsed["channel"], "ts": "1700000000.000100", "message": parsed})
+            let n = shared.posted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            // A message to a user id lands in the app's direct-message channel with them.
+            let channel = match parsed["channel"].as_str() {
+                Some(user) if user.starts_with('U') => format!("D{user}"),
+                Some(channel) => channel.to_string(),
+                None => return (StatusCode::OK, r#"{"ok":false,"error":"channel_not_found"}"#).into_response(),
+            };
+            json!({"ok": true, "channel": channel, "ts": format!("1700000000.{n:06}"), "message": parsed})
+        }
+        Some("chat.update") => json!({"ok": true, "channel": parsed["channel"], "ts": parsed["ts"]}),
+        Some("usergroups.users.list") => {
+            let group = parsed["usergroup"].as_str().unwrap_or_default();
+            match shared.groups.lock().unwrap().get(group) {
+                Some(users) => json!({"ok": true, "users": users}),
+                None => json!({"ok": false, "error": "no_such_subteam"}),
+            }
         }
         Some(_) => json!({"ok": true}),
         None => json!({"ok": true}),

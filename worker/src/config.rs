@@ -131,6 +131,8 @@ pub struct WorkerSettings {
     /// How long after its request ended (or, if unknown, after its creation) a resource must
     /// be before the reaper removes it.
     pub reaper_grace: HumanDuration,
+    /// How long before its expiry a person is reminded (with an Extend button).
+    pub reminder_before: HumanDuration,
 }
 
 impl Default for WorkerSettings {
@@ -145,6 +147,7 @@ impl Default for WorkerSettings {
             concurrency: 32,
             reaper_interval: HumanDuration::from_secs(300),
             reaper_grace: HumanDuration::from_secs(900),
+            reminder_before: HumanDuration::from_secs(300),
         }
     }
 }

@@ -47,32 +47,24 @@ pub struct LaunchInfo {
     pub price_source: Option<String>,
 }
 
+/// What Slack must be told. Cards are rendered from the request as it is when the notice is
+/// delivered (so a card refreshed twice shows the latest state once); the rest carry their
+/// content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notice {
-    /// The bastion is running and online in SSM; the time box has started.
-    Ready {
-        instance_id: String,
-        instance_type: String,
-        region: String,
-        cluster: String,
-        task_arn: String,
-        container: String,
-        expires_at_ms: i64,
-        /// Preflight warnings (passes are summarised).
-        #[serde(default)]
-        checks: Vec<Check>,
-        #[serde(default)]
-        launch: Option<Box<LaunchInfo>>,
-    },
-    /// The request is over and everything it created is gone.
-    Ended { reason: EndReason },
-    /// The request could not be served; anything it had created is being torn down.
-    Failed {
-        reason: String,
-        #[serde(default)]
-        checks: Vec<Check>,
-    },
+    /// The requester's card: posted the first time, updated in place after (progress, the
+    /// link, the expiry, the end).
+    Card,
+    /// The card in the approvals channel: Approve / Deny, then who decided.
+    ApprovalCard,
+    /// A new message to the requester (it notifies, unlike an update): the time box ends soon.
+    Reminder { expires_at_ms: i64 },
+    /// One line for the audit channel, when one is configured.
+    AuditLine { text: String },
+    /// A private answer to one person's click (e.g. "only approvers can decide"), to the
+    /// reply URL that came with the click.
+    Ephemeral { reply_url: String, text: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +72,8 @@ pub enum Notice {
 pub enum EndReason {
     Expired,
     EndedByUser,
+    /// Cancelled before it was ready (by the requester, or approval never came).
+    Cancelled,
 }
 
 impl EndReason {
@@ -87,6 +81,7 @@ impl EndReason {
         match self {
             EndReason::Expired => "expired",
             EndReason::EndedByUser => "ended_by_user",
+            EndReason::Cancelled => "cancelled",
         }
     }
 }

@@ -71,6 +71,7 @@ const DUE_OUTBOX_SQL: &str = "SELECT o.id, o.request_id, o.notice, o.attempts FR
      ORDER BY o.id LIMIT ?";
 const NEXT_OUTBOX_SQL: &str =
     "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL";
+const LAST_HASH_SQL: &str = "SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 const OPEN_REQUEST_ID_SQL: &str = "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
 /// Most requests committed in one transaction.
@@ -104,6 +105,15 @@ pub struct Request {
     pub launch: Option<String>,
     pub warnings: Option<String>,
     pub end_reason: Option<String>,
+    pub reason: Option<String>,
+    pub break_glass: bool,
+    pub approvals_channel: Option<String>,
+    pub decide_by: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub max_ttl_secs: Option<i64>,
+    pub reminded_at: Option<i64>,
+    pub ended_by: Option<String>,
 }
 
 /// `RequestState` as read from its text column.
@@ -121,6 +131,11 @@ impl Request {
     pub fn state(&self) -> RequestState {
         self.state.0
     }
+
+    /// The task id: the last part of the task ARN.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_arn.as_deref().and_then(|arn| arn.rsplit('/').next())
+    }
 }
 
 /// What the ingress knows when a person asks for access.
@@ -137,6 +152,20 @@ pub struct NewRequest {
     pub task: Option<String>,
     pub ttl_secs: i64,
     pub response_url: String,
+    /// The most the time box may grow to by extensions.
+    pub max_ttl_secs: i64,
+    pub reason: Option<String>,
+    /// Approval skipped under the policy's break-glass rule (always told to the audit channel).
+    pub break_glass: bool,
+    /// Set when the request waits for a decision before anything is started.
+    pub approval: Option<ApprovalNeeded>,
+}
+
+/// Where the approval card goes and until when a decision is awaited.
+#[derive(Debug, Clone)]
+pub struct ApprovalNeeded {
+    pub channel: String,
+    pub decide_by_ms: i64,
 }
 
 #[derive(Debug)]
@@ -160,6 +189,8 @@ pub struct AuditEvent {
 pub enum JobKind {
     Provision,
     Teardown,
+    /// Re-schedule the bastion's own shutdown after an extension.
+    Reschedule,
 }
 
 impl JobKind {
@@ -167,6 +198,7 @@ impl JobKind {
         match self {
             JobKind::Provision => "provision",
             JobKind::Teardown => "teardown",
+            JobKind::Reschedule => "reschedule",
         }
     }
 }
@@ -183,7 +215,7 @@ pub struct Job {
 #[derive(Debug, Clone, FromRow)]
 pub struct OutboxRow {
     pub id: i64,
-    pub request_id: String,
+    pub request_id: Option<String>,
     pub notice: String,
     pub attempts: i64,
 }
@@ -225,7 +257,7 @@ impl Ledger {
 
     /// A write transaction that takes the write lock up front, so it never fails half-way
     /// on a lock upgrade.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -304,6 +336,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         append_audit(&mut tx, id, WORKER, "preflight_passed", detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -318,6 +351,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         append_audit(&mut tx, id, WORKER, "role_created", detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -343,6 +377,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         append_audit(&mut tx, id, WORKER, kind, detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -367,23 +402,23 @@ impl Ledger {
         if changed == 0 {
             return Ok(None);
         }
-        let (Some(instance_id), Some(task_arn)) = (&request.instance_id, &request.task_arn) else {
+        let (Some(instance_id), Some(_)) = (&request.instance_id, &request.task_arn) else {
             return Err(LedgerError::Corrupt(format!("{id} is ready without instance or task")));
         };
-        let notice = Notice::Ready {
-            instance_id: instance_id.clone(),
-            instance_type: request.instance_type.clone().unwrap_or_default(),
-            region: region.to_string(),
-            cluster: request.cluster.clone(),
-            task_arn: task_arn.clone(),
-            container: request.container.clone().unwrap_or_default(),
-            expires_at_ms: expires_at,
-            checks: request.warnings.as_deref().and_then(|w| serde_json::from_str(w).ok()).unwrap_or_default(),
-            launch: request.launch.as_deref().and_then(|l| serde_json::from_str(l).ok()).map(Box::new),
-        };
-        let detail = json!({"instance_id": instance_id, "expires_at": expires_at});
+        let detail = json!({"instance_id": instance_id, "expires_at": expires_at, "region": region});
         append_audit(&mut tx, id, WORKER, "ready", detail, now).await?;
-        push_outbox(&mut tx, id, &notice, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        let line = format!(
+            "granted: <@{}> → {} in {} until <!date^{}^{{time}}|{}> (request {}{})",
+            request.requester_id,
+            request.service,
+            request.cluster,
+            expires_at / 1000,
+            expires_at / 1000,
+            request.id,
+            if request.break_glass { ", BREAK-GLASS" } else { "" }
+        );
+        push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Some(request))
@@ -405,7 +440,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         append_audit(&mut tx, id, WORKER, "failed", json!({"reason": reason, "checks": checks}), now).await?;
-        push_outbox(&mut tx, id, &Notice::Failed { reason: reason.to_string(), checks: checks.to_vec() }, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
         tx.commit().await?;
         Ok(true)
@@ -427,6 +462,7 @@ impl Ledger {
                     .execute(&mut *tx)
                     .await?;
                 append_audit(&mut tx, &id, WORKER, "expired", json!({}), now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::Card, now).await?;
                 enqueue_job(&mut tx, &id, JobKind::Teardown, now).await?;
                 moved.push(id);
             }
@@ -450,11 +486,25 @@ impl Ledger {
             sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
             let reason = match request.end_reason.as_deref() {
                 Some("ended_by_user") => EndReason::EndedByUser,
+                Some("cancelled") => EndReason::Cancelled,
                 _ => EndReason::Expired,
             };
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
             append_audit(&mut tx, id, WORKER, "ended", json!({"reason": reason.as_str()}), now).await?;
-            push_outbox(&mut tx, id, &Notice::Ended { reason }, now).await?;
+            push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+            let by = match (&request.ended_by, reason) {
+                (Some(by), EndReason::EndedByUser | EndReason::Cancelled) => format!(" by <@{by}>"),
+                _ => String::new(),
+            };
+            let line = format!(
+                "ended ({}){by}: <@{}> → {} in {} (request {})",
+                reason.as_str().replace('_', " "),
+                request.requester_id,
+                request.service,
+                request.cluster,
+                request.id
+            );
+            push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         } else {
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
         }
@@ -465,14 +515,7 @@ impl Ledger {
     /// The reaper removed something of `request_id` (or of no request this ledger knows).
     pub async fn record_reaped(&self, request_id: Option<&str>, detail: Value) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO audit_events (request_id, at, actor, kind, detail) VALUES (?, ?, 'reaper', 'reaped', ?)",
-        )
-        .bind(request_id)
-        .bind(now_ms())
-        .bind(detail.to_string())
-        .execute(&mut *tx)
-        .await?;
+        append_audit_opt(&mut tx, request_id, "reaper", "reaped", detail, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -499,6 +542,7 @@ impl Ledger {
         let kind = match kind.as_str() {
             "provision" => JobKind::Provision,
             "teardown" => JobKind::Teardown,
+            "reschedule" => JobKind::Reschedule,
             other => return Err(LedgerError::Corrupt(format!("job kind `{other}`"))),
         };
         Ok(Some(Job { id, request_id, kind, attempts }))
@@ -536,13 +580,42 @@ impl Ledger {
         Ok(sqlx::query_as(DUE_OUTBOX_SQL).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?)
     }
 
-    pub async fn outbox_delivered(&self, id: i64) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?")
+    /// Marks a row delivered, noting whether it went through the response_url.
+    pub async fn outbox_delivered(&self, id: i64, via_response_url: bool) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, via = ? WHERE id = ?")
             .bind(now_ms())
+            .bind(if via_response_url { "response_url" } else { "web_api" })
             .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// A card was rendered from the request as it is now, so every card refresh of the request
+    /// queued up to `upto` is served by it.
+    pub async fn cards_delivered(&self, request_id: &str, notice: &str, upto: i64) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = ?, via = 'web_api' WHERE request_id = ? AND notice = ? AND id <= ?
+               AND delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(request_id)
+        .bind(notice)
+        .bind(upto)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest queued row of `notice` for the request (the one a card render covers up to).
+    pub async fn last_queued(&self, request_id: &str, notice: &str) -> Result<Option<i64>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(id) FROM outbox WHERE request_id = ? AND notice = ? AND delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .bind(request_id)
+        .bind(notice)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn outbox_retry(&self, id: i64, after: Duration, error: &str) -> Result<(), LedgerError> {
@@ -569,7 +642,7 @@ impl Ledger {
 
     /// How many posts already went to this request's `response_url` (Slack allows 5 in 30 min).
     pub async fn delivered_count(&self, request_id: &str) -> Result<i64, LedgerError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE request_id = ? AND delivered_at IS NOT NULL")
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE request_id = ? AND via = 'response_url'")
             .bind(request_id)
             .fetch_one(&self.pool)
             .await?)
@@ -664,21 +737,29 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::R
         // an id already taken is skipped by ON CONFLICT; the open-request lookup tells which.
         let mut insert = tx.prepare_cached(
             "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
-                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at)
-             VALUES (?1, 'requested', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at,
+                max_ttl_secs, reason, break_glass, approvals_channel, decide_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT DO NOTHING",
         )?;
         let mut open = tx.prepare_cached(OPEN_REQUEST_ID_SQL)?;
         let mut audit = tx.prepare_cached(
-            "INSERT INTO audit_events (request_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, 'requested', ?4)",
+            "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6)",
         )?;
         let mut job = tx.prepare_cached("INSERT INTO jobs (request_id, kind, run_at) VALUES (?1, 'provision', ?2)")?;
+        let mut outbox = tx.prepare_cached(
+            "INSERT INTO outbox (request_id, notice, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
+        )?;
+        let mut last_hash: Option<String> = tx.query_row(LAST_HASH_SQL, [], |row| row.get(0)).optional()?.flatten();
         for intake in batch {
             let new = &intake.new;
+            let state = if new.approval.is_some() { "awaiting_approval" } else { "requested" };
             let outcome = loop {
                 let id = RequestId::generate();
                 let inserted = insert.execute(rusqlite::params![
                     id.as_str(),
+                    state,
                     new.requester_id,
                     new.requester_name,
                     new.team_id,
@@ -690,15 +771,44 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::R
                     new.ttl_secs,
                     new.response_url,
                     now,
+                    new.max_ttl_secs,
+                    new.reason,
+                    new.break_glass,
+                    new.approval.as_ref().map(|a| a.channel.as_str()),
+                    new.approval.as_ref().map(|a| a.decide_by_ms),
                 ])?;
                 if inserted == 1 {
-                    audit.execute(rusqlite::params![
-                        id.as_str(),
+                    let detail = requested_detail(new).to_string();
+                    let hash = crate::audit::event_hash(
+                        last_hash.as_deref(),
+                        Some(id.as_str()),
                         now,
-                        new.requester_id,
-                        requested_detail(new).to_string()
-                    ])?;
-                    job.execute(rusqlite::params![id.as_str(), now])?;
+                        &new.requester_id,
+                        "requested",
+                        &detail,
+                    );
+                    audit.execute(rusqlite::params![id.as_str(), now, new.requester_id, detail, last_hash, hash])?;
+                    last_hash = Some(hash);
+                    outbox.execute(rusqlite::params![id.as_str(), CARD_JSON, now])?;
+                    if new.approval.is_some() {
+                        outbox.execute(rusqlite::params![id.as_str(), APPROVAL_CARD_JSON, now])?;
+                    } else {
+                        job.execute(rusqlite::params![id.as_str(), now])?;
+                    }
+                    if new.break_glass {
+                        let line = Notice::AuditLine {
+                            text: format!(
+                                ":rotating_light: BREAK-GLASS: <@{}> → {} in {} without approval (request {}): {}",
+                                new.requester_id,
+                                new.service,
+                                new.cluster,
+                                id.as_str(),
+                                new.reason.as_deref().unwrap_or("")
+                            ),
+                        };
+                        let line = serde_json::to_string(&line).expect("a notice serializes");
+                        outbox.execute(rusqlite::params![id.as_str(), line, now])?;
+                    }
                     break Written::Created(Box::new(stored_request(new, id.as_str(), now)));
                 }
                 let existing: Option<String> = open
@@ -716,11 +826,15 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::R
     Ok(outcomes)
 }
 
+const CARD_JSON: &str = r#"{"kind":"card"}"#;
+const APPROVAL_CARD_JSON: &str = r#"{"kind":"approval_card"}"#;
+
 fn requested_detail(new: &NewRequest) -> Value {
     json!({
         "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
         "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
-        "requester_name": new.requester_name,
+        "requester_name": new.requester_name, "reason": new.reason, "break_glass": new.break_glass,
+        "approval_needed": new.approval.is_some(),
     })
 }
 
@@ -728,7 +842,7 @@ fn requested_detail(new: &NewRequest) -> Value {
 fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
     Request {
         id: id.to_string(),
-        state: StateColumn(RequestState::Requested),
+        state: StateColumn(if new.approval.is_some() { RequestState::AwaitingApproval } else { RequestState::Requested }),
         requester_id: new.requester_id.clone(),
         requester_name: new.requester_name.clone(),
         team_id: new.team_id.clone(),
@@ -751,10 +865,19 @@ fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
         launch: None,
         warnings: None,
         end_reason: None,
+        reason: new.reason.clone(),
+        break_glass: new.break_glass,
+        approvals_channel: new.approval.as_ref().map(|a| a.channel.clone()),
+        decide_by: new.approval.as_ref().map(|a| a.decide_by_ms),
+        decided_by: None,
+        decided_at: None,
+        max_ttl_secs: Some(new.max_ttl_secs),
+        reminded_at: None,
+        ended_by: None,
     }
 }
 
-async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {
+pub(crate) async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {
     sqlx::query_as("SELECT * FROM requests WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -762,7 +885,7 @@ async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Reques
         .ok_or_else(|| LedgerError::NotFound(id.to_string()))
 }
 
-async fn guarded(
+pub(crate) async fn guarded(
     tx: &mut Transaction<'static, Sqlite>,
     id: &str,
     from: &[RequestState],
@@ -778,7 +901,7 @@ async fn guarded(
     Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
 }
 
-async fn append_audit(
+pub(crate) async fn append_audit(
     tx: &mut Transaction<'_, Sqlite>,
     request_id: &str,
     actor: &str,
@@ -786,18 +909,40 @@ async fn append_audit(
     detail: Value,
     at: i64,
 ) -> Result<(), LedgerError> {
-    sqlx::query("INSERT INTO audit_events (request_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(request_id)
-        .bind(at)
-        .bind(actor)
-        .bind(kind)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
+    append_audit_opt(tx, Some(request_id), actor, kind, detail, at).await
+}
+
+/// Appends an event linked to the one before it (the write transaction holds the lock, so
+/// "the one before" cannot change underneath).
+pub(crate) async fn append_audit_opt(
+    tx: &mut Transaction<'_, Sqlite>,
+    request_id: Option<&str>,
+    actor: &str,
+    kind: &str,
+    detail: Value,
+    at: i64,
+) -> Result<(), LedgerError> {
+    let prev: Option<Option<String>> =
+        sqlx::query_scalar(LAST_HASH_SQL).fetch_optional(&mut **tx).await?;
+    let prev = prev.flatten();
+    let detail = detail.to_string();
+    let hash = crate::audit::event_hash(prev.as_deref(), request_id, at, actor, kind, &detail);
+    sqlx::query(
+        "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(request_id)
+    .bind(at)
+    .bind(actor)
+    .bind(kind)
+    .bind(detail)
+    .bind(prev)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-async fn enqueue_job(
+pub(crate) async fn enqueue_job(
     tx: &mut Transaction<'_, Sqlite>,
     request_id: &str,
     kind: JobKind,
@@ -815,9 +960,9 @@ async fn enqueue_job(
     Ok(())
 }
 
-async fn push_outbox(
+pub(crate) async fn push_outbox(
     tx: &mut Transaction<'static, Sqlite>,
-    request_id: &str,
+    request_id: Option<&str>,
     notice: &Notice,
     now: i64,
 ) -> Result<(), LedgerError> {
@@ -870,6 +1015,10 @@ mod tests {
             task: None,
             ttl_secs: 60,
             response_url: "http://127.0.0.1/x".into(),
+            max_ttl_secs: 3600,
+            reason: None,
+            break_glass: false,
+            approval: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! machine, the AWS adapters and the loops that provision, expire and tear down bastions.
 //! The bot crate depends on this one, never the other way round.
 
+pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod duration;
@@ -12,3 +13,4 @@ pub mod provision;
 pub mod reaper;
 pub mod runner;
 pub mod state;
+pub mod workflow;

@@ -185,11 +185,21 @@ impl Provisioner {
             }
         };
 
+        // Ended or cancelled while we were creating things: hand what exists to teardown
+        // (which may already have run and missed the instance launched just now).
+        if self.ledger.get(request_id).await?.state() != RequestState::Provisioning {
+            self.ledger.ensure_teardown(request_id).await?;
+            return Ok(());
+        }
+
         // 4. Ready = running and online in SSM, within a bound.
         self.wait_ready(&bastion.instance_id).await?;
         // The instance's expires-at tag keeps the bastion's own hard stop; the ledger holds the
         // time box.
-        self.ledger.mark_ready(request_id, &self.aws.region).await?;
+        if self.ledger.mark_ready(request_id, &self.aws.region).await?.is_none() {
+            // Ended while we waited for SSM: teardown again, in case it ran before the launch.
+            self.ledger.ensure_teardown(request_id).await?;
+        }
         Ok(())
     }
 
@@ -361,6 +371,22 @@ impl Provisioner {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));
         }
+    }
+
+    /// After an extension: moves the bastion's own shutdown to the new expiry plus the grace.
+    pub async fn reschedule_shutdown(&self, request_id: &str) -> Result<(), JobError> {
+        let request = self.ledger.get(request_id).await?;
+        let (RequestState::Ready, Some(instance_id), Some(expires_at)) =
+            (request.state(), request.instance_id.as_deref(), request.expires_at)
+        else {
+            return Ok(()); // ended meanwhile: teardown takes it from here
+        };
+        let secs = ((expires_at - now_ms()).max(0) / 1000) as u64 + self.worker.shutdown_grace.as_secs();
+        let minutes = secs.div_ceil(60);
+        let command_id = ssm::schedule_shutdown(&self.aws.ssm, instance_id, minutes, request_id).await?;
+        let detail = json!({"command_id": command_id, "shutdown_in_minutes": minutes});
+        self.ledger.record_step(request_id, "shutdown_rescheduled", detail).await?;
+        Ok(())
     }
 
     /// Terminates the instance, ends its sessions, deletes profile and role; then records it.

@@ -57,6 +57,21 @@ impl Runner {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "expiry check failed"),
             }
+            // Approvals that did not come in time; reminders before expiry.
+            match self.ledger().expire_approvals(now_ms()).await {
+                Ok(moved) if !moved.is_empty() => {
+                    tracing::info!(count = moved.len(), "approvals not given in time; cancelled");
+                    self.provisioner.notices.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "approval expiry check failed"),
+            }
+            let before = settings.reminder_before.as_secs() as i64 * 1000;
+            match self.ledger().remind_due(now_ms(), before).await {
+                Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "reminder check failed"),
+            }
             // Jobs: as many as there are free permits.
             while let Ok(permit) = permits.clone().try_acquire_owned() {
                 match self.ledger().claim_job(settings.lease()).await {
@@ -136,6 +151,7 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
     let result = match job.kind {
         JobKind::Provision => provisioner.provision(request_id, job.attempts).await,
         JobKind::Teardown => provisioner.teardown(request_id).await,
+        JobKind::Reschedule => provisioner.reschedule_shutdown(request_id).await,
     };
     let max_attempts = i64::from(provisioner.worker.max_attempts.max(1));
     let settled = match result {
@@ -167,6 +183,16 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
             JobKind::Teardown => {
                 tracing::error!(request_id, %reason, "teardown failed; will keep trying");
                 ledger.retry_job(job.id, backoff(job.attempts, true), &reason).await
+            }
+            JobKind::Reschedule => {
+                // The bastion keeps its earlier hard stop; the ledger's expiry still ends it
+                // on time, and the card says the shutdown could not be moved.
+                tracing::error!(request_id, %reason, "could not re-schedule the bastion's shutdown");
+                let detail = serde_json::json!({"error": reason});
+                match ledger.record_step(request_id, "reschedule_failed", detail).await {
+                    Ok(()) => ledger.complete_job(job.id).await,
+                    Err(e) => Err(e),
+                }
             }
         },
     };

@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}\"\n[slack]\napi_base_url = \"http://127.0.0.1:9/api\"\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}\"\n[slack]\napi_base_url = \"http://127.0.0.1:9/api\"\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\n[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n",
             db.display()
         ),
     )?;

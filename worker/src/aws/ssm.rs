@@ -60,3 +60,25 @@ pub async fn end_sessions(ssm: &aws_sdk_ssm::Client, instance_id: &str) -> Resul
     }
     Ok(ended)
 }
+
+/// Re-schedules the bastion's own shutdown `minutes` from now (after an extension), through
+/// Run Command. `shutdown -h +N` replaces any shutdown already scheduled. Returns the command id.
+pub async fn schedule_shutdown(
+    ssm: &aws_sdk_ssm::Client,
+    instance_id: &str,
+    minutes: u64,
+    request_id: &str,
+) -> Result<String, AwsError> {
+    let command = format!("shutdown -h +{} \"fargate-connect: time box of request {request_id} is over\"", minutes.max(1));
+    let out = ssm
+        .send_command()
+        .instance_ids(instance_id)
+        .document_name("AWS-RunShellScript")
+        .comment(format!("fargate-connect {request_id}: extend"))
+        .parameters("commands", vec![command])
+        .timeout_seconds(60)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("SendCommand", e))?;
+    Ok(out.command().and_then(|c| c.command_id()).unwrap_or_default().to_string())
+}

@@ -1,0 +1,138 @@
+//! `POST /slack/interactions`: button clicks on the cards (Approve, Deny, Extend, End),
+//! signed like slash commands. The click is acknowledged with an empty 200 at once; what
+//! changes is shown by the cards, updated through the outbox, and a refusal ("only approvers
+//! can decide") goes privately to the person who clicked, also through the outbox.
+
+use crate::render::{APPROVE, DENY, END, EXTEND};
+use crate::routes::{parse_request_id, verify, AppState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use worker::workflow::Decided;
+
+#[derive(Debug, Deserialize)]
+struct Form {
+    payload: String,
+}
+
+/// The parts of a `block_actions` payload we use.
+#[derive(Debug)]
+pub struct Click {
+    pub user: String,
+    pub action: String,
+    pub value: String,
+    pub response_url: String,
+}
+
+impl Click {
+    pub fn parse(payload: &Value) -> Option<Self> {
+        if payload["type"] != "block_actions" {
+            return None;
+        }
+        let action = &payload["actions"][0];
+        Some(Self {
+            user: payload["user"]["id"].as_str()?.to_string(),
+            action: action["action_id"].as_str()?.to_string(),
+            value: action["value"].as_str()?.to_string(),
+            response_url: payload["response_url"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if verify(&state.signing_secret, &headers, &body).is_err() {
+        return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
+    }
+    let payload: Option<Value> = serde_urlencoded::from_bytes::<Form>(&body)
+        .ok()
+        .and_then(|form| serde_json::from_str(&form.payload).ok());
+    let Some(payload) = payload else {
+        tracing::warn!("signed but malformed interaction");
+        return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
+    };
+    let Some(click) = Click::parse(&payload) else {
+        // Other interaction types (view submissions, shortcuts) are not ours to handle.
+        return StatusCode::OK.into_response();
+    };
+    let (answer, audit_kind) = handle(&state, &click).await;
+    if let Some(text) = answer {
+        let request_id = parse_request_id(&click.value).map(|id| id.to_string());
+        let known = match &request_id {
+            Some(id) => state.ledger.find(id).await.ok().flatten().map(|r| r.id),
+            None => None,
+        };
+        if click.response_url.is_empty() {
+            tracing::info!(user = click.user, %text, "a click's answer has nowhere to go");
+        } else if let Err(e) =
+            state.ledger.queue_ephemeral(known.as_deref(), &click.user, &click.response_url, &text, audit_kind).await
+        {
+            tracing::error!(error = %e, "could not queue the answer to a click");
+        }
+        state.wake_notifier.notify_one();
+    }
+    StatusCode::OK.into_response()
+}
+
+/// What to tell the person who clicked (if anything), and the audit kind of a refusal.
+async fn handle(state: &AppState, click: &Click) -> (Option<String>, Option<&'static str>) {
+    let Some(id) = parse_request_id(&click.value) else {
+        return (Some(format!("`{}` is not a request id.", click.value)), None);
+    };
+    let user = click.user.as_str();
+    match click.action.as_str() {
+        APPROVE | DENY => {
+            let request = match state.ledger.find(id.as_str()).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return (Some(format!("I can't find request `{id}`.")), None),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a request failed");
+                    return (Some("Sorry, something went wrong on our side; please click again.".into()), None);
+                }
+            };
+            if request.requester_id == user {
+                return (Some("You can't decide your own request; another approver must.".into()), Some("self_approval_refused"));
+            }
+            let rule = state.policy.rule(&request.service, &request.cluster);
+            let groups = match state.groups_of(user, rule).await {
+                Ok(g) => g,
+                Err(e) => return (Some(e), None),
+            };
+            if !state.policy.is_approver(user, &request.service, &request.cluster, &|g| groups.contains(g)) {
+                return (
+                    Some(format!("Only approvers of *{}* in `{}` can decide this request.", request.service, request.cluster)),
+                    Some("decision_refused"),
+                );
+            }
+            match state.ledger.decide(&request.id, user, click.action == APPROVE).await {
+                Ok(Decided::Now(_)) => {
+                    state.wake_worker.notify_one();
+                    state.wake_notifier.notify_one();
+                    (None, None)
+                }
+                Ok(Decided::Already(r)) => {
+                    let by = r.decided_by.as_ref().map(|b| format!(" by <@{b}>")).unwrap_or_default();
+                    (Some(format!("`{}` was already decided{by} ({}).", r.id, r.state().as_str().replace('_', " "))), None)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "decision failed");
+                    (Some("Sorry, something went wrong on our side; please click again.".into()), None)
+                }
+            }
+        }
+        EXTEND => match state.own_or_admin(user, id.as_str(), "extend").await {
+            Ok(request) => (Some(state.extend(user, &request, state.time_box.default, true).await), None),
+            Err(e) => (Some(e), None),
+        },
+        END => match state.own_or_admin(user, id.as_str(), "end").await {
+            Ok(request) => (Some(state.end(user, &request).await), None),
+            Err(e) => (Some(e), None),
+        },
+        other => {
+            tracing::warn!(action = other, "unknown button");
+            (None, None)
+        }
+    }
+}

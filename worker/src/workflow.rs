@@ -1,0 +1,385 @@
+//! The ledger's side of the Slack workflow: approval decisions (first one wins), extend and
+//! end, reminders and approval deadlines for the loops, the lists people ask for, the Slack
+//! messages a request owns, and the audit chain's readers. Every change is a guarded update
+//! that writes its audit event and outbox rows in the same transaction.
+
+use crate::audit::{ChainRow, ExportRow, Verdict, Verifier, EXPORT_SQL};
+use crate::events::Notice;
+use crate::ledger::{
+    append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, JobKind, Ledger, LedgerError,
+    Request,
+};
+use crate::state::RequestState;
+use futures_util::TryStreamExt;
+use serde_json::json;
+
+/// The result of an Approve or Deny click.
+#[derive(Debug)]
+pub enum Decided {
+    /// This click decided the request.
+    Now(Request),
+    /// Someone decided first (or it expired or was cancelled); nothing changed.
+    Already(Request),
+}
+
+/// The result of an extension.
+#[derive(Debug)]
+pub enum Extended {
+    Now(Request),
+    /// Past the service's maximum: at most `can_add_secs` more may be asked for.
+    TooLong { max_secs: i64, can_add_secs: i64 },
+    /// Only a ready request can be extended.
+    NotReady(RequestState),
+}
+
+/// The result of an End.
+#[derive(Debug)]
+pub enum Ended {
+    /// Teardown is queued (or, for a request still awaiting approval, it is simply cancelled).
+    Now(Request),
+    AlreadyOver(RequestState),
+}
+
+/// `history` filters, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub service: Option<String>,
+    pub user: Option<String>,
+    pub since_ms: i64,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+const OPEN_STATES: &str = "('requested','awaiting_approval','approved','provisioning','ready','ending')";
+const DUE_APPROVALS_SQL: &str =
+    "SELECT id FROM requests WHERE state = 'awaiting_approval' AND decide_by <= ? ORDER BY decide_by";
+const DUE_REMINDERS_SQL: &str =
+    "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? AND reminded_at IS NULL ORDER BY expires_at";
+
+impl Ledger {
+    /// Approve or deny, as `approver`. Exactly one decision is recorded however many clicks
+    /// arrive together: the guarded update lets one through.
+    pub async fn decide(&self, id: &str, approver: &str, approve: bool) -> Result<Decided, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let to = if approve { RequestState::Approved } else { RequestState::Denied };
+        if !guarded(&mut tx, id, &[RequestState::AwaitingApproval], to, now).await? {
+            let request = fetch(&mut tx, id).await?;
+            return Ok(Decided::Already(request));
+        }
+        sqlx::query("UPDATE requests SET decided_by = ?, decided_at = ? WHERE id = ?")
+            .bind(approver)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if !approve {
+            sqlx::query("UPDATE requests SET ended_at = ?, end_reason = 'denied', ended_by = ? WHERE id = ?")
+                .bind(now)
+                .bind(approver)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let kind = if approve { "approved" } else { "denied" };
+        append_audit(&mut tx, id, approver, kind, json!({}), now).await?;
+        if approve {
+            enqueue_job(&mut tx, id, JobKind::Provision, now).await?;
+        }
+        let request = fetch(&mut tx, id).await?;
+        push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        if !approve {
+            let text = format!(
+                "denied by <@{approver}>: <@{}> → {} in {} (request {})",
+                request.requester_id, request.service, request.cluster, request.id
+            );
+            push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Decided::Now(request))
+    }
+
+    /// Requests whose approval did not come in time: cancelled, both cards updated.
+    pub async fn expire_approvals(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+        let due: Vec<String> = sqlx::query_scalar(DUE_APPROVALS_SQL).bind(now).fetch_all(self.pool()).await?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let mut tx = self.write().await?;
+        let mut moved = Vec::new();
+        for id in due {
+            if guarded(&mut tx, &id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await? {
+                sqlx::query("UPDATE requests SET ended_at = ?, end_reason = 'approval_expired' WHERE id = ?")
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                append_audit(&mut tx, &id, "worker", "approval_expired", json!({}), now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::ApprovalCard, now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::Card, now).await?;
+                moved.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Ready requests whose time box ends within `before_ms` and that were not reminded yet:
+    /// each gets one reminder (with an Extend button).
+    pub async fn remind_due(&self, now: i64, before_ms: i64) -> Result<Vec<String>, LedgerError> {
+        let due: Vec<String> =
+            sqlx::query_scalar(DUE_REMINDERS_SQL).bind(now + before_ms).fetch_all(self.pool()).await?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let mut tx = self.write().await?;
+        let mut reminded = Vec::new();
+        for id in due {
+            let changed = sqlx::query(
+                "UPDATE requests SET reminded_at = ? WHERE id = ? AND state = 'ready' AND reminded_at IS NULL",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                let request = fetch(&mut tx, &id).await?;
+                let expires_at_ms = request.expires_at.unwrap_or(now);
+                append_audit(&mut tx, &id, "worker", "reminded", json!({"expires_at": expires_at_ms}), now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::Reminder { expires_at_ms }, now).await?;
+                reminded.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(reminded)
+    }
+
+    /// Moves the expiry of a ready request `by_secs` later, within its maximum, and queues the
+    /// bastion's own shutdown to be re-scheduled.
+    pub async fn extend(&self, id: &str, actor: &str, by_secs: i64) -> Result<Extended, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let request = fetch(&mut tx, id).await?;
+        let (RequestState::Ready, Some(ready_at), Some(expires_at)) =
+            (request.state(), request.ready_at, request.expires_at)
+        else {
+            return Ok(Extended::NotReady(request.state()));
+        };
+        let max_secs = request.max_ttl_secs.unwrap_or(request.ttl_secs);
+        let new_expiry = expires_at + by_secs * 1000;
+        if new_expiry - ready_at > max_secs * 1000 {
+            let can_add_secs = (max_secs * 1000 - (expires_at - ready_at)).max(0) / 1000;
+            return Ok(Extended::TooLong { max_secs, can_add_secs });
+        }
+        let changed = sqlx::query(
+            "UPDATE requests SET expires_at = ?, reminded_at = NULL, updated_at = ?
+             WHERE id = ? AND state = 'ready' AND expires_at = ?",
+        )
+        .bind(new_expiry)
+        .bind(now)
+        .bind(id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            // It expired (or was extended) in between; say so rather than guess.
+            let state = fetch(&mut tx, id).await?.state();
+            return Ok(Extended::NotReady(state));
+        }
+        let detail = json!({"by_secs": by_secs, "expires_at": new_expiry, "previous_expires_at": expires_at});
+        append_audit(&mut tx, id, actor, "extended", detail, now).await?;
+        enqueue_job(&mut tx, id, JobKind::Reschedule, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        let text = format!(
+            "extended by <@{actor}> by {}: <@{}> → {} in {} until <!date^{}^{{time}}|{}> (request {})",
+            crate::duration::HumanDuration::from_secs(by_secs as u64),
+            request.requester_id,
+            request.service,
+            request.cluster,
+            new_expiry / 1000,
+            new_expiry / 1000,
+            request.id
+        );
+        push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
+        let request = fetch(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Extended::Now(request))
+    }
+
+    /// Ends a request at once, as `actor`: a ready or provisioning one is torn down, one still
+    /// awaiting approval is cancelled (nothing was created).
+    pub async fn end(&self, id: &str, actor: &str) -> Result<Ended, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let from_live = [RequestState::Requested, RequestState::Approved, RequestState::Provisioning, RequestState::Ready];
+        let (to, reason) = if guarded(&mut tx, id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await?
+        {
+            (RequestState::Cancelled, "cancelled")
+        } else if guarded(&mut tx, id, &from_live, RequestState::Ending, now).await? {
+            let request = fetch(&mut tx, id).await?;
+            let reason = if request.ready_at.is_some() { "ended_by_user" } else { "cancelled" };
+            (RequestState::Ending, reason)
+        } else {
+            let state = fetch(&mut tx, id).await?.state();
+            return Ok(Ended::AlreadyOver(state));
+        };
+        sqlx::query("UPDATE requests SET end_reason = ?, ended_by = ? WHERE id = ?")
+            .bind(reason)
+            .bind(actor)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, actor, "end_requested", json!({"reason": reason}), now).await?;
+        if to == RequestState::Cancelled {
+            sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
+            push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
+        } else {
+            enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
+        }
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        let request = fetch(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Ended::Now(request))
+    }
+
+    /// Queues a teardown for `id` again (a provisioning job that finds its request ended under
+    /// it calls this after creating something, so nothing it made outlives the request).
+    pub async fn ensure_teardown(&self, id: &str) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        enqueue_job(&mut tx, id, JobKind::Teardown, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A request refused by policy: an audit event with no request, and a line for the audit
+    /// channel.
+    pub async fn record_denial(&self, actor: &str, detail: serde_json::Value, line: String) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        append_audit_opt(&mut tx, None, actor, "denied_by_policy", detail, now).await?;
+        push_outbox(&mut tx, None, &Notice::AuditLine { text: line }, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Open requests, of `user` or (None) of everyone, newest first.
+    pub async fn open_requests(&self, user: Option<&str>) -> Result<Vec<Request>, LedgerError> {
+        let sql = format!(
+            "SELECT * FROM requests WHERE state IN {OPEN_STATES} AND (?1 IS NULL OR requester_id = ?1)
+             ORDER BY created_at DESC LIMIT 100"
+        );
+        Ok(sqlx::query_as(&sql).bind(user).fetch_all(self.pool()).await?)
+    }
+
+    /// The access history, newest first.
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Request>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM requests WHERE created_at >= ?1 AND (?2 IS NULL OR service = ?2)
+               AND (?3 IS NULL OR requester_id = ?3)
+             ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5",
+        )
+        .bind(q.since_ms)
+        .bind(&q.service)
+        .bind(&q.user)
+        .bind(q.limit)
+        .bind(q.offset)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// A request by the id people see (`fc-xxxxxxxx`, or just the part after `fc-`).
+    pub async fn find(&self, shown: &str) -> Result<Option<Request>, LedgerError> {
+        let id = if shown.starts_with("fc-") { shown.to_string() } else { format!("fc-{shown}") };
+        Ok(sqlx::query_as("SELECT * FROM requests WHERE id = ?").bind(id).fetch_optional(self.pool()).await?)
+    }
+
+    /// The message posted for `kind` (`requester`, `approval`) of a request, if any.
+    pub async fn slack_message(&self, request_id: &str, kind: &str) -> Result<Option<(String, String)>, LedgerError> {
+        Ok(sqlx::query_as("SELECT channel, ts FROM slack_messages WHERE request_id = ? AND kind = ?")
+            .bind(request_id)
+            .bind(kind)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn save_slack_message(
+        &self,
+        request_id: &str,
+        kind: &str,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "INSERT INTO slack_messages (request_id, kind, channel, ts) VALUES (?, ?, ?, ?)
+             ON CONFLICT (request_id, kind) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
+        )
+        .bind(request_id)
+        .bind(kind)
+        .bind(channel)
+        .bind(ts)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Walks the whole audit chain (streamed, in `seq` order).
+    pub async fn verify_audit(&self) -> Result<Verdict, LedgerError> {
+        let mut verifier = Verifier::default();
+        let mut rows = sqlx::query_as::<_, ChainRow>(
+            "SELECT seq, request_id, at, actor, kind, detail, prev_hash, hash FROM audit_events ORDER BY seq",
+        )
+        .fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            verifier.push(&row);
+        }
+        Ok(verifier.verdict())
+    }
+
+    /// The history of requests created since `since_ms`, newest first, for export.
+    pub async fn export(&self, since_ms: i64) -> Result<Vec<ExportRow>, LedgerError> {
+        Ok(sqlx::query_as(EXPORT_SQL).bind(since_ms).fetch_all(self.pool()).await?)
+    }
+}
+
+/// The queries the loops run each tick, for the index test.
+pub const LOOP_QUERIES: [(&str, &str); 2] = [(DUE_APPROVALS_SQL, "requests_decide"), (DUE_REMINDERS_SQL, "requests_due")];
+
+impl Ledger {
+    /// A refusal or other private answer to a click, delivered through the outbox like
+    /// everything else, with an audit event when `audit_kind` is given.
+    pub async fn queue_ephemeral(
+        &self,
+        request_id: Option<&str>,
+        actor: &str,
+        reply_url: &str,
+        text: &str,
+        audit_kind: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        if let Some(kind) = audit_kind {
+            append_audit_opt(&mut tx, request_id, actor, kind, json!({"told": text}), now).await?;
+        }
+        let notice = Notice::Ephemeral { reply_url: reply_url.to_string(), text: text.to_string() };
+        push_outbox(&mut tx, request_id, &notice, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A refused action that is worth an audit event (someone else's request, past a limit).
+    pub async fn record_refusal(
+        &self,
+        request_id: Option<&str>,
+        actor: &str,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        append_audit_opt(&mut tx, request_id, actor, kind, detail, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
