@@ -143,6 +143,10 @@ impl Notifier {
             }
             Notice::Reminder { expires_at_ms } => {
                 let request = self.request(row).await?;
+                if request.state() != worker::state::RequestState::Ready || request.expires_at != Some(expires_at_ms) {
+                    // Ended or extended since: the reminder has nothing left to say.
+                    return Ok(Delivered::web_api());
+                }
                 let mut message = render::reminder(&request, expires_at_ms);
                 let posts = self.ledger.delivered_count(&request.id).await?;
                 let fresh = now_ms() - request.created_at < RESPONSE_URL_WINDOW_MS;

@@ -54,6 +54,8 @@ fn collect_text(value: &Value, out: &mut String) {
 struct Planned {
     status: u16,
     retry_after: Option<u64>,
+    /// Only calls whose path starts with this.
+    path: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -124,8 +126,27 @@ impl SlackStandIn {
     pub fn fail_next(&self, status: u16, retry_after: Option<u64>, times: usize) {
         let mut plan = self.shared.plan.lock().unwrap();
         for _ in 0..times {
-            plan.push_back(Planned { status, retry_after });
+            plan.push_back(Planned { status, retry_after, path: None });
         }
+    }
+
+    /// The next `times` calls to paths starting with `prefix` get `status`.
+    pub fn fail_next_on(&self, prefix: &str, status: u16, retry_after: Option<u64>, times: usize) {
+        let mut plan = self.shared.plan.lock().unwrap();
+        for _ in 0..times {
+            plan.push_back(Planned { status, retry_after, path: Some(prefix.to_string()) });
+        }
+    }
+
+    /// Waits for a delivered message whose text contains every one of `needles`.
+    pub async fn wait_for_all(&self, needles: &[&str], timeout: Duration) -> Recorded {
+        crate::wait_for(&format!("a Slack message containing {needles:?}"), timeout, || async {
+            self.delivered().into_iter().find(|c| {
+                let text = c.all_text();
+                needles.iter().all(|n| text.contains(n))
+            })
+        })
+        .await
     }
 
     /// Waits for a delivered message whose text contains `needle`.
@@ -143,7 +164,11 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
         Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
     });
-    let planned = shared.plan.lock().unwrap().pop_front();
+    let planned = {
+        let mut plan = shared.plan.lock().unwrap();
+        let index = plan.iter().position(|p| p.path.as_ref().is_none_or(|prefix| path.starts_with(prefix)));
+        index.and_then(|i| plan.remove(i))
+    };
     let status = planned.as_ref().map(|p| p.status).unwrap_or(200);
     shared.calls.lock().unwrap().push(Recorded {
         path: path.clone(),

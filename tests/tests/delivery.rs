@@ -1,48 +1,84 @@
 //! Delivery to Slack: retried through 429s (honouring Retry-After) and 5xx, each message
-//! delivered exactly once, and moved to `chat.postMessage` (to the requester, with the bot
-//! token) when the response_url keeps refusing.
+//! delivered exactly once, cards posted once and then updated in place, and a reminder moved
+//! to `chat.postMessage` (to the requester, with the bot token) when the response_url refuses.
 
 use harness::app::TestApp;
 use std::time::Duration;
+use worker::duration::HumanDuration;
 
 const USER: &str = "U0ERIN";
 const WAIT: Duration = Duration::from_secs(60);
+const AUDIT: &str = "C0AUDIT";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
-    let t = TestApp::start().await;
-    // The first delivery attempt meets a 429 with Retry-After, the next a 503.
+    let policy = format!("[policy]\naudit_channel = \"{AUDIT}\"\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n");
+    let t = TestApp::start_with_policy("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", &policy).await;
+    // The first delivery attempts meet a 429 with Retry-After, then two 503s.
     t.slack.fail_next(429, Some(1), 1);
-    t.slack.fail_next(503, None, 1);
-    let id = t.connect(USER, "connect web --for 2s").await;
-    t.slack.wait_for_message("has ended", WAIT).await;
+    t.slack.fail_next(503, None, 2);
+    // Long enough that the ready card goes out after the retries, before the end.
+    let id = t.connect(USER, "connect web --for 8s").await;
+    t.slack.wait_for_in(AUDIT, "ended (expired)", WAIT).await;
+    t.slack.wait_for_all(&[&id, "has ended"], WAIT).await;
     let calls = t.slack.calls();
     assert_eq!(calls[0].status, 429);
-    assert_eq!(calls[1].status, 503);
-    let delivered = t.slack.delivered();
-    let ready: Vec<_> = delivered.iter().filter(|c| c.all_text().contains("is ready")).collect();
-    let ended: Vec<_> = delivered.iter().filter(|c| c.all_text().contains("has ended")).collect();
-    assert_eq!((ready.len(), ended.len()), (1, 1), "each message exactly once");
-    // In order: ready before ended.
-    let position = |needle: &str| delivered.iter().position(|c| c.all_text().contains(needle)).unwrap();
+    assert_eq!((calls[1].status, calls[2].status), (503, 503));
+
+    // The card: posted exactly once, then only updated, in order, ending with the end.
+    let cards: Vec<_> = t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();
+    assert_eq!(cards.len(), 1, "one card, never re-posted");
+    let dm = format!("D{USER}");
+    let versions: Vec<_> = t.slack.delivered().into_iter().filter(|c| c.body["channel"] == USER || c.body["channel"] == dm.as_str()).collect();
+    assert!(versions[1..].iter().all(|c| c.path == "/api/chat.update"), "after the post, only updates");
+    let position = |needle: &str| {
+        let found = versions.iter().position(|c| c.all_text().contains(needle));
+        found.unwrap_or_else(|| panic!("no card with {needle:?}"))
+    };
     assert!(position("is ready") < position("has ended"));
+    assert!(versions.last().unwrap().all_text().contains("has ended"));
+    // The audit channel: each line once.
+    let lines: Vec<String> = t
+        .slack
+        .delivered_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.body["channel"] == AUDIT)
+        .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("granted: <@U0ERIN> → web in prod"), "{lines:?}");
+    assert!(lines[1].starts_with("ended (expired): <@U0ERIN> → web in prod"), "{lines:?}");
     let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
         .fetch_one(t.ledger.pool())
         .await
         .unwrap();
     assert_eq!(pending, 0);
-    assert!(id.starts_with("fc-"));
     t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusing_response_url_falls_back_to_chat_post_message() {
-    let t = TestApp::start().await;
-    t.slack.fail_next(404, None, 2);
-    t.connect(USER, "connect web --for 1h").await;
-    let ready = t.slack.wait_for_message("is ready", WAIT).await;
-    assert_eq!(ready.path, "/api/chat.postMessage");
-    assert_eq!(ready.body["channel"], USER, "a direct message to the requester");
-    assert_eq!(ready.authorization.as_deref(), Some("Bearer xoxb-test-token"));
+async fn a_reminder_uses_the_response_url_and_falls_back_to_a_direct_message() {
+    // Reminded a second after it is ready: 20 s time boxes, reminded 19 s before the end.
+    let t = TestApp::start_custom("default = \"20s\"\nmin = \"1s\"\nmax = \"2h\"", |c| {
+        c.worker.reminder_before = HumanDuration::from_secs(19)
+    })
+    .await;
+    let first = t.connect(USER, "connect web").await;
+    let reminder = t.slack.wait_for_all(&[&first, "ends at"], WAIT).await;
+    assert!(reminder.path.starts_with("/response/"), "sent to {}", reminder.path);
+    assert_eq!(reminder.body["response_type"], "ephemeral");
+    let buttons = reminder.body["blocks"][1]["elements"].as_array().unwrap();
+    assert_eq!(buttons[0]["action_id"], "extend");
+    assert_eq!(buttons[0]["value"], first.as_str());
+
+    // A response_url that refuses twice: the reminder goes as a direct message instead.
+    t.slack.fail_next_on("/response/", 404, None, 2);
+    let second = t.connect("U0FRED", "connect api").await;
+    let reminder = t.slack.wait_for_all(&[&second, "ends at"], WAIT).await;
+    assert_eq!(reminder.path, "/api/chat.postMessage");
+    assert_eq!(reminder.body["channel"], "U0FRED");
+    assert_eq!(reminder.authorization.as_deref(), Some("Bearer xoxb-test-token"));
+    let reminders = t.slack.delivered().into_iter().filter(|c| c.all_text().contains("ends at")).count();
+    assert_eq!(reminders, 2, "one reminder each");
     t.stop().await;
 }

@@ -45,7 +45,7 @@ async fn our_roles(t: &TestApp) -> Vec<String> {
 /// Asserts the request failed with `needle` in the person's message and spent nothing.
 async fn assert_refused(t: &TestApp, text: &str, needle: &str) {
     let id = t.connect(USER, text).await;
-    let failed = t.slack.wait_for_message(&id, WAIT).await;
+    let failed = t.slack.wait_for_all(&[&id, "failed"], WAIT).await;
     let all = failed.all_text();
     assert!(all.contains("failed"), "{all}");
     assert!(all.contains(needle), "expected {needle:?} in: {all}");
@@ -360,13 +360,13 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
 async fn a_connect_costs_nine_aws_calls_plus_polls_and_a_teardown_seven() {
     let t = TestApp::start().await;
     let first = t.connect(USER, "connect web").await;
-    t.slack.wait_for_message(&format!("{first} for web has ended"), WAIT).await;
+    t.slack.wait_for_message(&format!("{first} for web in prod: has ended"), WAIT).await;
 
     let before = t.bot_calls().await.len();
     let id = t.connect("U0FRANK", "connect web").await;
-    t.slack.wait_for_message(&format!("request `{id}`"), WAIT).await;
+    t.slack.wait_for_message(&format!("{id} for web in prod: is ready"), WAIT).await;
     let at_ready = t.bot_calls().await.len();
-    t.slack.wait_for_message(&format!("{id} for web has ended"), WAIT).await;
+    t.slack.wait_for_message(&format!("{id} for web in prod: has ended"), WAIT).await;
     let calls = t.bot_calls().await;
     let is_poll = |action: &str| action == "DescribeInstances" || action == "DescribeInstanceInformation";
     let connect: Vec<&str> = calls[before..at_ready].iter().map(|(_, a)| a.as_str()).filter(|a| !is_poll(a)).collect();

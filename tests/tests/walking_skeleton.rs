@@ -28,10 +28,11 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     assert!(text.contains("Working on it"), "{text}");
     let id = request_id_in(text);
 
-    // 2. The ready message reaches the request's response_url with the link and the command.
+    // 2. The requester's card, a direct message, is updated in place to the link and the command.
     let ready = t.slack.wait_for_message("is ready", WAIT).await;
-    assert!(ready.path.starts_with("/response/"), "sent to {}", ready.path);
-    assert_eq!(ready.body["response_type"], "ephemeral");
+    assert_eq!(ready.path, "/api/chat.update", "the card is updated, not posted again");
+    assert_eq!(ready.body["channel"], format!("D{USER}"));
+    assert_eq!(ready.authorization.as_deref(), Some("Bearer xoxb-test-token"));
     let request = t.ledger.get(&id).await.unwrap();
     let instance_id = request.instance_id.clone().expect("instance recorded");
     let all = ready.all_text();
@@ -151,8 +152,15 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     );
     let request = t.ledger.get(&id).await.unwrap();
     assert_eq!(request.state().as_str(), "ended");
-    // Exactly two messages reached Slack for it: ready, then ended.
-    assert_eq!(t.slack.delivered().len(), 2);
+    // One message reached Slack for it, the card, and every later change updated it in place.
+    let posted = t.slack.delivered_to("chat.postMessage");
+    assert_eq!(posted.len(), 1, "one card");
+    assert_eq!(posted[0].body["channel"], USER, "a direct message to the requester");
+    let updates = t.slack.delivered_to("chat.update");
+    assert!(!updates.is_empty());
+    assert!(updates.iter().all(|u| u.body["ts"] == updates[0].body["ts"]), "always the same message");
+    assert!(updates.last().unwrap().all_text().contains("has ended"));
+    assert_eq!(t.slack.delivered().len(), 1 + updates.len(), "nothing else was sent");
     t.stop().await;
 }
 

@@ -53,8 +53,9 @@ pub struct HistoryQuery {
 const OPEN_STATES: &str = "('requested','awaiting_approval','approved','provisioning','ready','ending')";
 const DUE_APPROVALS_SQL: &str =
     "SELECT id FROM requests WHERE state = 'awaiting_approval' AND decide_by <= ? ORDER BY decide_by";
-const DUE_REMINDERS_SQL: &str =
-    "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? AND reminded_at IS NULL ORDER BY expires_at";
+/// Only time boxes longer than the lead get a reminder: for a shorter one it would come at once.
+const DUE_REMINDERS_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ?1
+       AND reminded_at IS NULL AND expires_at - ready_at > ?2 ORDER BY expires_at";
 
 impl Ledger {
     /// Approve or deny, as `approver`. Exactly one decision is recorded however many clicks
@@ -129,7 +130,7 @@ impl Ledger {
     /// each gets one reminder (with an Extend button).
     pub async fn remind_due(&self, now: i64, before_ms: i64) -> Result<Vec<String>, LedgerError> {
         let due: Vec<String> =
-            sqlx::query_scalar(DUE_REMINDERS_SQL).bind(now + before_ms).fetch_all(self.pool()).await?;
+            sqlx::query_scalar(DUE_REMINDERS_SQL).bind(now + before_ms).bind(before_ms).fetch_all(self.pool()).await?;
         if due.is_empty() {
             return Ok(due);
         }

@@ -61,7 +61,7 @@ async fn main() {
         let started = Instant::now();
         let start_s = now_ms() as f64 / 1000.0;
         let id = t.connect(&format!("U{i:05}"), "connect web").await;
-        let ready = t.slack.wait_for_message(&format!("request `{id}`"), Duration::from_secs(60)).await;
+        let ready = t.slack.wait_for_message(&format!("{id} for web in prod: is ready"), Duration::from_secs(60)).await;
         let total = ready.at.duration_since(started).as_secs_f64() * 1000.0;
         let calls = harness::moto::calls_detailed(&t.account).await;
         let window: Vec<_> = calls[seen..].iter().filter(|c| c["at"].as_f64().unwrap_or(0.0) >= start_s).collect();
