@@ -45,6 +45,8 @@ INSERT INTO outbox_new (id, request_id, notice, created_at, attempts, next_attem
 DROP TABLE outbox;
 ALTER TABLE outbox_new RENAME TO outbox;
 CREATE INDEX outbox_pending ON outbox (request_id, id) WHERE delivered_at IS NULL AND failed_at IS NULL;
+-- The notifier's "when is the next row due": a lookup, however many rows wait.
+CREATE INDEX outbox_next ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
 
 -- The chain: `hash` = SHA-256 over the previous event's hash and this event's fields (see
 -- worker::audit). Rows written before this migration have neither and are reported as such.

@@ -123,7 +123,11 @@ async fn handle(state: &AppState, click: &Click) -> (Option<String>, Option<&'st
             }
         }
         EXTEND => match state.own_or_admin(user, id.as_str(), "extend").await {
-            Ok(request) => (Some(state.extend(user, &request, state.time_box.default, true).await), None),
+            Ok(request) => {
+                // Another time box of the length first asked for, or what is left of the maximum.
+                let by = worker::duration::HumanDuration::from_secs(request.ttl_secs.max(60) as u64);
+                (Some(state.extend(user, &request, by, true).await), None)
+            }
             Err(e) => (Some(e), None),
         },
         END => match state.own_or_admin(user, id.as_str(), "end").await {

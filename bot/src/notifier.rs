@@ -125,19 +125,24 @@ impl Notifier {
         let notice = row.notice().map_err(|e| SlackError::Permanent(e.to_string()))?;
         match notice {
             Notice::Card => {
+                // The newest queued refresh first, then the request: whatever was queued up to
+                // it is already in what we read next (reading in the other order could mark a
+                // refresh delivered whose change the card does not show).
+                let id = row.request_id.as_deref().unwrap_or_default();
+                let upto = self.ledger.last_queued(id, CARD).await?.unwrap_or(row.id).max(row.id);
                 let request = self.request(row).await?;
-                let upto = self.ledger.last_queued(&request.id, CARD).await?.unwrap_or(row.id).max(row.id);
                 let events = self.ledger.audit_for(&request.id).await?;
                 let message = render::requester_card(&request, &events, &self.region);
                 self.upsert(&request.id, "requester", &request.requester_id, message).await?;
                 Ok(Delivered { via_response_url: false, covers: Some((CARD, upto)) })
             }
             Notice::ApprovalCard => {
+                let id = row.request_id.as_deref().unwrap_or_default();
+                let upto = self.ledger.last_queued(id, APPROVAL_CARD).await?.unwrap_or(row.id).max(row.id);
                 let request = self.request(row).await?;
                 let Some(channel) = request.approvals_channel.clone() else {
                     return Err(SlackError::Permanent(format!("{} has no approvals channel", request.id)));
                 };
-                let upto = self.ledger.last_queued(&request.id, APPROVAL_CARD).await?.unwrap_or(row.id).max(row.id);
                 self.upsert(&request.id, "approval", &channel, render::approval_card(&request)).await?;
                 Ok(Delivered { via_response_url: false, covers: Some((APPROVAL_CARD, upto)) })
             }

@@ -280,25 +280,33 @@ fn matches_any(list: &[Principal], user: &str, in_group: &dyn Fn(&str) -> bool) 
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
     let word = word.to_ascii_lowercase();
     candidates
-        .map(|c| (levenshtein(&word, &c.to_ascii_lowercase()), c))
+        .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1) + usize::from(c.starts_with(&word)) * 10)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.to_string())
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
-            prev = here;
+/// Edit distance counting a swap of two neighbours as one edit (`wbe` → `web`), the commonest
+/// typo (optimal string alignment).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -358,6 +366,7 @@ break_glass = true
         assert_eq!(p.access("U1", "zzzzzz", "prod", &|_| false), Access::Unknown { suggestion: None });
         assert_eq!(p.access("U1", "web", "staging", &|_| false), Access::Unknown { suggestion: None });
         assert_eq!(closest("pay", ["payments", "web"].into_iter()).as_deref(), Some("payments"));
+        assert_eq!(closest("wbe", ["payments", "web"].into_iter()).as_deref(), Some("web"));
     }
 
     #[test]

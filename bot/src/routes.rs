@@ -225,7 +225,11 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
         Ok(Command::List) => list(&state, user).await.unwrap_or_else(|e| e),
         Ok(Command::Services) => services(&state, user).await.unwrap_or_else(|e| e),
         Ok(Command::Extend { request, by }) => match state.own_or_admin(user, request.as_str(), "extend").await {
-            Ok(r) => state.extend(user, &r, by.unwrap_or(state.time_box.default), false).await,
+            // Without a duration: another time box of the same length, or what is left of the maximum.
+            Ok(r) => match by {
+                Some(by) => state.extend(user, &r, by, false).await,
+                None => state.extend(user, &r, HumanDuration::from_secs(r.ttl_secs.max(60) as u64), true).await,
+            },
             Err(e) => e,
         },
         Ok(Command::End { request }) => match state.own_or_admin(user, request.as_str(), "end").await {

@@ -153,10 +153,24 @@ impl TestApp {
 
     /// Waits until `id` is in `state`.
     pub async fn wait_for_state(&self, id: &str, state: worker::state::RequestState, timeout: std::time::Duration) {
-        crate::wait_for(&format!("{id} to be {state}"), timeout, || async {
-            (self.ledger.get(id).await.unwrap().state() == state).then_some(())
-        })
-        .await
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.ledger.get(id).await.unwrap().state();
+            if now == state {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let kinds = self.audit_kinds(id).await;
+                let jobs: Vec<(String, i64, Option<String>)> =
+                    sqlx::query_as("SELECT kind, attempts, last_error FROM jobs WHERE request_id = ?")
+                        .bind(id)
+                        .fetch_all(self.ledger.pool())
+                        .await
+                        .unwrap_or_default();
+                panic!("{id} is {now}, not {state}, after {timeout:?}; audit {kinds:?}; jobs {jobs:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The AWS calls the bot made (seen at the emulator), as (service, action), in order.

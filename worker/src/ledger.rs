@@ -429,7 +429,9 @@ impl Ledger {
     pub async fn mark_failed(&self, id: &str, reason: &str, checks: &[Check]) -> Result<bool, LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let open: Vec<RequestState> = RequestState::ALL.into_iter().filter(|s| s.is_open()).collect();
+        // Not `ending`: a request someone ended is already being torn down, and ends as ended.
+        let open: Vec<RequestState> =
+            RequestState::ALL.into_iter().filter(|s| s.is_open() && *s != RequestState::Ending).collect();
         if !guarded(&mut tx, id, &open, RequestState::Failed, now).await? {
             return Ok(false);
         }
@@ -1077,7 +1079,8 @@ mod tests {
         for i in 0..1000 {
             ledger.create_request(new_request(&format!("U{i}"))).await.unwrap();
         }
-        sqlx::query("UPDATE requests SET state = 'ready', expires_at = created_at + 3600000")
+        sqlx::query("UPDATE requests SET state = CASE WHEN rowid % 2 = 0 THEN 'ready' ELSE 'awaiting_approval' END,
+               ready_at = created_at, expires_at = created_at + 3600000, decide_by = created_at + 900000")
             .execute(ledger.pool())
             .await
             .unwrap();
@@ -1087,7 +1090,9 @@ mod tests {
             (NEXT_EXPIRY_SQL, "requests_due"),
             (CLAIM_JOB_SQL, "jobs_due"),
             (DUE_OUTBOX_SQL, "outbox_pending"),
-            (NEXT_OUTBOX_SQL, "outbox_pending"),
+            (NEXT_OUTBOX_SQL, "outbox_next"),
+            (crate::workflow::LOOP_QUERIES[0].0, crate::workflow::LOOP_QUERIES[0].1),
+            (crate::workflow::LOOP_QUERIES[1].0, crate::workflow::LOOP_QUERIES[1].1),
             (OPEN_REQUEST_ID_SQL, "requests_open_by_user"),
         ] {
             let plan: Vec<(i64, i64, i64, String)> =

@@ -176,7 +176,13 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
             JobKind::Provision => {
                 tracing::warn!(request_id, %reason, "provisioning failed");
                 match ledger.mark_failed(request_id, &reason, &[]).await {
-                    Ok(_) => ledger.complete_job(job.id).await,
+                    Ok(true) => ledger.complete_job(job.id).await,
+                    // Ended under us (someone pressed End): its teardown may have run before
+                    // this attempt created something, so tear down once more.
+                    Ok(false) => match ledger.ensure_teardown(request_id).await {
+                        Ok(()) => ledger.complete_job(job.id).await,
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 }
             }
