@@ -308,7 +308,10 @@ mod tests {
         let id = RequestId::parse("fc-7k3m9q2d").unwrap();
         assert_eq!(Command::parse("list"), Ok(Command::List));
         assert_eq!(Command::parse("services"), Ok(Command::Services));
-        assert_eq!(Command::parse("extend FC-7K3M9Q2D 15m"), Ok(Command::Extend { request: id.clone(), by: Some(HumanDuration::from_secs(900)) }));
+        assert_eq!(
+            Command::parse("extend FC-7K3M9Q2D 15m"),
+            Ok(Command::Extend { request: id.clone(), by: Some(HumanDuration::from_secs(900)) })
+        );
         assert_eq!(Command::parse("extend 7k3m9q2d"), Ok(Command::Extend { request: id.clone(), by: None }));
         assert_eq!(Command::parse("end fc-7k3m9q2d"), Ok(Command::End { request: id }));
         assert_eq!(

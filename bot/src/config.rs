@@ -2,11 +2,11 @@
 //! that is not a secret, and the environment for the two secrets. A missing or invalid setting
 //! stops start-up with one line that names it.
 
+use crate::policy::{Policy, PolicySettings};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
-use crate::policy::{Policy, PolicySettings};
 use worker::config::{AwsSettings, TimeBoxSettings, WorkerSettings};
 
 /// A secret value: never printed, never logged.
@@ -141,8 +141,8 @@ impl Config {
         if !(file.slack.api_base_url.starts_with("https://") || file.slack.api_base_url.starts_with("http://")) {
             return Err(ConfigError::Invalid("slack.api_base_url must be an http(s) URL".into()));
         }
-        let policy = Policy::from_settings(file.policy, &file.aws.cluster, file.time_box.max)
-            .map_err(ConfigError::Invalid)?;
+        let policy =
+            Policy::from_settings(file.policy, &file.aws.cluster, file.time_box.max).map_err(ConfigError::Invalid)?;
         Ok(Self {
             policy,
             server: file.server,

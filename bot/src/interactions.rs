@@ -46,9 +46,8 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
     if verify(&state.signing_secret, &headers, &body).is_err() {
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
-    let payload: Option<Value> = serde_urlencoded::from_bytes::<Form>(&body)
-        .ok()
-        .and_then(|form| serde_json::from_str(&form.payload).ok());
+    let payload: Option<Value> =
+        serde_urlencoded::from_bytes::<Form>(&body).ok().and_then(|form| serde_json::from_str(&form.payload).ok());
     let Some(payload) = payload else {
         tracing::warn!("signed but malformed interaction");
         return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
@@ -93,7 +92,10 @@ async fn handle(state: &AppState, click: &Click) -> (Option<String>, Option<&'st
                 }
             };
             if request.requester_id == user {
-                return (Some("You can't decide your own request; another approver must.".into()), Some("self_approval_refused"));
+                return (
+                    Some("You can't decide your own request; another approver must.".into()),
+                    Some("self_approval_refused"),
+                );
             }
             let rule = state.policy.rule(&request.service, &request.cluster);
             let groups = match state.groups_of(user, rule).await {
@@ -102,7 +104,10 @@ async fn handle(state: &AppState, click: &Click) -> (Option<String>, Option<&'st
             };
             if !state.policy.is_approver(user, &request.service, &request.cluster, &|g| groups.contains(g)) {
                 return (
-                    Some(format!("Only approvers of *{}* in `{}` can decide this request.", request.service, request.cluster)),
+                    Some(format!(
+                        "Only approvers of *{}* in `{}` can decide this request.",
+                        request.service, request.cluster
+                    )),
                     Some("decision_refused"),
                 );
             }
@@ -114,7 +119,10 @@ async fn handle(state: &AppState, click: &Click) -> (Option<String>, Option<&'st
                 }
                 Ok(Decided::Already(r)) => {
                     let by = r.decided_by.as_ref().map(|b| format!(" by <@{b}>")).unwrap_or_default();
-                    (Some(format!("`{}` was already decided{by} ({}).", r.id, r.state().as_str().replace('_', " "))), None)
+                    (
+                        Some(format!("`{}` was already decided{by} ({}).", r.id, r.state().as_str().replace('_', " "))),
+                        None,
+                    )
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "decision failed");

@@ -294,8 +294,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -387,7 +387,9 @@ break_glass = true
         };
         assert!(bad("[[services]]\nname = \"web\"\nallow = [\"alice\"]\n").contains("alice"));
         assert!(bad("[[services]]\nname = \"web\"\napproval = true\n").contains("approvers"));
-        assert!(bad("[[services]]\nname = \"web\"\napproval = true\napprovers = [\"U1\"]\n").contains("approvals_channel"));
+        assert!(
+            bad("[[services]]\nname = \"web\"\napproval = true\napprovers = [\"U1\"]\n").contains("approvals_channel")
+        );
         assert!(bad("[[services]]\nname = \"web\"\nmax_time_box = \"5h\"\n").contains("max_time_box"));
     }
 }

@@ -97,7 +97,9 @@ fn target(request: &Request) -> String {
 fn state_words(request: &Request) -> String {
     let state = request.state();
     match (state, request.end_reason.as_deref()) {
-        (RequestState::Ended, Some("ended_by_user")) => format!("ended early by <@{}>", request.ended_by.as_deref().unwrap_or("?")),
+        (RequestState::Ended, Some("ended_by_user")) => {
+            format!("ended early by <@{}>", request.ended_by.as_deref().unwrap_or("?"))
+        }
         (RequestState::Ended, Some("expired")) => "its time box is over".into(),
         (RequestState::Ended, Some("cancelled")) | (RequestState::Cancelled, Some("cancelled")) => "cancelled".into(),
         (RequestState::Cancelled, Some("approval_expired")) => "expired without a decision".into(),
@@ -131,10 +133,9 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
         RequestState::Ended => {
             (":white_circle:", format!("has ended ({}): the bastion and its role are gone", state_words(request)))
         }
-        RequestState::Denied => (
-            ":no_entry:",
-            format!("denied by <@{}>", request.decided_by.as_deref().unwrap_or("?")),
-        ),
+        RequestState::Denied => {
+            (":no_entry:", format!("denied by <@{}>", request.decided_by.as_deref().unwrap_or("?")))
+        }
         RequestState::Failed => (":red_circle:", "failed: nothing is left running".to_string()),
         RequestState::Cancelled => (":white_circle:", state_words(request)),
     };
@@ -217,9 +218,10 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
             id,
             vec![button("Extend", EXTEND, id, Some("primary")), button("End now", END, id, Some("danger"))],
         )),
-        RequestState::AwaitingApproval | RequestState::Requested | RequestState::Approved | RequestState::Provisioning => {
-            blocks.push(actions(id, vec![button("Cancel", END, id, None)]))
-        }
+        RequestState::AwaitingApproval
+        | RequestState::Requested
+        | RequestState::Approved
+        | RequestState::Provisioning => blocks.push(actions(id, vec![button("Cancel", END, id, None)])),
         _ => {}
     }
     json!({"text": text, "blocks": blocks})
@@ -229,16 +231,15 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
 pub fn approval_card(request: &Request) -> Value {
     let id = &request.id;
     let ttl = HumanDuration::from_secs(request.ttl_secs.max(0) as u64);
-    let ask = format!(
-        "<@{}> asks for a shell in {} for {ttl} — request `{id}`",
-        request.requester_id,
-        target(request)
-    );
+    let ask = format!("<@{}> asks for a shell in {} for {ttl} — request `{id}`", request.requester_id, target(request));
     let reason = request.reason.as_deref().unwrap_or("(no reason given)");
     let mut blocks = vec![section(format!(":key: {ask}\n*Reason:* {reason}"))];
     let outcome = match request.state() {
         RequestState::AwaitingApproval => {
-            blocks.push(context(format!("Decide by {} or it is cancelled.", slack_date(request.decide_by.unwrap_or_default()))));
+            blocks.push(context(format!(
+                "Decide by {} or it is cancelled.",
+                slack_date(request.decide_by.unwrap_or_default())
+            )));
             blocks.push(actions(
                 id,
                 vec![button("Approve", APPROVE, id, Some("primary")), button("Deny", DENY, id, Some("danger"))],

@@ -150,13 +150,16 @@ impl AppState {
                         slack_date(r.expires_at.unwrap_or_default())
                     );
                 }
-                Ok(Extended::TooLong { max_secs, can_add_secs }) if fit && can_add_secs >= 60 && can_add_secs < by_secs => {
+                Ok(Extended::TooLong { max_secs, can_add_secs })
+                    if fit && can_add_secs >= 60 && can_add_secs < by_secs =>
+                {
                     let _ = max_secs;
                     by_secs = can_add_secs;
                 }
                 Ok(Extended::TooLong { max_secs, can_add_secs }) => {
                     let detail = json!({"asked_secs": by_secs, "max_secs": max_secs});
-                    if let Err(e) = self.ledger.record_refusal(Some(&request.id), user, "extend_refused", detail).await {
+                    if let Err(e) = self.ledger.record_refusal(Some(&request.id), user, "extend_refused", detail).await
+                    {
                         tracing::error!(error = %e, "could not record a refusal");
                     }
                     let max = HumanDuration::from_secs(max_secs as u64);

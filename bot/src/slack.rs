@@ -129,8 +129,11 @@ async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Sla
 pub struct GroupDirectory {
     api: SlackApi,
     ttl: Duration,
-    cache: Arc<Mutex<HashMap<String, (Instant, Arc<HashSet<String>>)>>>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
 }
+
+/// When a group's members were read, and who they were.
+type Cached = (Instant, Arc<HashSet<String>>);
 
 const MAX_GROUPS: usize = 512;
 

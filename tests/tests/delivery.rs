@@ -26,10 +26,16 @@ async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
     assert_eq!((calls[1].status, calls[2].status), (503, 503));
 
     // The card: posted exactly once, then only updated, in order, ending with the end.
-    let cards: Vec<_> = t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();
+    let cards: Vec<_> =
+        t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();
     assert_eq!(cards.len(), 1, "one card, never re-posted");
     let dm = format!("D{USER}");
-    let versions: Vec<_> = t.slack.delivered().into_iter().filter(|c| c.body["channel"] == USER || c.body["channel"] == dm.as_str()).collect();
+    let versions: Vec<_> = t
+        .slack
+        .delivered()
+        .into_iter()
+        .filter(|c| c.body["channel"] == USER || c.body["channel"] == dm.as_str())
+        .collect();
     assert!(versions[1..].iter().all(|c| c.path == "/api/chat.update"), "after the post, only updates");
     let position = |needle: &str| {
         let found = versions.iter().position(|c| c.all_text().contains(needle));

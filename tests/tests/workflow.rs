@@ -56,13 +56,7 @@ fn id_in(text: &str) -> String {
 
 /// The approval card as last posted or updated.
 fn approval_card(t: &TestApp) -> serde_json::Value {
-    t.slack
-        .delivered()
-        .into_iter()
-        .filter(|c| c.body["channel"] == APPROVALS)
-        .next_back()
-        .map(|c| c.body)
-        .expect("an approval card")
+    t.slack.delivered().into_iter().rfind(|c| c.body["channel"] == APPROVALS).map(|c| c.body).expect("an approval card")
 }
 
 fn has_buttons(card: &serde_json::Value) -> bool {
@@ -360,7 +354,10 @@ async fn audit_verify_catches_a_hand_edited_row_and_export_has_the_history() {
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("request_id,requester_id,requester_name,service,cluster,"), "{csv}");
     assert_eq!(lines.len(), 2, "{csv}");
-    assert!(lines[1].contains(&id) && lines[1].contains("\"check, the \"\"queue\"\"\"") && lines[1].contains(BOB), "{csv}");
+    assert!(
+        lines[1].contains(&id) && lines[1].contains("\"check, the \"\"queue\"\"\"") && lines[1].contains(BOB),
+        "{csv}"
+    );
     assert!(lines[1].contains(",denied,"), "{csv}");
     let mut jsonl = Vec::new();
     bot::audit_cli::export(&t.ledger, bot::audit_cli::Format::Jsonl, None, &mut jsonl).await.unwrap();

@@ -11,7 +11,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// The hash of an event, given the hash of the one before (`None` for the first).
-pub fn event_hash(prev: Option<&str>, request_id: Option<&str>, at: i64, actor: &str, kind: &str, detail: &str) -> String {
+pub fn event_hash(
+    prev: Option<&str>,
+    request_id: Option<&str>,
+    at: i64,
+    actor: &str,
+    kind: &str,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
     // Length-prefixed fields: no two different events share an input.
     for field in [prev.unwrap_or(""), request_id.unwrap_or(""), &at.to_string(), actor, kind, detail] {

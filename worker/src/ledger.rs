@@ -844,7 +844,11 @@ fn requested_detail(new: &NewRequest) -> Value {
 fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
     Request {
         id: id.to_string(),
-        state: StateColumn(if new.approval.is_some() { RequestState::AwaitingApproval } else { RequestState::Requested }),
+        state: StateColumn(if new.approval.is_some() {
+            RequestState::AwaitingApproval
+        } else {
+            RequestState::Requested
+        }),
         requester_id: new.requester_id.clone(),
         requester_name: new.requester_name.clone(),
         team_id: new.team_id.clone(),
@@ -924,8 +928,7 @@ pub(crate) async fn append_audit_opt(
     detail: Value,
     at: i64,
 ) -> Result<(), LedgerError> {
-    let prev: Option<Option<String>> =
-        sqlx::query_scalar(LAST_HASH_SQL).fetch_optional(&mut **tx).await?;
+    let prev: Option<Option<String>> = sqlx::query_scalar(LAST_HASH_SQL).fetch_optional(&mut **tx).await?;
     let prev = prev.flatten();
     let detail = detail.to_string();
     let hash = crate::audit::event_hash(prev.as_deref(), request_id, at, actor, kind, &detail);
@@ -1079,11 +1082,13 @@ mod tests {
         for i in 0..1000 {
             ledger.create_request(new_request(&format!("U{i}"))).await.unwrap();
         }
-        sqlx::query("UPDATE requests SET state = CASE WHEN rowid % 2 = 0 THEN 'ready' ELSE 'awaiting_approval' END,
-               ready_at = created_at, expires_at = created_at + 3600000, decide_by = created_at + 900000")
-            .execute(ledger.pool())
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE requests SET state = CASE WHEN rowid % 2 = 0 THEN 'ready' ELSE 'awaiting_approval' END,
+               ready_at = created_at, expires_at = created_at + 3600000, decide_by = created_at + 900000",
+        )
+        .execute(ledger.pool())
+        .await
+        .unwrap();
         sqlx::query("ANALYZE").execute(ledger.pool()).await.unwrap();
         for (sql, index) in [
             (EXPIRE_DUE_SQL, "requests_due"),

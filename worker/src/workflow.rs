@@ -17,17 +17,20 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum Decided {
     /// This click decided the request.
-    Now(Request),
+    Now(Box<Request>),
     /// Someone decided first (or it expired or was cancelled); nothing changed.
-    Already(Request),
+    Already(Box<Request>),
 }
 
 /// The result of an extension.
 #[derive(Debug)]
 pub enum Extended {
-    Now(Request),
+    Now(Box<Request>),
     /// Past the service's maximum: at most `can_add_secs` more may be asked for.
-    TooLong { max_secs: i64, can_add_secs: i64 },
+    TooLong {
+        max_secs: i64,
+        can_add_secs: i64,
+    },
     /// Only a ready request can be extended.
     NotReady(RequestState),
 }
@@ -36,7 +39,7 @@ pub enum Extended {
 #[derive(Debug)]
 pub enum Ended {
     /// Teardown is queued (or, for a request still awaiting approval, it is simply cancelled).
-    Now(Request),
+    Now(Box<Request>),
     AlreadyOver(RequestState),
 }
 
@@ -66,7 +69,7 @@ impl Ledger {
         let to = if approve { RequestState::Approved } else { RequestState::Denied };
         if !guarded(&mut tx, id, &[RequestState::AwaitingApproval], to, now).await? {
             let request = fetch(&mut tx, id).await?;
-            return Ok(Decided::Already(request));
+            return Ok(Decided::Already(Box::new(request)));
         }
         sqlx::query("UPDATE requests SET decided_by = ?, decided_at = ? WHERE id = ?")
             .bind(approver)
@@ -98,7 +101,7 @@ impl Ledger {
             push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
         }
         tx.commit().await?;
-        Ok(Decided::Now(request))
+        Ok(Decided::Now(Box::new(request)))
     }
 
     /// Requests whose approval did not come in time: cancelled, both cards updated.
@@ -207,7 +210,7 @@ impl Ledger {
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(Extended::Now(request))
+        Ok(Extended::Now(Box::new(request)))
     }
 
     /// Ends a request at once, as `actor`: a ready or provisioning one is torn down, one still
@@ -215,18 +218,19 @@ impl Ledger {
     pub async fn end(&self, id: &str, actor: &str) -> Result<Ended, LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        let from_live = [RequestState::Requested, RequestState::Approved, RequestState::Provisioning, RequestState::Ready];
-        let (to, reason) = if guarded(&mut tx, id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await?
-        {
-            (RequestState::Cancelled, "cancelled")
-        } else if guarded(&mut tx, id, &from_live, RequestState::Ending, now).await? {
-            let request = fetch(&mut tx, id).await?;
-            let reason = if request.ready_at.is_some() { "ended_by_user" } else { "cancelled" };
-            (RequestState::Ending, reason)
-        } else {
-            let state = fetch(&mut tx, id).await?.state();
-            return Ok(Ended::AlreadyOver(state));
-        };
+        let from_live =
+            [RequestState::Requested, RequestState::Approved, RequestState::Provisioning, RequestState::Ready];
+        let (to, reason) =
+            if guarded(&mut tx, id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await? {
+                (RequestState::Cancelled, "cancelled")
+            } else if guarded(&mut tx, id, &from_live, RequestState::Ending, now).await? {
+                let request = fetch(&mut tx, id).await?;
+                let reason = if request.ready_at.is_some() { "ended_by_user" } else { "cancelled" };
+                (RequestState::Ending, reason)
+            } else {
+                let state = fetch(&mut tx, id).await?.state();
+                return Ok(Ended::AlreadyOver(state));
+            };
         sqlx::query("UPDATE requests SET end_reason = ?, ended_by = ? WHERE id = ?")
             .bind(reason)
             .bind(actor)
@@ -243,7 +247,7 @@ impl Ledger {
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(Ended::Now(request))
+        Ok(Ended::Now(Box::new(request)))
     }
 
     /// Queues a teardown for `id` again (a provisioning job that finds its request ended under
@@ -346,7 +350,8 @@ impl Ledger {
 }
 
 /// The queries the loops run each tick, for the index test.
-pub const LOOP_QUERIES: [(&str, &str); 2] = [(DUE_APPROVALS_SQL, "requests_decide"), (DUE_REMINDERS_SQL, "requests_due")];
+pub const LOOP_QUERIES: [(&str, &str); 2] =
+    [(DUE_APPROVALS_SQL, "requests_decide"), (DUE_REMINDERS_SQL, "requests_due")];
 
 impl Ledger {
     /// A refusal or other private answer to a click, delivered through the outbox like

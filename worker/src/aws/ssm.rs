@@ -69,7 +69,8 @@ pub async fn schedule_shutdown(
     minutes: u64,
     request_id: &str,
 ) -> Result<String, AwsError> {
-    let command = format!("shutdown -h +{} \"fargate-connect: time box of request {request_id} is over\"", minutes.max(1));
+    let command =
+        format!("shutdown -h +{} \"fargate-connect: time box of request {request_id} is over\"", minutes.max(1));
     let out = ssm
         .send_command()
         .instance_ids(instance_id)
