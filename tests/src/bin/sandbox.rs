@@ -1,11 +1,13 @@
 //! The local sandbox: the AWS emulator with a seeded demo cluster (`prod`, services `web` and
 //! `api`), the real bot against it, and a stand-in for Slack you drive from this terminal.
-//! Type `/fargate connect web --for 2m` and watch the replies arrive, then `instances` to see
-//! the bastion in the emulator appear and, when its time is up, go.
+//! Type `/fargate connect web --for 2m` and watch the card arrive and update, then `instances`
+//! to see the bastion in the emulator appear and, when its time is up, go. `api` needs
+//! approval: ask for it, then `as U0LEAD` and `approve <request>`; `extend` and `end` press the
+//! card's buttons.
 //!
 //! Run: `cargo run -p fargate-connect-tests --bin sandbox` (see README).
 
-use harness::app::test_config;
+use harness::app::test_config_with;
 use harness::seed::{aws_for, seed};
 use harness::signed::{command_body, now, post_signed, SIGNING_SECRET};
 use harness::slack::SlackStandIn;
@@ -13,6 +15,22 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USER: &str = "U0SANDBOX";
+/// `web`: anyone, no approval. `api`: anyone may ask; U0LEAD approves in #approvals;
+/// break-glass allowed. U0ADMIN is an admin. Audit lines go to #audit.
+const POLICY: &str = r#"[policy]
+admins = ["U0ADMIN"]
+audit_channel = "C0AUDIT"
+[[policy.services]]
+name = "web"
+allow = ["*"]
+[[policy.services]]
+name = "api"
+allow = ["*"]
+approval = true
+approvers = ["U0LEAD"]
+approvals_channel = "C0APPROVALS"
+break_glass = true
+"#;
 const ACCOUNT: &str = "123456789012";
 
 #[tokio::main]
@@ -32,7 +50,9 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let db = dir.join(format!("ledger-{}.db", now()));
     let db_url = format!("sqlite://{}", db.display());
-    let mut config = test_config(&db_url, &slack.api_base(), "default = \"2m\"\nmin = \"30s\"\nmax = \"2h\"");
+    let time_box = "default = \"2m\"\nmin = \"30s\"\nmax = \"2h\"";
+    let mut config = test_config_with(&db_url, &slack.api_base(), time_box, POLICY);
+    config.worker.reminder_before = worker::duration::HumanDuration::from_secs(30);
     config.worker.poll_interval_ms = 500;
     config.worker.ready_poll_ms = 1000;
     let port: u16 = std::env::var("SANDBOX_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -47,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
         seeded.web_task_arn
     );
     println!("Type a slash command as user {USER}, e.g. `/fargate connect web --for 1m`, `/fargate help`.");
-    println!("Other commands: `instances` (bastions in the emulator), `audit <request id>`, `quit`.\n");
+    println!("Buttons: `approve <id>`, `deny <id>`, `extend <id>`, `end <id>`. `as <user id>` switches user");
+    println!("(U0LEAD approves `api`; U0ADMIN is an admin). Also `instances`, `audit <id>`, `quit`.\n");
 
     // Print what the bot tells Slack as it arrives.
     let printer = {
@@ -58,7 +79,21 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 let delivered = calls.delivered();
                 for call in delivered.iter().skip(seen) {
-                    println!("\n[slack ← bot via {}]\n{}\n", call.path, call.all_text().trim());
+                    let what = match (call.path.as_str(), call.body["channel"].as_str()) {
+                        ("/api/chat.update", Some(channel)) => format!("card in {channel} updated"),
+                        ("/api/chat.postMessage", Some(channel)) => format!("message to {channel}"),
+                        ("/api/usergroups.users.list", _) => continue,
+                        (path, _) => format!("reply via {path}"),
+                    };
+                    let buttons: Vec<String> = call.body["blocks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|b| b["type"] == "actions")
+                        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+                        .map(|e| format!("[{}]", e["text"]["text"].as_str().unwrap_or("?")))
+                        .collect();
+                    println!("\n[slack ← bot: {what}]\n{}\n{}\n", call.all_text().trim(), buttons.join(" "));
                 }
                 seen = delivered.len();
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -69,9 +104,24 @@ async fn main() -> anyhow::Result<()> {
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut n = 0;
+    let mut user = USER.to_string();
     while let Some(line) = lines.next_line().await? {
         let line = line.trim();
         if line.is_empty() {
+            continue;
+        }
+        if let Some(who) = line.strip_prefix("as ") {
+            user = who.trim().to_string();
+            println!("  you are now {user}");
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["approve" | "deny" | "extend" | "end", id] = words.as_slice() {
+            let body = harness::signed::click_body(&user, words[0], id, &printer.response_url(n));
+            n += 1;
+            let url = format!("{bot_url}/slack/interactions");
+            let response = post_signed(&url, &body, SIGNING_SECRET, &now().to_string()).await;
+            println!("[{} pressed {} on {id}: HTTP {}]", user, words[0], response.status());
             continue;
         }
         if line == "quit" || line == "exit" {
@@ -105,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         let text = line.strip_prefix("/fargate").unwrap_or(line).trim();
-        let body = command_body(text, USER, &printer.response_url(n));
+        let body = command_body(text, &user, &printer.response_url(n));
         n += 1;
         let response =
             post_signed(&format!("{bot_url}/slack/commands"), &body, SIGNING_SECRET, &now().to_string()).await;
