@@ -170,8 +170,12 @@ impl Policy {
         time_box_max: HumanDuration,
     ) -> Result<Self, String> {
         let mut services = Vec::new();
+        let audit_channel = settings.audit_channel.filter(|c| !c.trim().is_empty());
         for (i, s) in settings.services.into_iter().enumerate() {
             let at = format!("policy.services[{i}] ({})", s.name);
+            if s.break_glass && audit_channel.is_none() {
+                return Err(format!("{at}: break_glass = true needs policy.audit_channel, which it always alerts"));
+            }
             if s.name != "*" && worker::ids::ServiceName::parse(&s.name).is_err() {
                 return Err(format!("{at}: name must be an ECS service name or `*`"));
             }
@@ -202,7 +206,7 @@ impl Policy {
         }
         Ok(Self {
             admins: settings.admins,
-            audit_channel: settings.audit_channel.filter(|c| !c.trim().is_empty()),
+            audit_channel,
             approval_timeout: settings.approval_timeout,
             group_cache_ttl: settings.group_cache_ttl,
             services,
@@ -320,6 +324,7 @@ mod tests {
 
     const POLICY: &str = r#"
 admins = ["U0ADMIN"]
+audit_channel = "C0AUDIT"
 [[services]]
 name = "web"
 allow = ["S0DEVS", "U0CAROL"]
@@ -391,5 +396,6 @@ break_glass = true
             bad("[[services]]\nname = \"web\"\napproval = true\napprovers = [\"U1\"]\n").contains("approvals_channel")
         );
         assert!(bad("[[services]]\nname = \"web\"\nmax_time_box = \"5h\"\n").contains("max_time_box"));
+        assert!(bad("[[services]]\nname = \"web\"\nbreak_glass = true\n").contains("audit_channel"));
     }
 }

@@ -63,6 +63,20 @@ async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_updates_the_same_card_rather_than_posting_another() {
+    let mut t = TestApp::start_with("default = \"3s\"\nmin = \"1s\"\nmax = \"1h\"").await;
+    let id = t.connect(USER, "connect web").await;
+    t.slack.wait_for_all(&[&id, "getting your bastion ready"], WAIT).await;
+    t.crash();
+    t.restart().await;
+    t.slack.wait_for_all(&[&id, "has ended"], WAIT).await;
+    let cards: Vec<_> =
+        t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();
+    assert_eq!(cards.len(), 1, "the card is posted once and updated after the restart");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reminder_uses_the_response_url_and_falls_back_to_a_direct_message() {
     // Reminded a second after it is ready: 20 s time boxes, reminded 19 s before the end.
     let t = TestApp::start_custom("default = \"20s\"\nmin = \"1s\"\nmax = \"2h\"", |c| {

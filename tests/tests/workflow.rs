@@ -123,7 +123,24 @@ async fn approval_flow_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_clicks_at_the_same_moment_make_exactly_one_decision() {
+async fn two_approve_clicks_at_the_same_moment_make_exactly_one_decision() {
+    let t = start("15m").await;
+    let id = id_in(&t.reply(ALICE, "connect api --reason \"deploy check\"").await);
+    t.slack.wait_for_in(APPROVALS, &id, WAIT).await;
+    let (a, b) = tokio::join!(t.click(BOB, "approve", &id), t.click(CAROL, "approve", &id));
+    assert_eq!((a, b), (200, 200));
+    let kinds = t.audit_kinds(&id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "approved").count(), 1, "{kinds:?}");
+    let winner = t.ledger.get(&id).await.unwrap().decided_by.unwrap();
+    let told = wait_answer(&t, "was already decided").await;
+    assert!(told.contains(&format!("by <@{winner}>")), "{told}");
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    assert_eq!(t.calls_of("RunInstances").await, 1, "one bastion");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_and_deny_at_the_same_moment_make_exactly_one_decision() {
     let t = start("15m").await;
     let id = id_in(&t.reply(ALICE, "connect api --reason \"deploy check\"").await);
     t.slack.wait_for_in(APPROVALS, &id, WAIT).await;
