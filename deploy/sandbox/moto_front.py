@@ -16,6 +16,13 @@ moto's own state, shaped after the AWS API reference, and forwards everything el
   the task definition (moto's own), each with the task's status.
 * EC2 ``RunInstances`` ignores ``ClientToken``: the layer answers a repeated token (same
   account) with the first answer, as EC2 does.
+* EC2 ``DescribeInstances`` leaves an instance's own ``groupSet`` empty when it was launched
+  into a subnet with ``SecurityGroupId``s (the groups are only on its network interface); the
+  layer copies the primary interface's groups up, as EC2 reports them (Terraform reads them
+  there).
+* Accounts: moto takes the account from an ``x-moto-account-id`` header, which clients that
+  cannot add headers (Terraform) do not send. An access key id ``ACCT<12 digits>`` names the
+  account instead (the layer sets the header from it).
 
 And it lets tests shape failures, which moto cannot do:
 
@@ -87,7 +94,7 @@ class Front:
         if path.startswith("/_front/"):
             return self.control(environ, start_response, path, body)
 
-        account = environ.get("HTTP_X_MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT)
+        account = account_of(environ)
         service, action, is_json = classify(environ, body)
         entry = {"service": service, "action": action, "at": time.time()}
         if service == "ec2" and not is_json:
@@ -121,6 +128,13 @@ class Front:
 
         if service == "ec2" and action == "RunInstances":
             return self.run_instances(environ, start_response, account, body)
+        if service == "ec2" and action == "DescribeInstances":
+            status, headers, payload = call(self.app, environ)
+            if status.startswith("200"):
+                payload = instance_groups_from_interfaces(payload)
+                headers = [(k, str(len(payload)) if k.lower() == "content-length" else v) for k, v in headers]
+            start_response(status, headers)
+            return [payload]
         if service == "ecs" and action in ("CreateService", "UpdateService", "RunTask",
                                            "DescribeServices", "DescribeTasks"):
             return self.ecs_exec(environ, start_response, account, action, body)
@@ -339,6 +353,47 @@ def classify(environ, body):
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         action = query.get("Action", [""])[0]
     return service, action, False
+
+
+def instance_groups_from_interfaces(payload: bytes) -> bytes:
+    """Fills each instance's empty ``<groupSet/>`` with its primary interface's groups."""
+    text = payload.decode("utf-8")
+    out, at = [], 0
+    while True:
+        start = text.find("<networkInterfaceSet>", at)
+        if start < 0:
+            break
+        end = text.find("</networkInterfaceSet>", start)
+        groups_at = text.find("<groupSet>", start, end)
+        empty = text.find("<groupSet/>", end)
+        next_instance = text.find("<networkInterfaceSet>", end)
+        if groups_at < 0 or empty < 0 or (0 <= next_instance < empty):
+            out.append(text[at:end])
+            at = end
+            continue
+        groups = text[groups_at : text.find("</groupSet>", groups_at) + len("</groupSet>")]
+        out.append(text[at:empty] + groups)
+        at = empty + len("<groupSet/>")
+    out.append(text[at:])
+    return "".join(out).encode("utf-8")
+
+
+def account_of(environ) -> str:
+    """The account a call is for: the ``x-moto-account-id`` header, else an access key id of the
+    form ``ACCT<12 digits>`` in the SigV4 ``Authorization`` header (which then sets the header,
+    so moto itself files the call there too), else moto's default."""
+    account = environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+    if account:
+        return account
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential=ACCT"
+    at = auth.find(marker)
+    if at >= 0:
+        digits = auth[at + len(marker) : at + len(marker) + 12]
+        if len(digits) == 12 and digits.isdigit():
+            environ["HTTP_X_MOTO_ACCOUNT_ID"] = digits
+            return digits
+    return DEFAULT_ACCOUNT
 
 
 def region_of(environ):

@@ -1,0 +1,29 @@
+output "bot_role_arn" {
+  description = "The bot's role; the example attaches it to the bot's instance."
+  value       = aws_iam_role.bot.arn
+}
+
+output "bot_instance_profile_name" {
+  description = "Instance profile holding the bot's role."
+  value       = aws_iam_instance_profile.bot.name
+}
+
+output "permissions_boundary_arn" {
+  description = "Set as aws.permissions_boundary_arn in the bot's config: every bastion role must carry it."
+  value       = aws_iam_policy.boundary.arn
+}
+
+output "bastion_security_group_id" {
+  description = "Set as aws.security_group_id in the bot's config."
+  value       = aws_security_group.bastion.id
+}
+
+output "vpc_endpoint_ids" {
+  description = "The SSM interface endpoints, when created."
+  value       = { for k, e in aws_vpc_endpoint.ssm : k => e.id }
+}
+
+output "bot_role_name" {
+  description = "The bot's role name, for attaching more policies (the example adds reading its Slack secrets)."
+  value       = aws_iam_role.bot.name
+}

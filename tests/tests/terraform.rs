@@ -1,0 +1,271 @@
+//! The Terraform in `deploy/terraform` run for real against the emulator: `fmt` clean, `init`
+//! from the offline provider mirror, `validate`, `plan`, `apply` of the example root (the module
+//! plus the bot's instance), the resources checked in the emulator with their policy documents,
+//! a second `plan` with no changes, and `destroy`.
+//!
+//! Needs `terraform` (PATH or `FARGATE_CONNECT_TERRAFORM`) and a provider mirror holding
+//! hashicorp/aws 5.x (`FARGATE_CONNECT_TF_PLUGINS`, default `/opt/tf-plugins`); it fails, naming
+//! what is missing, when they are not there.
+
+use harness::app::TempDir;
+use harness::moto::{moto, new_account, repo_root};
+use harness::seed::aws_for;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const REGION: &str = "eu-west-1";
+
+fn terraform_binary() -> String {
+    std::env::var("FARGATE_CONNECT_TERRAFORM").unwrap_or_else(|_| "terraform".into())
+}
+
+fn plugin_dir() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("FARGATE_CONNECT_TF_PLUGINS").unwrap_or_else(|_| "/opt/tf-plugins".into()));
+    assert!(
+        dir.join("registry.terraform.io/hashicorp/aws").is_dir(),
+        "no hashicorp/aws provider under {} (set FARGATE_CONNECT_TF_PLUGINS to an offline provider mirror)",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs `terraform <args>` in `dir`; returns (exit code, stdout + stderr).
+fn terraform(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(terraform_binary())
+        .args(args)
+        .current_dir(dir)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_INPUT", "0")
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .env_remove("TF_PLUGIN_CACHE_DIR")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {} ({e}); install Terraform or set FARGATE_CONNECT_TERRAFORM", terraform_binary())
+        });
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let (code, text) = terraform(dir, args);
+    assert_eq!(code, 0, "terraform {args:?} failed:\n{text}");
+    text
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_name() == ".terraform" || entry.file_name().to_string_lossy().starts_with("terraform.tfstate") {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn decode(document: &str) -> serde_json::Value {
+    let text = if document.contains('%') {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("x={document}")).unwrap()[0].1.clone()
+    } else {
+        document.to_string()
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+fn statement<'a>(policy: &'a serde_json::Value, sid: &str) -> &'a serde_json::Value {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("no statement {sid} in {policy}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_module_and_example_apply_replan_clean_and_destroy_against_the_emulator() {
+    let plugins = plugin_dir();
+    let repo = repo_root();
+    let module = repo.join("deploy/terraform");
+    let (code, text) = terraform(&module, &["fmt", "-check", "-recursive", "-diff"]);
+    assert_eq!(code, 0, "deploy/terraform is not `terraform fmt` clean:\n{text}");
+
+    // Its own account in the emulator; Terraform names it with an ACCT<id> access key (the
+    // emulator's front maps that to the account, as tests do with a header).
+    let account = new_account();
+    let aws = aws_for(&account);
+    bot::install_crypto_provider();
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("is-default").values("true").build())
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .unwrap();
+    let subnets: Vec<String> = subnets.subnets().iter().map(|s| s.subnet_id().unwrap().to_string()).collect();
+
+    // A copy of deploy/ (the example refers to the module and the systemd unit by relative
+    // path), with the provider pointed at the emulator by an override file.
+    let work = TempDir::new();
+    copy_dir(&module, &work.0.join("deploy/terraform"));
+    copy_dir(&repo.join("deploy/systemd"), &work.0.join("deploy/systemd"));
+    let root = work.0.join("deploy/terraform/examples/ec2");
+    let endpoint = &moto().endpoint;
+    std::fs::write(
+        root.join("emulator_override.tf"),
+        format!(
+            r#"provider "aws" {{
+  region                      = "{REGION}"
+  access_key                  = "ACCT{account}"
+  secret_key                  = "emulator"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {{
+    ec2 = "{endpoint}"
+    iam = "{endpoint}"
+    sts = "{endpoint}"
+    ssm = "{endpoint}"
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("test.tfvars"),
+        format!(
+            r#"region               = "{REGION}"
+vpc_id               = "{vpc}"
+bot_subnet_id        = "{}"
+bastion_subnet_ids   = ["{}"]
+default_cluster      = "prod"
+release_url          = "https://releases.example.com/fargate-connect"
+create_vpc_endpoints = true
+endpoint_subnet_ids  = ["{}"]
+ingress_cidrs        = ["10.0.0.0/16"]
+"#,
+            subnets[0], subnets[1], subnets[1]
+        ),
+    )
+    .unwrap();
+
+    let plugin_arg = format!("-plugin-dir={}", plugins.display());
+    ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
+    ok(&root, &["validate", "-no-color"]);
+    let plan = ok(&root, &["plan", "-input=false", "-no-color", "-var-file=test.tfvars", "-out=tfplan"]);
+    assert!(plan.contains("Plan: 16 to add, 0 to change, 0 to destroy"), "{plan}");
+    ok(&root, &["apply", "-input=false", "-no-color", "tfplan"]);
+
+    // In the emulator: the bot's role, least privilege.
+    let role = aws.iam.get_role().role_name("fargate-connect-bot").send().await.unwrap();
+    let role = role.role().unwrap();
+    assert_eq!(role.path(), "/fargate-connect/");
+    let trust = decode(role.assume_role_policy_document().unwrap());
+    assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+    let inline = aws
+        .iam
+        .get_role_policy()
+        .role_name("fargate-connect-bot")
+        .policy_name("fargate-connect-bot")
+        .send()
+        .await
+        .unwrap();
+    let policy = decode(inline.policy_document());
+    let boundary_arn = format!("arn:aws:iam::{account}:policy/fargate-connect/fargate-connect-bastion-boundary");
+    let create = statement(&policy, "CreateBastionRolesWithTheBoundary");
+    assert_eq!(create["Condition"]["StringEquals"]["iam:PermissionsBoundary"], boundary_arn.as_str());
+    assert_eq!(create["Resource"], format!("arn:aws:iam::{account}:role/fargate-connect/*").as_str());
+    let launch = statement(&policy, "LaunchTaggedBastions");
+    assert_eq!(launch["Condition"]["Null"]["aws:RequestTag/fargate-connect:request-id"], "false");
+    let terminate = statement(&policy, "TerminateOnlyBastions");
+    assert_eq!(terminate["Condition"]["Null"]["ec2:ResourceTag/fargate-connect:request-id"], "false");
+    let tag = statement(&policy, "TagOnlyAtLaunch");
+    assert_eq!(tag["Condition"]["StringEquals"]["ec2:CreateAction"], "RunInstances");
+    let pass = statement(&policy, "PassBastionRolesToEc2Only");
+    assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com");
+    // No statement grants everything, and no write action is on "*" but tagging at launch.
+    for s in policy["Statement"].as_array().unwrap() {
+        let actions: Vec<String> = match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            other => panic!("unexpected Action {other}"),
+        };
+        assert!(actions.iter().all(|a| !a.ends_with(":*") && a != "*"), "a wildcard action in {s}");
+    }
+
+    // The boundary: ECS Exec and the SSM agent, nothing else.
+    let boundary = aws.iam.get_policy().policy_arn(&boundary_arn).send().await.unwrap();
+    let version = boundary.policy().unwrap().default_version_id().unwrap().to_string();
+    let document = aws.iam.get_policy_version().policy_arn(&boundary_arn).version_id(version).send().await.unwrap();
+    let boundary_doc = decode(document.policy_version().unwrap().document().unwrap());
+    let exec = statement(&boundary_doc, "EcsExecIntoTasks");
+    assert!(exec["Action"].as_array().unwrap().iter().any(|a| a == "ecs:ExecuteCommand"), "{exec}");
+    assert!(!boundary_doc.to_string().contains("iam:"), "the boundary grants no IAM: {boundary_doc}");
+
+    // The bastions' security group: no ingress at all, HTTPS out.
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("fargate-connect-bastion").build())
+        .send()
+        .await
+        .unwrap();
+    let group = &groups.security_groups()[0];
+    assert!(group.ip_permissions().is_empty(), "no inbound rule: {:?}", group.ip_permissions());
+    let egress = group.ip_permissions_egress();
+    assert_eq!(egress.len(), 1, "{egress:?}");
+    assert_eq!((egress[0].from_port(), egress[0].to_port()), (Some(443), Some(443)));
+
+    // The bot's instance: IMDSv2 only, no key pair, the bot's role, no public address asked.
+    let instances = aws
+        .ec2
+        .describe_instances()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Name").values("fargate-connect-bot").build())
+        .send()
+        .await
+        .unwrap();
+    let instance = &instances.reservations()[0].instances()[0];
+    let metadata = instance.metadata_options().unwrap();
+    assert_eq!(metadata.http_tokens().map(|t| t.as_str()), Some("required"));
+    assert_eq!(metadata.http_put_response_hop_limit(), Some(1));
+    assert!(instance.key_name().is_none(), "no key pair");
+    let profile = instance.iam_instance_profile().and_then(|p| p.arn()).unwrap();
+    assert!(profile.ends_with(":instance-profile/fargate-connect/fargate-connect-bot"), "{profile}");
+
+    // The SSM interface endpoints.
+    let endpoints = aws.ec2.describe_vpc_endpoints().send().await.unwrap();
+    let mut services: Vec<String> =
+        endpoints.vpc_endpoints().iter().map(|e| e.service_name().unwrap().to_string()).collect();
+    services.sort();
+    assert_eq!(
+        services,
+        ["com.amazonaws.eu-west-1.ec2messages", "com.amazonaws.eu-west-1.ssm", "com.amazonaws.eu-west-1.ssmmessages"]
+    );
+
+    // Re-plan: nothing to change.
+    let (code, text) =
+        terraform(&root, &["plan", "-input=false", "-no-color", "-detailed-exitcode", "-var-file=test.tfvars"]);
+    assert_eq!(code, 0, "a second plan wants changes:\n{text}");
+
+    // Destroy: nothing left.
+    ok(&root, &["destroy", "-auto-approve", "-input=false", "-no-color", "-var-file=test.tfvars"]);
+    assert!(aws.iam.get_role().role_name("fargate-connect-bot").send().await.is_err(), "the bot role is gone");
+    assert!(aws.iam.get_policy().policy_arn(&boundary_arn).send().await.is_err(), "the boundary is gone");
+    let state = aws.ec2.describe_instances().instance_ids(instance.instance_id().unwrap()).send().await.unwrap();
+    let name = state.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
+    assert!(name == "terminated" || name == "shutting-down", "the bot's instance is {name}");
+}
