@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use worker::events::Notice;
 use worker::ledger::{now_ms, Ledger, LedgerError, OutboxRow, Request};
+use worker::workflow::{PostedMessage, Settlement};
 
 /// Posts a row gets before it is given up (it stays in the outbox, marked failed).
 const MAX_ATTEMPTS: i64 = 12;
@@ -40,11 +41,13 @@ struct Delivered {
     via_response_url: bool,
     /// A card drawn now also serves its refreshes queued up to this row id.
     covers: Option<(&'static str, i64)>,
+    /// A card posted for the first time.
+    posted: Option<PostedMessage>,
 }
 
 impl Delivered {
     fn web_api() -> Self {
-        Self { via_response_url: false, covers: None }
+        Self { via_response_url: false, covers: None, posted: None }
     }
 }
 
@@ -84,35 +87,52 @@ impl Notifier {
         }
     }
 
-    /// One pass over the due rows. Public so tests can drive delivery a step at a time.
+    /// One pass over the due rows. Their outcomes are recorded together, in one transaction,
+    /// except right after a message is posted for the first time: that is recorded at once, so
+    /// a crash cannot make us post it again. Public so tests can drive delivery a step at a time.
     pub async fn deliver_due(&self) -> Result<usize, LedgerError> {
         let rows = self.ledger.due_outbox(64).await?;
         let mut delivered = 0;
+        let mut settled = Vec::with_capacity(rows.len());
         for row in rows {
-            match self.deliver(&row).await {
+            let settlement = match self.deliver(&row).await {
                 Ok(done) => {
-                    self.ledger.outbox_delivered(row.id, done.via_response_url).await?;
-                    if let (Some((notice, upto)), Some(request_id)) = (done.covers, &row.request_id) {
-                        self.ledger.cards_delivered(request_id, notice, upto).await?;
-                    }
                     delivered += 1;
+                    let covers = match (done.covers, &row.request_id) {
+                        (Some((notice, upto)), Some(request_id)) => Some((request_id.clone(), notice, upto)),
+                        _ => None,
+                    };
+                    let posted = done.posted;
+                    let first_post = posted.is_some();
+                    settled.push(Settlement::Delivered {
+                        id: row.id,
+                        via_response_url: done.via_response_url,
+                        covers,
+                        posted,
+                    });
+                    if first_post {
+                        self.ledger.settle_outbox(&std::mem::take(&mut settled)).await?;
+                    }
+                    continue;
                 }
                 Err(SlackError::RateLimited { retry_after }) => {
                     tracing::info!(outbox = row.id, ?retry_after, "Slack rate limit; waiting");
-                    self.ledger.outbox_retry(row.id, retry_after, "rate limited").await?;
+                    Settlement::Retry { id: row.id, after: retry_after, error: "rate limited".into() }
                 }
                 Err(e) if row.attempts + 1 >= MAX_ATTEMPTS || matches!(e, SlackError::Permanent(_)) => {
                     tracing::error!(outbox = row.id, request_id = row.request_id, error = %e, "giving up on a Slack message");
-                    self.ledger.outbox_failed(row.id, &e.to_string()).await?;
+                    Settlement::Failed { id: row.id, error: e.to_string() }
                 }
                 Err(e) => {
                     let backoff =
                         Duration::from_millis(500u64 << row.attempts.clamp(0, 8)).min(Duration::from_secs(60));
                     tracing::warn!(outbox = row.id, request_id = row.request_id, error = %e, ?backoff, "Slack delivery failed; will retry");
-                    self.ledger.outbox_retry(row.id, backoff, &e.to_string()).await?;
+                    Settlement::Retry { id: row.id, after: backoff, error: e.to_string() }
                 }
-            }
+            };
+            settled.push(settlement);
         }
+        self.ledger.settle_outbox(&settled).await?;
         Ok(delivered)
     }
 
@@ -133,8 +153,8 @@ impl Notifier {
                 let request = self.request(row).await?;
                 let events = self.ledger.audit_for(&request.id).await?;
                 let message = render::requester_card(&request, &events, &self.region);
-                self.upsert(&request.id, "requester", &request.requester_id, message).await?;
-                Ok(Delivered { via_response_url: false, covers: Some((CARD, upto)) })
+                let posted = self.upsert(&request.id, "requester", &request.requester_id, message).await?;
+                Ok(Delivered { via_response_url: false, covers: Some((CARD, upto)), posted })
             }
             Notice::ApprovalCard => {
                 let id = row.request_id.as_deref().unwrap_or_default();
@@ -143,8 +163,8 @@ impl Notifier {
                 let Some(channel) = request.approvals_channel.clone() else {
                     return Err(SlackError::Permanent(format!("{} has no approvals channel", request.id)));
                 };
-                self.upsert(&request.id, "approval", &channel, render::approval_card(&request)).await?;
-                Ok(Delivered { via_response_url: false, covers: Some((APPROVAL_CARD, upto)) })
+                let posted = self.upsert(&request.id, "approval", &channel, render::approval_card(&request)).await?;
+                Ok(Delivered { via_response_url: false, covers: Some((APPROVAL_CARD, upto)), posted })
             }
             Notice::Reminder { expires_at_ms } => {
                 let request = self.request(row).await?;
@@ -160,7 +180,7 @@ impl Notifier {
                     message["response_type"] = "ephemeral".into();
                     message["replace_original"] = false.into();
                     self.api.respond(&request.response_url, &message).await?;
-                    Ok(Delivered { via_response_url: true, covers: None })
+                    Ok(Delivered { via_response_url: true, covers: None, posted: None })
                 } else {
                     message["channel"] = request.requester_id.clone().into();
                     self.api.call("chat.postMessage", &message).await?;
@@ -179,15 +199,21 @@ impl Notifier {
                 match self.api.respond(&reply_url, &body).await {
                     // A reply URL that refuses will not change its mind.
                     Err(SlackError::Transient(e)) if e.starts_with("Slack refused") => Err(SlackError::Permanent(e)),
-                    other => other.map(|()| Delivered { via_response_url: true, covers: None }),
+                    other => other.map(|()| Delivered { via_response_url: true, covers: None, posted: None }),
                 }
             }
         }
     }
 
-    /// Posts the card the first time, updates it in place after. A card someone deleted is
-    /// posted again.
-    async fn upsert(&self, request_id: &str, kind: &str, channel: &str, message: Value) -> Result<(), SlackError> {
+    /// Posts the card the first time (returning where it went), updates it in place after. A
+    /// card someone deleted is posted again.
+    async fn upsert(
+        &self,
+        request_id: &str,
+        kind: &'static str,
+        channel: &str,
+        message: Value,
+    ) -> Result<Option<PostedMessage>, SlackError> {
         if let Some((channel, ts)) = self.ledger.slack_message(request_id, kind).await? {
             let mut body = message.clone();
             body["channel"] = channel.into();
@@ -196,7 +222,7 @@ impl Notifier {
                 Err(e) if matches!(e.code(), Some("message_not_found") | Some("cant_update_message")) => {
                     tracing::info!(request_id, kind, "the card is gone; posting it again");
                 }
-                other => return other.map(|_| ()),
+                other => return other.map(|_| None),
             }
         }
         let mut body = message;
@@ -205,7 +231,11 @@ impl Notifier {
         let (Some(posted_in), Some(ts)) = (answer["channel"].as_str(), answer["ts"].as_str()) else {
             return Err(SlackError::Transient("chat.postMessage answered without channel or ts".into()));
         };
-        self.ledger.save_slack_message(request_id, kind, posted_in, ts).await?;
-        Ok(())
+        Ok(Some(PostedMessage {
+            request_id: request_id.to_string(),
+            kind,
+            channel: posted_in.to_string(),
+            ts: ts.to_string(),
+        }))
     }
 }

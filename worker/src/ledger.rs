@@ -582,33 +582,6 @@ impl Ledger {
         Ok(sqlx::query_as(DUE_OUTBOX_SQL).bind(now_ms()).bind(limit).fetch_all(&self.pool).await?)
     }
 
-    /// Marks a row delivered, noting whether it went through the response_url.
-    pub async fn outbox_delivered(&self, id: i64, via_response_url: bool) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, via = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(if via_response_url { "response_url" } else { "web_api" })
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A card was rendered from the request as it is now, so every card refresh of the request
-    /// queued up to `upto` is served by it.
-    pub async fn cards_delivered(&self, request_id: &str, notice: &str, upto: i64) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE outbox SET delivered_at = ?, via = 'web_api' WHERE request_id = ? AND notice = ? AND id <= ?
-               AND delivered_at IS NULL AND failed_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(request_id)
-        .bind(notice)
-        .bind(upto)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// The newest queued row of `notice` for the request (the one a card render covers up to).
     pub async fn last_queued(&self, request_id: &str, notice: &str) -> Result<Option<i64>, LedgerError> {
         Ok(sqlx::query_scalar(
@@ -618,28 +591,6 @@ impl Ledger {
         .bind(notice)
         .fetch_one(&self.pool)
         .await?)
-    }
-
-    pub async fn outbox_retry(&self, id: i64, after: Duration, error: &str) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
-            .bind(now_ms() + after.as_millis() as i64)
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Gives up on a row: it stays in the table with its error, and the request's next
-    /// message may go.
-    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// How many posts already went to this request's `response_url` (Slack allows 5 in 30 min).

@@ -310,26 +310,6 @@ impl Ledger {
             .await?)
     }
 
-    pub async fn save_slack_message(
-        &self,
-        request_id: &str,
-        kind: &str,
-        channel: &str,
-        ts: &str,
-    ) -> Result<(), LedgerError> {
-        sqlx::query(
-            "INSERT INTO slack_messages (request_id, kind, channel, ts) VALUES (?, ?, ?, ?)
-             ON CONFLICT (request_id, kind) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
-        )
-        .bind(request_id)
-        .bind(kind)
-        .bind(channel)
-        .bind(ts)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Walks the whole audit chain (streamed, in `seq` order).
     pub async fn verify_audit(&self) -> Result<Verdict, LedgerError> {
         let mut verifier = Verifier::default();
@@ -385,6 +365,105 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         append_audit_opt(&mut tx, request_id, actor, kind, detail, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// What became of one outbox row in a notifier pass.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    Delivered {
+        id: i64,
+        via_response_url: bool,
+        /// A card drawn now also serves its queued refreshes up to this row: (request, notice, id).
+        covers: Option<(String, &'static str, i64)>,
+        /// A message posted for the first time, to be updated in place later.
+        posted: Option<PostedMessage>,
+    },
+    Retry {
+        id: i64,
+        after: std::time::Duration,
+        error: String,
+    },
+    Failed {
+        id: i64,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PostedMessage {
+    pub request_id: String,
+    pub kind: &'static str,
+    pub channel: String,
+    pub ts: String,
+}
+
+impl Ledger {
+    /// Records the outcomes of a notifier pass in one transaction (one sync for the pass).
+    pub async fn settle_outbox(&self, settlements: &[Settlement]) -> Result<(), LedgerError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        for s in settlements {
+            match s {
+                Settlement::Delivered { id, via_response_url, covers, posted } => {
+                    if let Some(p) = posted {
+                        sqlx::query(
+                            "INSERT INTO slack_messages (request_id, kind, channel, ts) VALUES (?, ?, ?, ?)
+                             ON CONFLICT (request_id, kind) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
+                        )
+                        .bind(&p.request_id)
+                        .bind(p.kind)
+                        .bind(&p.channel)
+                        .bind(&p.ts)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, via = ? WHERE id = ?")
+                        .bind(now)
+                        .bind(if *via_response_url { "response_url" } else { "web_api" })
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some((request_id, notice, upto)) = covers {
+                        sqlx::query(
+                            "UPDATE outbox SET delivered_at = ?, via = 'web_api' WHERE request_id = ? AND notice = ?
+                               AND id <= ? AND delivered_at IS NULL AND failed_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(request_id)
+                        .bind(notice)
+                        .bind(upto)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Settlement::Retry { id, after, error } => {
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                    )
+                    .bind(now + after.as_millis() as i64)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Settlement::Failed { id, error } => {
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ? WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
