@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use worker::events::Notice;
 use worker::ledger::{now_ms, Ledger, LedgerError, OutboxRow, Request};
+use worker::metrics::METRICS;
 use worker::workflow::{PostedMessage, Settlement};
 
 /// Posts a row gets before it is given up (it stays in the outbox, marked failed).
@@ -34,6 +35,14 @@ pub struct Notifier {
     audit_channel: Option<String>,
     wake: Arc<Notify>,
     poll_interval: Duration,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    pub delivered: usize,
+    /// The pass stopped early because Slack could not be reached.
+    pub slack_unreachable: bool,
 }
 
 /// How a row went out.
@@ -71,9 +80,22 @@ impl Notifier {
 
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut outage = Duration::ZERO;
         loop {
-            if let Err(e) = self.deliver_due().await {
-                tracing::error!(error = %e, "outbox delivery pass failed");
+            match self.deliver_due().await {
+                Ok(pass) if pass.slack_unreachable => {
+                    // Slack cannot be reached: wait before the next try, whatever wakes us,
+                    // rather than fail every queued row in turn.
+                    outage = (outage * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                    tracing::warn!(?outage, "Slack is unreachable; pausing delivery");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(outage) => {}
+                    }
+                    continue;
+                }
+                Ok(_) => outage = Duration::ZERO,
+                Err(e) => tracing::error!(error = %e, "outbox delivery pass failed"),
             }
             let mut sleep = self.poll_interval;
             if let Ok(Some(next)) = self.ledger.next_outbox_at().await {
@@ -90,9 +112,10 @@ impl Notifier {
     /// One pass over the due rows. Their outcomes are recorded together, in one transaction,
     /// except right after a message is posted for the first time: that is recorded at once, so
     /// a crash cannot make us post it again. Public so tests can drive delivery a step at a time.
-    pub async fn deliver_due(&self) -> Result<usize, LedgerError> {
+    pub async fn deliver_due(&self) -> Result<Pass, LedgerError> {
         let rows = self.ledger.due_outbox(64).await?;
         let mut delivered = 0;
+        let mut slack_unreachable = false;
         let mut settled = Vec::with_capacity(rows.len());
         for row in rows {
             let settlement = match self.deliver(&row).await {
@@ -115,25 +138,36 @@ impl Notifier {
                     }
                     continue;
                 }
+                Err(SlackError::Unreachable(e)) => {
+                    // The rest of this pass would fail the same way; they stay due.
+                    tracing::warn!(outbox = row.id, error = %e, "Slack is unreachable");
+                    METRICS.slack_retry("unreachable");
+                    slack_unreachable = true;
+                    settled.push(Settlement::Retry { id: row.id, after: Duration::from_secs(1), error: e });
+                    break;
+                }
                 Err(SlackError::RateLimited { retry_after }) => {
                     tracing::info!(outbox = row.id, ?retry_after, "Slack rate limit; waiting");
+                    METRICS.slack_retry("rate_limited");
                     Settlement::Retry { id: row.id, after: retry_after, error: "rate limited".into() }
                 }
                 Err(e) if row.attempts + 1 >= MAX_ATTEMPTS || matches!(e, SlackError::Permanent(_)) => {
                     tracing::error!(outbox = row.id, request_id = row.request_id, error = %e, "giving up on a Slack message");
+                    METRICS.slack_failure();
                     Settlement::Failed { id: row.id, error: e.to_string() }
                 }
                 Err(e) => {
                     let backoff =
                         Duration::from_millis(500u64 << row.attempts.clamp(0, 8)).min(Duration::from_secs(60));
                     tracing::warn!(outbox = row.id, request_id = row.request_id, error = %e, ?backoff, "Slack delivery failed; will retry");
+                    METRICS.slack_retry("error");
                     Settlement::Retry { id: row.id, after: backoff, error: e.to_string() }
                 }
             };
             settled.push(settlement);
         }
         self.ledger.settle_outbox(&settled).await?;
-        Ok(delivered)
+        Ok(Pass { delivered, slack_unreachable })
     }
 
     async fn request(&self, row: &OutboxRow) -> Result<Request, SlackError> {

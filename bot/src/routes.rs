@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/slack/interactions", post(crate::interactions::interaction))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -64,6 +65,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+/// Prometheus text format: the process's counters, and live bastions from the database.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = worker::metrics::METRICS.render();
+    match state.ledger.live_bastions().await {
+        Ok(live) => text.push_str(&format!(
+            "# HELP fargate_connect_live_bastions Bastions launched and not yet torn down.\n\
+             # TYPE fargate_connect_live_bastions gauge\nfargate_connect_live_bastions {live}\n"
+        )),
+        Err(e) => tracing::error!(error = %e, "live bastions for /metrics"),
+    }
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// The fields of Slack's slash-command form that we use.
@@ -324,6 +338,7 @@ async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> St
     };
     match state.ledger.create_request(new).await {
         Ok(CreateOutcome::Created(request)) => {
+            worker::metrics::METRICS.request("created");
             state.wake_worker.notify_one();
             state.wake_notifier.notify_one();
             tracing::info!(
@@ -346,12 +361,15 @@ async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> St
                 ),
             }
         }
-        Ok(CreateOutcome::AlreadyOpen(existing)) => format!(
-            "You already have request `{}` for *{}* ({}). Your card in our DM follows it.",
-            existing.id,
-            existing.service,
-            existing.state().as_str().replace('_', " ")
-        ),
+        Ok(CreateOutcome::AlreadyOpen(existing)) => {
+            worker::metrics::METRICS.request("already_open");
+            format!(
+                "You already have request `{}` for *{}* ({}). Your card in our DM follows it.",
+                existing.id,
+                existing.service,
+                existing.state().as_str().replace('_', " ")
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not record a request");
             "Sorry, I could not record your request (a problem on our side; nothing was started). Please try again in a moment.".into()

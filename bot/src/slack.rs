@@ -15,6 +15,9 @@ pub enum SlackError {
     RateLimited { retry_after: Duration },
     #[error("{0}")]
     Transient(String),
+    /// Slack could not be reached at all (connect failure, timeout): worth stopping for a while.
+    #[error("Slack is unreachable: {0}")]
+    Unreachable(String),
     #[error("{0}")]
     Permanent(String),
 }
@@ -24,7 +27,7 @@ impl SlackError {
     pub fn code(&self) -> Option<&str> {
         match self {
             SlackError::Permanent(m) | SlackError::Transient(m) => m.rsplit(": ").next(),
-            SlackError::RateLimited { .. } => None,
+            SlackError::RateLimited { .. } | SlackError::Unreachable(_) => None,
         }
     }
 }
@@ -102,7 +105,15 @@ impl SlackApi {
 
 async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, SlackError> {
     // reqwest errors name the URL; a response_url is a bearer capability, so keep it out.
-    let response = request.send().await.map_err(|e| SlackError::Transient(e.without_url().to_string()))?;
+    let response = request.send().await.map_err(|e| {
+        let unreachable = e.is_connect() || e.is_timeout();
+        let text = e.without_url().to_string();
+        if unreachable {
+            SlackError::Unreachable(text)
+        } else {
+            SlackError::Transient(text)
+        }
+    })?;
     let status = response.status();
     if status.as_u16() == 429 {
         let retry_after = response

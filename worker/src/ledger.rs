@@ -407,6 +407,8 @@ impl Ledger {
         };
         let detail = json!({"instance_id": instance_id, "expires_at": expires_at, "region": region});
         append_audit(&mut tx, id, WORKER, "ready", detail, now).await?;
+        crate::metrics::METRICS.request("ready");
+        crate::metrics::METRICS.ready_after(now - request.created_at);
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         let line = format!(
             "granted: <@{}> → {} in {} until <!date^{}^{{time}}|{}> (request {}{})",
@@ -442,6 +444,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         append_audit(&mut tx, id, WORKER, "failed", json!({"reason": reason, "checks": checks}), now).await?;
+        crate::metrics::METRICS.request("failed");
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
         tx.commit().await?;
@@ -493,6 +496,7 @@ impl Ledger {
             };
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
             append_audit(&mut tx, id, WORKER, "ended", json!({"reason": reason.as_str()}), now).await?;
+            crate::metrics::METRICS.request("ended");
             push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
             let by = match (&request.ended_by, reason) {
                 (Some(by), EndReason::EndedByUser | EndReason::Cancelled) => format!(" by <@{by}>"),

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod events;
 pub mod ids;
 pub mod ledger;
+pub mod metrics;
 pub mod provision;
 pub mod reaper;
 pub mod runner;

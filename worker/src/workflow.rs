@@ -87,6 +87,7 @@ impl Ledger {
         }
         let kind = if approve { "approved" } else { "denied" };
         append_audit(&mut tx, id, approver, kind, json!({}), now).await?;
+        crate::metrics::METRICS.request(kind);
         if approve {
             enqueue_job(&mut tx, id, JobKind::Provision, now).await?;
         }
@@ -120,6 +121,7 @@ impl Ledger {
                     .execute(&mut *tx)
                     .await?;
                 append_audit(&mut tx, &id, "worker", "approval_expired", json!({}), now).await?;
+                crate::metrics::METRICS.request("approval_expired");
                 push_outbox(&mut tx, Some(&id), &Notice::ApprovalCard, now).await?;
                 push_outbox(&mut tx, Some(&id), &Notice::Card, now).await?;
                 moved.push(id);
@@ -265,9 +267,19 @@ impl Ledger {
         let mut tx = self.write().await?;
         let now = now_ms();
         append_audit_opt(&mut tx, None, actor, "denied_by_policy", detail, now).await?;
+        crate::metrics::METRICS.request("denied_by_policy");
         push_outbox(&mut tx, None, &Notice::AuditLine { text: line }, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Bastions that exist or may: requests past launch and not yet torn down.
+    pub async fn live_bastions(&self) -> Result<i64, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE state IN ('provisioning','ready','ending') AND instance_id IS NOT NULL",
+        )
+        .fetch_one(self.pool())
+        .await?)
     }
 
     /// Open requests, of `user` or (None) of everyone, newest first.

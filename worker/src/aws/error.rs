@@ -50,6 +50,14 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: fmt::Debug + Send + Sync + 'static,
     {
+        let label = match &err {
+            SdkError::ServiceError(service) => service.err().code().unwrap_or("unknown"),
+            SdkError::TimeoutError(_) => "timeout",
+            SdkError::DispatchFailure(_) => "dispatch_failure",
+            SdkError::ResponseError(_) => "response_error",
+            _ => "construction_failure",
+        };
+        crate::metrics::METRICS.aws_error(action, Some(label));
         match &err {
             SdkError::ServiceError(service) => {
                 let inner = service.err();

@@ -1,0 +1,85 @@
+//! `deploy/slack/manifest.yml` held to the code: its slash command and interactivity URLs are
+//! routes the bot serves (they answer an unsigned request with 401, not 404), and its bot
+//! scopes are exactly those needed by the Web API methods the bot calls in a full workflow
+//! (seen at the Slack stand-in), plus `commands` for the slash command.
+
+use harness::app::TestApp;
+use harness::moto::repo_root;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use worker::state::RequestState;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The scope each Web API method needs (api.slack.com/methods).
+fn scope_of(method: &str) -> &'static str {
+    match method {
+        "chat.postMessage" | "chat.update" => "chat:write",
+        "usergroups.users.list" => "usergroups:read",
+        other => panic!("the bot called {other}; add its scope here and to the manifest"),
+    }
+}
+
+fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").expect("an absolute URL").1;
+    format!("/{}", rest.split_once('/').expect("a path").1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_matches_the_routes_and_the_scopes_the_bot_uses() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/slack/manifest.yml")).unwrap();
+    let manifest: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let commands = manifest["features"]["slash_commands"].as_sequence().unwrap();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0]["command"].as_str(), Some("/fargate"));
+    assert_eq!(commands[0]["should_escape"].as_bool(), Some(true), "history @person needs user ids");
+    let command_path = path_of(commands[0]["url"].as_str().unwrap());
+    let interactivity = &manifest["settings"]["interactivity"];
+    assert_eq!(interactivity["is_enabled"].as_bool(), Some(true));
+    let interaction_path = path_of(interactivity["request_url"].as_str().unwrap());
+    let scopes: BTreeSet<String> = manifest["oauth_config"]["scopes"]["bot"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+
+    // A workflow that calls every Web API method the bot has: a user group in the policy, an
+    // approval card, the requester's card, an update on approval, audit-channel lines.
+    let policy = r#"[policy]
+audit_channel = "C0AUDIT"
+[[policy.services]]
+name = "web"
+allow = ["S0DEVS"]
+approval = true
+approvers = ["U0BOB"]
+approvals_channel = "C0APPROVE"
+"#;
+    let t = TestApp::start_with_policy("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", policy).await;
+    t.slack.set_group("S0DEVS", &["U0ALICE"]);
+
+    // The manifest's URLs are the bot's routes.
+    let client = reqwest::Client::new();
+    for path in [&command_path, &interaction_path] {
+        let status = client.post(format!("{}{path}", t.url)).body("x=1").send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 401, "{path} is not a route of the bot (got {status})");
+    }
+
+    let reply = t.reply("U0ALICE", "connect web --reason manifest").await;
+    let id = reply[reply.find("fc-").unwrap()..][..11].to_string();
+    t.slack.wait_for_in("C0APPROVE", &id, WAIT).await;
+    assert_eq!(t.click("U0BOB", "approve", &id).await, 200);
+    t.wait_for_state(&id, RequestState::Ended, WAIT).await;
+    t.slack.wait_for_in("C0AUDIT", "ended", WAIT).await;
+
+    let mut needed: BTreeSet<String> = t
+        .slack
+        .delivered()
+        .iter()
+        .filter_map(|c| c.path.strip_prefix("/api/"))
+        .map(|method| scope_of(method).to_string())
+        .collect();
+    needed.insert("commands".into());
+    assert_eq!(scopes, needed, "the manifest's bot scopes are not exactly the ones the code uses");
+    t.stop().await;
+}
