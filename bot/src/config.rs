@@ -165,7 +165,7 @@ pub fn parse_file(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-fn secret_from_env(name: &'static str) -> Result<Secret, ConfigError> {
+pub fn secret_from_env(name: &'static str) -> Result<Secret, ConfigError> {
     if let Ok(value) = std::env::var(name) {
         if !value.trim().is_empty() {
             return Ok(Secret::new(value.trim()));

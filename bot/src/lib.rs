@@ -1,11 +1,13 @@
 //! fargate-connect's Slack side: the HTTP ingress (signature check, command grammar), the
 //! notifier that renders worker notices for Slack, and the process that runs them with the
-//! worker. It never calls AWS itself; it meets the worker in the ledger.
+//! worker. It never calls AWS itself (but for `doctor`'s read-only probes); it meets the worker in
+//! the ledger.
 
 pub mod app;
 pub mod audit_cli;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod interactions;
 pub mod notifier;
 pub mod policy;

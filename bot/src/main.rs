@@ -36,9 +36,10 @@ enum Cmd {
     Serve,
     /// Create the database if missing and apply its migrations, then exit.
     Migrate,
-    /// Check the setup: config, secrets, database and, for a service, every ECS Exec
-    /// preflight check the bot runs before launching (a table of ✓ / ! / ✗ with the fix).
-    /// Exits non-zero when something fails.
+    /// Check the setup: config, secrets, database and audit chain, the Slack token
+    /// (auth.test), the AWS identity, the permissions the bot needs (a RunInstances dry run,
+    /// read probes), the bastion network, and the ECS Exec preflight of every configured
+    /// service (and of <service>). A table of ✓ / ! / ✗ with the fix; non-zero exit on ✗.
     Doctor {
         /// An ECS service to run the preflight checks against.
         service: Option<String>,
@@ -146,69 +147,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
-fn line(outcome: Outcome, name: &str, detail: &str, fix: Option<&str>) {
-    println!("  {} {name:<20} {detail}", outcome.symbol());
-    if let Some(fix) = fix {
-        println!("    {:<20} fix: {fix}", "");
-    }
-}
-
 async fn doctor(
     path: &std::path::Path,
     service: Option<String>,
     container: Option<String>,
     cluster: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut failed = false;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let file = parse_file(&text, &path.display().to_string())?;
-    line(Outcome::Pass, "config", &path.display().to_string(), None);
-    for name in ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"] {
-        let set = std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
-            || std::env::var(format!("{name}_FILE")).is_ok_and(|p| std::path::Path::new(&p).exists());
-        if set {
-            line(Outcome::Pass, name, "set", None);
-        } else {
-            failed = true;
-            line(Outcome::Fail, name, "not set", Some("export it, or NAME_FILE pointing at a file that holds it"));
-        }
+    let mut file = parse_file(&text, &path.display().to_string())?;
+    if let Some(cluster) = cluster {
+        file.aws.cluster = cluster;
     }
-    match worker::ledger::Ledger::open(&file.database.url).await {
-        Ok(ledger) => {
-            ledger.ping().await?;
-            line(Outcome::Pass, "database", &file.database.url, None);
-        }
-        Err(e) => {
-            failed = true;
-            line(Outcome::Fail, "database", &e.to_string(), Some("check database.url and that its folder is writable"));
-        }
-    }
+    let setup = bot::doctor::Setup {
+        file: &file,
+        signing_secret: bot::config::secret_from_env("SLACK_SIGNING_SECRET").ok(),
+        bot_token: bot::config::secret_from_env("SLACK_BOT_TOKEN").ok(),
+    };
     let aws = worker::aws::Aws::from_env(file.aws.region.as_deref()).await?;
-    line(Outcome::Pass, "aws region", &aws.region, None);
-    if let Some(service) = service {
-        let cluster = cluster.unwrap_or_else(|| file.aws.cluster.clone());
-        let wanted = worker::aws::ecs::Wanted {
-            cluster: &cluster,
-            service: &service,
-            container: container.as_deref(),
-            task: None,
-        };
-        match worker::aws::ecs::preflight(&aws.ecs, &aws.iam, &Default::default(), &wanted).await {
-            Ok(report) => {
-                for check in &report.checks {
-                    line(check.outcome, &check.name, &check.detail, check.fix.as_deref());
-                }
-                failed |= report.failed();
-            }
-            Err(e) => {
-                failed = true;
-                line(Outcome::Fail, "aws", &e.to_string(), Some("check the credentials and the bot's IAM policy"));
-            }
-        }
-    }
-    if failed {
-        anyhow::bail!("some checks failed");
-    }
+    let services: Vec<(String, Option<String>)> = service.into_iter().map(|s| (s, container.clone())).collect();
+    let checks = bot::doctor::run(&setup, &aws, &services).await;
+    println!("fargate-connect doctor ({})\n{}", path.display(), bot::doctor::table(&checks));
+    let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
+    anyhow::ensure!(failed == 0, "{failed} check(s) failed");
     Ok(())
 }
 

@@ -57,3 +57,83 @@ async fn metrics_count_outcomes_time_to_ready_live_bastions_and_aws_errors() {
     assert_eq!(ready.status().as_u16(), 200);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_slack_aws_permissions_network_and_each_services_preflight() {
+    bot::install_crypto_provider();
+    let account = harness::moto::new_account();
+    let aws = harness::seed::aws_for(&account);
+    harness::seed::seed(&aws).await;
+    let slack = harness::slack::SlackStandIn::start().await;
+    let dir = harness::app::TempDir::new();
+    // A bastion group someone opened to SSH: doctor must flag it.
+    let vpc = aws.ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
+    let group = aws
+        .ec2
+        .create_security_group()
+        .group_name("bastions")
+        .description("b")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    aws.ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let text = format!(
+        r#"[database]
+url = "sqlite://{}/doctor.db"
+[slack]
+api_base_url = "{}"
+[aws]
+region = "eu-west-1"
+cluster = "prod"
+security_group_id = "{group}"
+[policy]
+[[policy.services]]
+name = "web"
+allow = ["*"]
+[[policy.services]]
+name = "billing"
+allow = ["*"]
+"#,
+        dir.0.display(),
+        slack.api_base()
+    );
+    let file = bot::config::parse_file(&text, "doctor.toml").unwrap();
+    let setup = bot::doctor::Setup {
+        file: &file,
+        signing_secret: Some(bot::config::Secret::new("s")),
+        bot_token: Some(bot::config::Secret::new("xoxb-doctor")),
+    };
+    let checks = bot::doctor::run(&setup, &aws, &[]).await;
+    let table = bot::doctor::table(&checks);
+    let outcome = |name: &str| {
+        checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name} in\n{table}")).outcome
+    };
+    use worker::events::Outcome::{Fail, Pass, Warn};
+    for name in ["config", "database", "audit chain", "slack token", "aws identity", "ecs cluster", "bastion ami"] {
+        assert_eq!(outcome(name), Pass, "{name}\n{table}");
+    }
+    assert!(table.contains("workspace acme as fargate"), "{table}");
+    assert!(table.contains(&format!("arn:aws:sts::{account}:")) || table.contains(&account), "{table}");
+    assert_eq!(outcome("launch (dry run)"), Pass, "{table}");
+    assert_eq!(outcome("bastion security group"), Fail, "{table}");
+    assert!(table.contains("1 inbound rule(s)") && table.contains("remove them"), "{table}");
+    assert_eq!(outcome("permissions boundary"), Warn, "{table}");
+    // Each configured service's preflight: web passes, billing does not exist.
+    assert!(checks.iter().any(|c| c.name.starts_with("web: ") && c.outcome == Pass), "{table}");
+    assert!(checks.iter().filter(|c| c.name.starts_with("web: ")).all(|c| c.outcome != Fail), "{table}");
+    assert!(checks.iter().any(|c| c.name.starts_with("billing: ") && c.outcome == Fail), "{table}");
+    assert!(slack.calls().iter().any(|c| c.path == "/api/auth.test"));
+}

@@ -412,3 +412,41 @@ pub fn on_demand_price(instance_type: &str) -> Option<f64> {
         _ => return None,
     })
 }
+
+/// Asks EC2 whether a tagged bastion launch would be allowed (`DryRun`), without launching:
+/// `Ok(true)` when AWS answers `DryRunOperation`. For `doctor`.
+pub async fn dry_run_launch(
+    ec2: &aws_sdk_ec2::Client,
+    ami: &str,
+    instance_type: &str,
+    subnet_id: &str,
+    security_group_id: Option<&str>,
+) -> Result<bool, AwsError> {
+    let tag = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(Tag::builder().key(tags::REQUEST_ID).value("fc-doctor00").build())
+        .build();
+    let mut run = ec2
+        .run_instances()
+        .dry_run(true)
+        .image_id(ami)
+        .instance_type(InstanceType::from(instance_type))
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet_id)
+        .tag_specifications(tag);
+    if let Some(group) = security_group_id {
+        run = run.security_group_ids(group);
+    }
+    match run.send().await {
+        Ok(_) => Ok(false),
+        Err(e) => {
+            let e = AwsError::from_sdk("RunInstances", e);
+            if e.code_is("DryRunOperation") {
+                Ok(true)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}

@@ -40,6 +40,8 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// Only for `doctor` (who am I).
+    pub sts: aws_sdk_sts::Client,
     pub region: String,
 }
 
@@ -73,12 +75,14 @@ impl Aws {
         let ec2 = aws_sdk_ec2::config::Builder::from(sdk).interceptor(headers.clone()).build();
         let iam = aws_sdk_iam::config::Builder::from(sdk).interceptor(headers.clone()).build();
         let ecs = aws_sdk_ecs::config::Builder::from(sdk).interceptor(headers.clone()).build();
-        let ssm = aws_sdk_ssm::config::Builder::from(sdk).interceptor(headers).build();
+        let ssm = aws_sdk_ssm::config::Builder::from(sdk).interceptor(headers.clone()).build();
+        let sts = aws_sdk_sts::config::Builder::from(sdk).interceptor(headers).build();
         Ok(Self {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             iam: aws_sdk_iam::Client::from_conf(iam),
             ecs: aws_sdk_ecs::Client::from_conf(ecs),
             ssm: aws_sdk_ssm::Client::from_conf(ssm),
+            sts: aws_sdk_sts::Client::from_conf(sts),
             region,
         })
     }

@@ -1,0 +1,287 @@
+//! `fargate-connect doctor`: is this deployment able to work? Config, secrets, database (and
+//! its audit chain), the Slack token (`auth.test`), the AWS identity (STS), the permissions the
+//! bot needs (a RunInstances dry run where AWS supports one, read probes elsewhere), the bastion
+//! network (the security group must have no inbound rule), and each configured service's ECS
+//! Exec preflight. Every line is ✓ / ! / ✗ with the fix.
+
+use crate::config::{Config, FileConfig, Secret};
+use crate::slack::SlackApi;
+use worker::audit::Verdict;
+use worker::aws::ecs::{self, Wanted};
+use worker::aws::{ec2, Aws, AwsError};
+use worker::events::{Check, Outcome};
+use worker::ledger::Ledger;
+
+fn check(name: &str, outcome: Outcome, detail: impl Into<String>, fix: Option<&str>) -> Check {
+    Check { name: name.to_string(), outcome, detail: detail.into(), fix: fix.map(str::to_string) }
+}
+
+fn aws_fail(name: &str, e: &AwsError, fix: &str) -> Check {
+    let fix = if e.code_is("AccessDenied") || e.code_is("UnauthorizedOperation") || e.code_is("AccessDeniedException") {
+        "the bot's IAM policy lacks this: apply deploy/terraform (or compare your policy with it)"
+    } else {
+        fix
+    };
+    check(name, Outcome::Fail, e.to_string(), Some(fix))
+}
+
+/// What `doctor` was given: the parsed file and whichever secrets were found.
+pub struct Setup<'a> {
+    pub file: &'a FileConfig,
+    pub signing_secret: Option<Secret>,
+    pub bot_token: Option<Secret>,
+}
+
+/// Runs every check; `services` are checked with the preflight in addition to the policy's.
+pub async fn run(setup: &Setup<'_>, aws: &Aws, services: &[(String, Option<String>)]) -> Vec<Check> {
+    let mut out = Vec::new();
+    let file = setup.file;
+
+    // Config and secrets.
+    let config = match (&setup.signing_secret, &setup.bot_token) {
+        (Some(s), Some(t)) => match Config::from_parts(file.clone(), s.clone(), t.clone()) {
+            Ok(config) => {
+                out.push(check("config", Outcome::Pass, "valid", None));
+                Some(config)
+            }
+            Err(e) => {
+                out.push(check("config", Outcome::Fail, e.to_string(), Some("fix the setting named")));
+                None
+            }
+        },
+        _ => None,
+    };
+    for (name, value) in [("SLACK_SIGNING_SECRET", &setup.signing_secret), ("SLACK_BOT_TOKEN", &setup.bot_token)] {
+        out.push(match value {
+            Some(_) => check(name, Outcome::Pass, "set", None),
+            None => check(name, Outcome::Fail, "not set", Some("export it, or NAME_FILE naming a file that holds it")),
+        });
+    }
+
+    // Database and its audit chain.
+    match Ledger::open(&file.database.url).await {
+        Ok(ledger) => {
+            out.push(check("database", Outcome::Pass, &file.database.url, None));
+            out.push(match ledger.verify_audit().await {
+                Ok(Verdict::Intact { events, .. }) => {
+                    check("audit chain", Outcome::Pass, format!("intact ({events} events)"), None)
+                }
+                Ok(Verdict::Broken { seq, why }) => check(
+                    "audit chain",
+                    Outcome::Fail,
+                    format!("broken at event {seq}: {why}"),
+                    Some("the database was edited outside the bot; keep a copy and investigate"),
+                ),
+                Err(e) => check("audit chain", Outcome::Fail, e.to_string(), None),
+            });
+        }
+        Err(e) => out.push(check(
+            "database",
+            Outcome::Fail,
+            e.to_string(),
+            Some("check database.url and that its folder is writable"),
+        )),
+    }
+
+    // Slack: the token works, and for which workspace.
+    if let Some(token) = &setup.bot_token {
+        let api = SlackApi::new(&file.slack.api_base_url, token.clone());
+        out.push(match api.call("auth.test", &serde_json::json!({})).await {
+            Ok(answer) => check(
+                "slack token",
+                Outcome::Pass,
+                format!(
+                    "workspace {} as {}",
+                    answer["team"].as_str().unwrap_or("?"),
+                    answer["user"].as_str().unwrap_or("?")
+                ),
+                None,
+            ),
+            Err(e) => check(
+                "slack token",
+                Outcome::Fail,
+                e.to_string(),
+                Some("use the Bot User OAuth Token (xoxb-…) of the app installed from deploy/slack/manifest.yml"),
+            ),
+        });
+    }
+
+    // AWS: who we are, then what we may do.
+    out.push(match aws.sts.get_caller_identity().send().await {
+        Ok(me) => check("aws identity", Outcome::Pass, format!("{} in {}", me.arn().unwrap_or("?"), aws.region), None),
+        Err(e) => aws_fail(
+            "aws identity",
+            &AwsError::from_sdk("GetCallerIdentity", e),
+            "no usable AWS credentials: an instance role, AWS_PROFILE or AWS_ACCESS_KEY_ID",
+        ),
+    });
+    out.extend(permissions(file, aws).await);
+
+    // ECS Exec preflight for each configured service (and those asked for).
+    let mut wanted: Vec<(String, String, Option<String>)> = Vec::new();
+    if let Some(config) = &config {
+        for rule in config.policy.services.iter().filter(|r| r.name != "*") {
+            wanted.push((rule.cluster.clone(), rule.name.clone(), None));
+        }
+        if config.policy.services.is_empty() {
+            out.push(check(
+                "policy",
+                Outcome::Warn,
+                "no [[policy.services]]: nobody may connect to anything",
+                Some("add an entry per service (see README: Policy)"),
+            ));
+        }
+    }
+    for (service, container) in services {
+        wanted.push((file.aws.cluster.clone(), service.clone(), container.clone()));
+    }
+    let cache = ecs::PreflightCache::default();
+    for (cluster, service, container) in wanted {
+        let target = Wanted { cluster: &cluster, service: &service, container: container.as_deref(), task: None };
+        match ecs::preflight(&aws.ecs, &aws.iam, &cache, &target).await {
+            Ok(report) => {
+                for mut c in report.checks {
+                    c.name = format!("{service}: {}", c.name);
+                    out.push(c);
+                }
+            }
+            Err(e) => out.push(aws_fail(&format!("{service}: preflight"), &e, "check the cluster and service names")),
+        }
+    }
+    out
+}
+
+/// The permissions the bot needs, probed: a RunInstances dry run (it checks the bot may launch
+/// a tagged bastion with the configured subnet, group and AMI), and read calls elsewhere.
+async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
+    let mut out = Vec::new();
+    let settings = &file.aws;
+    out.push(match aws.ecs.describe_clusters().clusters(&settings.cluster).send().await {
+        Ok(found) if found.clusters().iter().any(|c| c.status() == Some("ACTIVE")) => {
+            check("ecs cluster", Outcome::Pass, format!("{} is active", settings.cluster), None)
+        }
+        Ok(_) => check(
+            "ecs cluster",
+            Outcome::Fail,
+            format!("{} not found", settings.cluster),
+            Some("set aws.cluster to an existing cluster"),
+        ),
+        Err(e) => aws_fail("ecs cluster", &AwsError::from_sdk("DescribeClusters", e), "check aws.region"),
+    });
+
+    let instance_type = settings.instance_types.first().cloned().unwrap_or_default();
+    let arch = ec2::architecture(&aws.ec2, &instance_type).await.unwrap_or_else(|_| "x86_64".into());
+    let parameter = settings.ami_parameter.replace("{arch}", &arch);
+    let ami = match worker::aws::ssm::ami_from_parameter(&aws.ssm, &parameter).await {
+        Ok(ami) => {
+            out.push(check("bastion ami", Outcome::Pass, format!("{ami} from {parameter}"), None));
+            Some(ami)
+        }
+        Err(e) => {
+            out.push(aws_fail("bastion ami", &e, "check aws.ami_parameter (a public SSM parameter)"));
+            None
+        }
+    };
+
+    let subnets = ec2::subnets(&aws.ec2, &settings.subnets).await;
+    let subnet = match &subnets {
+        Ok(list) if !list.is_empty() => {
+            let names: Vec<&str> = list.iter().map(|s| s.id.as_str()).collect();
+            out.push(check("bastion subnets", Outcome::Pass, names.join(", "), None));
+            list.first().cloned()
+        }
+        Ok(_) => {
+            out.push(check("bastion subnets", Outcome::Fail, "none found", Some("set aws.subnets")));
+            None
+        }
+        Err(e) => {
+            out.push(aws_fail("bastion subnets", e, "set aws.subnets to subnets of this region"));
+            None
+        }
+    };
+
+    let group = match &settings.security_group_id {
+        Some(id) => match aws.ec2.describe_security_groups().group_ids(id).send().await {
+            Ok(found) => match found.security_groups().first() {
+                Some(g) if g.ip_permissions().is_empty() => {
+                    out.push(check("bastion security group", Outcome::Pass, format!("{id}: no inbound rule"), None));
+                    Some(id.clone())
+                }
+                Some(g) => {
+                    out.push(check(
+                        "bastion security group",
+                        Outcome::Fail,
+                        format!("{id} has {} inbound rule(s)", g.ip_permissions().len()),
+                        Some("bastions need no inbound rule (Session Manager connects outward): remove them"),
+                    ));
+                    Some(id.clone())
+                }
+                None => {
+                    out.push(check("bastion security group", Outcome::Fail, format!("{id} not found"), None));
+                    None
+                }
+            },
+            Err(e) => {
+                out.push(aws_fail("bastion security group", &AwsError::from_sdk("DescribeSecurityGroups", e), ""));
+                None
+            }
+        },
+        None => {
+            out.push(check(
+                "bastion security group",
+                Outcome::Warn,
+                "not configured: the bot finds or creates `fargate-connect-bastion` (needs ec2:CreateSecurityGroup)",
+                Some("set aws.security_group_id (deploy/terraform creates one)"),
+            ));
+            None
+        }
+    };
+
+    if let (Some(ami), Some(subnet)) = (ami, subnet) {
+        out.push(match ec2::dry_run_launch(&aws.ec2, &ami, &instance_type, &subnet.id, group.as_deref()).await {
+            Ok(true) => check("launch (dry run)", Outcome::Pass, format!("may launch a tagged {instance_type}"), None),
+            Ok(false) => check("launch (dry run)", Outcome::Warn, "AWS ignored the dry run", None),
+            Err(e) => aws_fail("launch (dry run)", &e, "check the instance type, subnet and group"),
+        });
+    }
+
+    if let Some(boundary) = &settings.permissions_boundary_arn {
+        out.push(match aws.iam.get_policy().policy_arn(boundary).send().await {
+            Ok(_) => check("permissions boundary", Outcome::Pass, boundary.clone(), None),
+            Err(e) => aws_fail(
+                "permissions boundary",
+                &AwsError::from_sdk("GetPolicy", e),
+                "set aws.permissions_boundary_arn to the module's output",
+            ),
+        });
+    } else {
+        out.push(check(
+            "permissions boundary",
+            Outcome::Warn,
+            "none: per-request roles carry no boundary",
+            Some("set aws.permissions_boundary_arn (deploy/terraform creates one)"),
+        ));
+    }
+    out.push(match aws.iam.list_roles().path_prefix(worker::aws::IAM_PATH).max_items(1).send().await {
+        Ok(_) => check("iam (reaper)", Outcome::Pass, "may list roles under /fargate-connect/", None),
+        Err(e) => aws_fail("iam (reaper)", &AwsError::from_sdk("ListRoles", e), ""),
+    });
+    out.push(match aws.ssm.describe_instance_information().max_results(5).send().await {
+        Ok(_) => check("ssm (readiness)", Outcome::Pass, "may read instance information", None),
+        Err(e) => aws_fail("ssm (readiness)", &AwsError::from_sdk("DescribeInstanceInformation", e), ""),
+    });
+    out
+}
+
+/// The checks as a table: `✓ name  detail` with `fix:` under failures and warnings.
+pub fn table(checks: &[Check]) -> String {
+    let width = checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).min(40);
+    let mut out = String::new();
+    for c in checks {
+        out.push_str(&format!("  {} {:<width$}  {}\n", c.outcome.symbol(), c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("    {:<width$}  fix: {fix}\n", ""));
+        }
+    }
+    out
+}
