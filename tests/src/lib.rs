@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod moto;
+pub mod sandbox_ui;
 pub mod seed;
 pub mod signed;
 pub mod slack;

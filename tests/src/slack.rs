@@ -21,6 +21,8 @@ pub struct Recorded {
     pub status: u16,
     /// When the call arrived.
     pub at: std::time::Instant,
+    /// What we answered (for `chat.postMessage`: the channel and `ts` of the new message).
+    pub answer: Value,
 }
 
 impl Recorded {
@@ -98,6 +100,12 @@ impl SlackStandIn {
         self.shared.calls.lock().unwrap().clone()
     }
 
+    /// A cheap, clonable way to read the calls from elsewhere (the sandbox's web page).
+    pub fn reader(&self) -> impl Fn() -> Vec<Recorded> + Send + Sync + Clone + 'static {
+        let calls = self.shared.calls.clone();
+        move || calls.lock().unwrap().clone()
+    }
+
     /// Successful deliveries only.
     pub fn delivered(&self) -> Vec<Recorded> {
         self.calls().into_iter().filter(|c| c.status == 200).collect()
@@ -164,19 +172,25 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
         Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
     });
+    let index = {
+        let mut calls = shared.calls.lock().unwrap();
+        calls.push(Recorded {
+            path: path.clone(),
+            authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+            body: parsed.clone(),
+            status: 0,
+            at: std::time::Instant::now(),
+            answer: Value::Null,
+        });
+        calls.len() - 1
+    };
     let planned = {
         let mut plan = shared.plan.lock().unwrap();
         let index = plan.iter().position(|p| p.path.as_ref().is_none_or(|prefix| path.starts_with(prefix)));
         index.and_then(|i| plan.remove(i))
     };
     let status = planned.as_ref().map(|p| p.status).unwrap_or(200);
-    shared.calls.lock().unwrap().push(Recorded {
-        path: path.clone(),
-        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
-        body: parsed.clone(),
-        status,
-        at: std::time::Instant::now(),
-    });
+    shared.calls.lock().unwrap()[index].status = status;
     if let Some(planned) = planned {
         let mut response = (
             StatusCode::from_u16(planned.status).unwrap(),
@@ -214,5 +228,6 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         Some(_) => json!({"ok": true}),
         None => json!({"ok": true}),
     };
+    shared.calls.lock().unwrap()[index].answer = answer.clone();
     (StatusCode::OK, [("content-type", "application/json; charset=utf-8")], answer.to_string()).into_response()
 }

@@ -24,6 +24,24 @@ impl Runner {
         &self.provisioner.ledger
     }
 
+    /// Cancels requests whose approval did not come in time, and reminds people whose time box
+    /// ends within `reminder_before_ms`.
+    async fn housekeeping(&self, reminder_before_ms: i64) {
+        match self.ledger().expire_approvals(now_ms()).await {
+            Ok(moved) if !moved.is_empty() => {
+                tracing::info!(count = moved.len(), "approvals not given in time; cancelled");
+                self.provisioner.notices.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "approval expiry check failed"),
+        }
+        match self.ledger().remind_due(now_ms(), reminder_before_ms).await {
+            Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reminder check failed"),
+        }
+    }
+
     /// Runs until `shutdown` resolves. Jobs still running then are stopped and handed back
     /// (their lease released), so the next start picks them up at once; every step is
     /// idempotent.
@@ -35,6 +53,7 @@ impl Runner {
         let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
         let mut next_reap = tokio::time::Instant::now() + settings.reaper_interval.as_duration();
         let mut reaping: Option<tokio::task::JoinHandle<()>> = None;
+        let mut last_housekeeping: Option<tokio::time::Instant> = None;
         loop {
             // The reaper, on its schedule, one pass at a time, beside the jobs.
             if tokio::time::Instant::now() >= next_reap && reaping.as_ref().is_none_or(|r| r.is_finished()) {
@@ -57,20 +76,12 @@ impl Runner {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "expiry check failed"),
             }
-            // Approvals that did not come in time; reminders before expiry.
-            match self.ledger().expire_approvals(now_ms()).await {
-                Ok(moved) if !moved.is_empty() => {
-                    tracing::info!(count = moved.len(), "approvals not given in time; cancelled");
-                    self.provisioner.notices.notify_one();
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "approval expiry check failed"),
-            }
-            let before = settings.reminder_before.as_secs() as i64 * 1000;
-            match self.ledger().remind_due(now_ms(), before).await {
-                Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "reminder check failed"),
+            // Approvals that did not come in time; reminders before expiry. Minutes-scale
+            // deadlines: at most once per poll interval, however often the loop is woken.
+            let housekeeping_due = last_housekeeping.is_none_or(|at| at.elapsed() >= settings.poll_interval());
+            if housekeeping_due {
+                last_housekeeping = Some(tokio::time::Instant::now());
+                self.housekeeping(settings.reminder_before.as_secs() as i64 * 1000).await;
             }
             // Jobs: as many as there are free permits.
             while let Ok(permit) = permits.clone().try_acquire_owned() {

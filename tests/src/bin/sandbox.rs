@@ -5,6 +5,9 @@
 //! approval: ask for it, then `as U0LEAD` and `approve <request>`; `extend` and `end` press the
 //! card's buttons.
 //!
+//! The same is in a browser: the page printed at start (http://127.0.0.1:8080 unless taken)
+//! shows the cards as they update, with their buttons, and the bastions in the emulator.
+//!
 //! Run: `cargo run -p fargate-connect-tests --bin sandbox` (see README).
 
 use harness::app::test_config_with;
@@ -15,22 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const USER: &str = "U0SANDBOX";
-/// `web`: anyone, no approval. `api`: anyone may ask; U0LEAD approves in #approvals;
-/// break-glass allowed. U0ADMIN is an admin. Audit lines go to #audit.
-const POLICY: &str = r#"[policy]
-admins = ["U0ADMIN"]
-audit_channel = "C0AUDIT"
-[[policy.services]]
-name = "web"
-allow = ["*"]
-[[policy.services]]
-name = "api"
-allow = ["*"]
-approval = true
-approvers = ["U0LEAD"]
-approvals_channel = "C0APPROVALS"
-break_glass = true
-"#;
+const POLICY: &str = harness::sandbox_ui::DEMO_POLICY;
 const ACCOUNT: &str = "123456789012";
 
 #[tokio::main]
@@ -59,9 +47,16 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let app = bot::app::spawn(config, aws.clone(), listener).await?;
     let bot_url = format!("http://{}", app.addr);
+    let ui_port: u16 = std::env::var("SANDBOX_UI_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let ui_listener = match tokio::net::TcpListener::bind(("127.0.0.1", ui_port)).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
+    };
+    let ui_url = format!("http://{}", ui_listener.local_addr()?);
+    harness::sandbox_ui::Ui::new(bot_url.clone(), slack.base.clone(), slack.reader(), aws.clone()).serve(ui_listener);
 
     println!(
-        "\nfargate-connect sandbox\n  bot:         {bot_url} (POST /slack/commands)\n  emulator:    {endpoint} (account {ACCOUNT}, region eu-west-1)\n  Slack:       {} (stand-in)\n  ledger:      {}\n  seeded:      cluster prod, services web ({}) and api\n",
+        "\nfargate-connect sandbox\n  open:        {ui_url}  (the Slack stand-in: send /fargate as any user, press the buttons)\n  bot:         {bot_url} (POST /slack/commands)\n  emulator:    {endpoint} (account {ACCOUNT}, region eu-west-1)\n  Slack:       {} (stand-in)\n  ledger:      {}\n  seeded:      cluster prod, services web ({}) and api\n",
         slack.base,
         db.display(),
         seeded.web_task_arn
