@@ -13,7 +13,9 @@ ALTER TABLE requests ADD COLUMN decided_at INTEGER;
 ALTER TABLE requests ADD COLUMN max_ttl_secs INTEGER;
 ALTER TABLE requests ADD COLUMN reminded_at INTEGER;
 ALTER TABLE requests ADD COLUMN ended_by TEXT;
-CREATE INDEX requests_decide ON requests (state, decide_by);
+-- Partial: only requests awaiting a decision are in it, so other writes do not pay for it.
+CREATE INDEX requests_decide ON requests (decide_by) WHERE state = 'awaiting_approval';
+-- history and export: newest first, from a time on.
 CREATE INDEX requests_by_created ON requests (created_at);
 
 -- A message the bot posted and later updates in place: the requester's card, the approval card.
@@ -52,4 +54,3 @@ CREATE INDEX outbox_next ON outbox (next_attempt_at) WHERE delivered_at IS NULL 
 -- worker::audit). Rows written before this migration have neither and are reported as such.
 ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
 ALTER TABLE audit_events ADD COLUMN hash TEXT;
-CREATE INDEX audit_by_time ON audit_events (at);

@@ -161,13 +161,15 @@ impl TestApp {
             }
             if tokio::time::Instant::now() >= deadline {
                 let kinds = self.audit_kinds(id).await;
-                let jobs: Vec<(String, i64, Option<String>)> =
-                    sqlx::query_as("SELECT kind, attempts, last_error FROM jobs WHERE request_id = ?")
-                        .bind(id)
-                        .fetch_all(self.ledger.pool())
-                        .await
-                        .unwrap_or_default();
-                panic!("{id} is {now}, not {state}, after {timeout:?}; audit {kinds:?}; jobs {jobs:?}");
+                let jobs: Vec<(String, i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT kind, attempts, last_error, lease_until - ?2, run_at - ?2 FROM jobs WHERE request_id = ?1",
+                )
+                .bind(id)
+                .bind(worker::ledger::now_ms())
+                .fetch_all(self.ledger.pool())
+                .await
+                .unwrap_or_default();
+                panic!("{id} is {now}, not {state}, after {timeout:?}; audit {kinds:?}; jobs (kind, attempts, error, lease left ms, due in ms) {jobs:?}");
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -197,6 +199,10 @@ impl TestApp {
     /// Starts the process again on the same database, account and Slack stand-in.
     pub async fn restart(&mut self) {
         self.crash();
+        // A dead process's SQLite locks go with it; here the crashed parts live on in this
+        // process, so close their connections (rolling back whatever they had open) as the
+        // OS would.
+        self.ledger.pool().close().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = bot::app::spawn(self.config.clone(), self.aws.clone(), listener).await.expect("the app restarts");
         self.url = format!("http://{}", app.addr);

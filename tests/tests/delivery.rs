@@ -67,8 +67,16 @@ async fn a_restart_updates_the_same_card_rather_than_posting_another() {
     let mut t = TestApp::start_with("default = \"3s\"\nmin = \"1s\"\nmax = \"1h\"").await;
     let id = t.connect(USER, "connect web").await;
     t.slack.wait_for_all(&[&id, "getting your bastion ready"], WAIT).await;
+    // Once the bot has recorded where its card went. (A crash between Slack accepting a new
+    // message and that record can repeat that one message: chat.postMessage has no
+    // idempotency key.)
+    harness::wait_for("the card's channel and ts to be recorded", WAIT, || async {
+        t.ledger.slack_message(&id, "requester").await.unwrap()
+    })
+    .await;
     t.crash();
     t.restart().await;
+    t.wait_for_state(&id, worker::state::RequestState::Ended, WAIT).await;
     t.slack.wait_for_all(&[&id, "has ended"], WAIT).await;
     let cards: Vec<_> =
         t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();

@@ -287,8 +287,9 @@ impl Ledger {
             .ok_or_else(|| LedgerError::NotFound(id.to_string()))
     }
 
-    /// Moves `id` from `from` to `to`, writing `kind` to the audit history. Returns false (and
-    /// writes nothing) when the request was not in `from`.
+    /// Moves `id` from `from` to `to`, writing `kind` to the audit history (and, on the way to
+    /// `provisioning`, the requester's card to the outbox). Returns false (and writes nothing)
+    /// when the request was not in `from`.
     pub async fn transition(
         &self,
         id: &str,
@@ -303,6 +304,9 @@ impl Ledger {
             return Ok(false);
         }
         append_audit(&mut tx, id, WORKER, kind, detail, now).await?;
+        if to == RequestState::Provisioning {
+            push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -746,10 +750,13 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::R
                     );
                     audit.execute(rusqlite::params![id.as_str(), now, new.requester_id, detail, last_hash, hash])?;
                     last_hash = Some(hash);
-                    outbox.execute(rusqlite::params![id.as_str(), CARD_JSON, now])?;
                     if new.approval.is_some() {
+                        // Nothing starts until someone decides: both cards go out now.
+                        outbox.execute(rusqlite::params![id.as_str(), CARD_JSON, now])?;
                         outbox.execute(rusqlite::params![id.as_str(), APPROVAL_CARD_JSON, now])?;
                     } else {
+                        // The card is first posted when provisioning starts (`transition`), a
+                        // moment later; the acknowledgement already says it is on its way.
                         job.execute(rusqlite::params![id.as_str(), now])?;
                     }
                     if new.break_glass {
