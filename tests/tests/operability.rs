@@ -137,3 +137,35 @@ allow = ["*"]
     assert!(checks.iter().any(|c| c.name.starts_with("billing: ") && c.outcome == Fail), "{table}");
     assert!(slack.calls().iter().any(|c| c.path == "/api/auth.test"));
 }
+
+/// The systemd unit in deploy/ is one systemd accepts (`systemd-analyze verify`, with the binary
+/// swapped for /bin/true), sandboxed, and hands the secrets over as credentials, never as
+/// environment values.
+#[test]
+fn the_systemd_unit_verifies_and_is_sandboxed() {
+    let unit =
+        std::fs::read_to_string(harness::moto::repo_root().join("deploy/systemd/fargate-connect.service")).unwrap();
+    for directive in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "DynamicUser=yes",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+        "LoadCredential=slack-signing-secret:",
+        "SLACK_BOT_TOKEN_FILE=%d/slack-bot-token",
+    ] {
+        assert!(unit.contains(directive), "the unit lacks {directive:?}");
+    }
+    assert!(!unit.contains("Environment=SLACK_BOT_TOKEN="), "a secret in the environment");
+    let dir = harness::app::TempDir::new();
+    let path = dir.0.join("fargate-connect.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/fargate-connect", "/bin/true")).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package) is needed for this test");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("Unknown"), "systemd-analyze verify:\n{text}");
+}
