@@ -161,7 +161,8 @@ impl TestApp {
             }
             if tokio::time::Instant::now() >= deadline {
                 let kinds = self.audit_kinds(id).await;
-                let jobs: Vec<(String, i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+                type JobRow = (String, i64, Option<String>, Option<i64>, i64);
+                let jobs: Vec<JobRow> = sqlx::query_as(
                     "SELECT kind, attempts, last_error, lease_until - ?2, run_at - ?2 FROM jobs WHERE request_id = ?1",
                 )
                 .bind(id)
