@@ -340,7 +340,11 @@ async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> St
         Ok(CreateOutcome::Created(request)) => {
             worker::metrics::METRICS.request("created");
             state.wake_worker.notify_one();
-            state.wake_notifier.notify_one();
+            if needs_approval.is_some() {
+                // Its two cards are queued; a request without approval gets its card when
+                // provisioning starts, and the worker wakes the notifier then.
+                state.wake_notifier.notify_one();
+            }
             tracing::info!(
                 request_id = request.id,
                 service = request.service,

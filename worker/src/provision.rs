@@ -114,6 +114,7 @@ impl Provisioner {
                 {
                     return Ok(()); // someone else moved it
                 }
+                self.notices.notify_one(); // the requester's card is queued
             }
             RequestState::Provisioning => {}
             _ => return Ok(()), // cancelled, failed or already further along
@@ -134,6 +135,7 @@ impl Provisioner {
             let warnings: Vec<Check> = report.checks.iter().filter(|c| c.outcome == Outcome::Warn).cloned().collect();
             let detail = json!({"task_arn": target.task_arn, "container": target.container, "checks": report.checks});
             self.ledger.set_target(request_id, &target.task_arn, &target.container, &warnings, detail).await?;
+            self.notices.notify_one(); // the card shows each step
             request = self.ledger.get(request_id).await?;
         }
         let task_arn = request.task_arn.clone().unwrap_or_default();
@@ -158,6 +160,7 @@ impl Provisioner {
             let name = iam::role_name(request_id);
             let detail = json!({"role": name, "instance_profile": profile_arn});
             self.ledger.set_role(request_id, &name, detail).await?;
+            self.notices.notify_one();
         }
 
         // 3. The bastion: found by tag if an earlier attempt launched it, else launched now.
@@ -256,6 +259,7 @@ impl Provisioner {
             "estimated_cost_usd": launch.estimated_cost_usd, "price_source": launch.price_source,
         });
         self.ledger.set_instance(&request.id, &bastion.instance_id, &launch, "instance_launched", detail).await?;
+        self.notices.notify_one();
         Ok(bastion)
     }
 

@@ -10,6 +10,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+/// The shortest time between two passes of the loop.
+const MIN_PASS_GAP: Duration = Duration::from_millis(2);
+
 pub struct Runner {
     provisioner: Arc<Provisioner>,
     wake: Arc<Notify>,
@@ -54,7 +57,14 @@ impl Runner {
         let mut next_reap = tokio::time::Instant::now() + settings.reaper_interval.as_duration();
         let mut reaping: Option<tokio::task::JoinHandle<()>> = None;
         let mut last_housekeeping: Option<tokio::time::Instant> = None;
+        let mut last_pass: Option<tokio::time::Instant> = None;
         loop {
+            // Under a burst every request wakes the loop; one pass per MIN_PASS_GAP serves
+            // them all (a job waits at most that long to be claimed).
+            if let Some(at) = last_pass {
+                tokio::time::sleep_until(at + MIN_PASS_GAP).await;
+            }
+            last_pass = Some(tokio::time::Instant::now());
             // The reaper, on its schedule, one pass at a time, beside the jobs.
             if tokio::time::Instant::now() >= next_reap && reaping.as_ref().is_none_or(|r| r.is_finished()) {
                 let provisioner = self.provisioner.clone();
