@@ -20,6 +20,14 @@ struct Browser {
     _driver: tokio::process::Child,
 }
 
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
 impl Browser {
     async fn start() -> Self {
         let chromium = std::env::var("FARGATE_CONNECT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -33,6 +41,9 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            // Its own process group, which the Chromium it starts joins: Drop ends them all,
+            // also when a failing assertion unwinds before `close`.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -123,7 +134,7 @@ impl Browser {
         self.click(&format!("#user option[value=\"{user}\"]")).await;
     }
 
-    async fn close(self) {
+    async fn close(&self) {
         let _ = self.http.delete(&self.base).send().await;
     }
 }
