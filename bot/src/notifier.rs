@@ -175,25 +175,27 @@ impl Notifier {
         Ok(self.ledger.get(id).await?)
     }
 
+    /// For drawing a card: the newest queued refresh of it, then the request. In this order,
+    /// whatever was queued up to that refresh is already in the request read next (the other
+    /// order could mark a refresh delivered whose change the card does not show).
+    async fn card_state(&self, row: &OutboxRow, notice: &str) -> Result<(i64, Request), SlackError> {
+        let id = row.request_id.as_deref().unwrap_or_default();
+        let upto = self.ledger.last_queued(id, notice).await?.unwrap_or(row.id).max(row.id);
+        Ok((upto, self.request(row).await?))
+    }
+
     async fn deliver(&self, row: &OutboxRow) -> Result<Delivered, SlackError> {
         let notice = row.notice().map_err(|e| SlackError::Permanent(e.to_string()))?;
         match notice {
             Notice::Card => {
-                // The newest queued refresh first, then the request: whatever was queued up to
-                // it is already in what we read next (reading in the other order could mark a
-                // refresh delivered whose change the card does not show).
-                let id = row.request_id.as_deref().unwrap_or_default();
-                let upto = self.ledger.last_queued(id, CARD).await?.unwrap_or(row.id).max(row.id);
-                let request = self.request(row).await?;
+                let (upto, request) = self.card_state(row, CARD).await?;
                 let events = self.ledger.audit_for(&request.id).await?;
                 let message = render::requester_card(&request, &events, &self.region);
                 let posted = self.upsert(&request.id, "requester", &request.requester_id, message).await?;
                 Ok(Delivered { via_response_url: false, covers: Some((CARD, upto)), posted })
             }
             Notice::ApprovalCard => {
-                let id = row.request_id.as_deref().unwrap_or_default();
-                let upto = self.ledger.last_queued(id, APPROVAL_CARD).await?.unwrap_or(row.id).max(row.id);
-                let request = self.request(row).await?;
+                let (upto, request) = self.card_state(row, APPROVAL_CARD).await?;
                 let Some(channel) = request.approvals_channel.clone() else {
                     return Err(SlackError::Permanent(format!("{} has no approvals channel", request.id)));
                 };

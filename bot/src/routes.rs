@@ -164,10 +164,7 @@ impl AppState {
                         slack_date(r.expires_at.unwrap_or_default())
                     );
                 }
-                Ok(Extended::TooLong { max_secs, can_add_secs })
-                    if fit && can_add_secs >= 60 && can_add_secs < by_secs =>
-                {
-                    let _ = max_secs;
+                Ok(Extended::TooLong { can_add_secs, .. }) if fit && can_add_secs >= 60 && can_add_secs < by_secs => {
                     by_secs = can_add_secs;
                 }
                 Ok(Extended::TooLong { max_secs, can_add_secs }) => {

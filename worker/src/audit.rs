@@ -7,6 +7,7 @@
 //! leaves a valid shorter chain. The audit channel (one line per grant, extension, end and
 //! denial) is the copy outside the database that makes that visible.
 
+use crate::ledger::AuditEvent;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -28,19 +29,6 @@ pub fn event_hash(
     hex::encode(h.finalize())
 }
 
-/// One stored event as `verify` reads it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ChainRow {
-    pub seq: i64,
-    pub request_id: Option<String>,
-    pub at: i64,
-    pub actor: String,
-    pub kind: String,
-    pub detail: String,
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Every event from the first hashed one on links to the one before.
@@ -59,7 +47,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn push(&mut self, row: &ChainRow) {
+    pub fn push(&mut self, row: &AuditEvent) {
         if self.broken.is_some() {
             return;
         }
@@ -192,9 +180,9 @@ impl ExportRow {
 mod tests {
     use super::*;
 
-    fn row(seq: i64, prev: Option<&str>, detail: &str) -> ChainRow {
+    fn row(seq: i64, prev: Option<&str>, detail: &str) -> AuditEvent {
         let hash = event_hash(prev, Some("fc-1"), seq, "U1", "k", detail);
-        ChainRow {
+        AuditEvent {
             seq,
             request_id: Some("fc-1".into()),
             at: seq,
@@ -206,8 +194,8 @@ mod tests {
         }
     }
 
-    fn chain(n: i64) -> Vec<ChainRow> {
-        let mut rows: Vec<ChainRow> = Vec::new();
+    fn chain(n: i64) -> Vec<AuditEvent> {
+        let mut rows: Vec<AuditEvent> = Vec::new();
         for seq in 1..=n {
             let prev = rows.last().and_then(|r| r.hash.clone());
             rows.push(row(seq, prev.as_deref(), "{}"));
@@ -215,7 +203,7 @@ mod tests {
         rows
     }
 
-    fn verify(rows: &[ChainRow]) -> Verdict {
+    fn verify(rows: &[AuditEvent]) -> Verdict {
         let mut v = Verifier::default();
         rows.iter().for_each(|r| v.push(r));
         v.verdict()

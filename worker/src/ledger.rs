@@ -183,6 +183,9 @@ pub struct AuditEvent {
     pub actor: String,
     pub kind: String,
     pub detail: String,
+    /// The chain (see `audit`); none on events written before it existed.
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

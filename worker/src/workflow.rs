@@ -3,7 +3,7 @@
 //! messages a request owns, and the audit chain's readers. Every change is a guarded update
 //! that writes its audit event and outbox rows in the same transaction.
 
-use crate::audit::{ChainRow, ExportRow, Verdict, Verifier, EXPORT_SQL};
+use crate::audit::{ExportRow, Verdict, Verifier, EXPORT_SQL};
 use crate::events::Notice;
 use crate::ledger::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, JobKind, Ledger, LedgerError,
@@ -327,10 +327,8 @@ impl Ledger {
     /// Walks the whole audit chain (streamed, in `seq` order).
     pub async fn verify_audit(&self) -> Result<Verdict, LedgerError> {
         let mut verifier = Verifier::default();
-        let mut rows = sqlx::query_as::<_, ChainRow>(
-            "SELECT seq, request_id, at, actor, kind, detail, prev_hash, hash FROM audit_events ORDER BY seq",
-        )
-        .fetch(self.pool());
+        let mut rows = sqlx::query_as::<_, crate::ledger::AuditEvent>("SELECT * FROM audit_events ORDER BY seq")
+            .fetch(self.pool());
         while let Some(row) = rows.try_next().await? {
             verifier.push(&row);
         }
