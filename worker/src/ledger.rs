@@ -4,7 +4,7 @@
 //! changed means someone else won and nothing is written.
 
 use crate::events::{Check, EndReason, LaunchInfo, Notice};
-use crate::ids::RequestId;
+use crate::ids::{RequestId, RequestIds};
 use crate::state::RequestState;
 use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
@@ -12,6 +12,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{FromRow, Sqlite, Transaction};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,6 +76,10 @@ const NEXT_OUTBOX_SQL: &str =
 const LAST_HASH_SQL: &str = "SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 const OPEN_REQUEST_ID_SQL: &str = "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
+/// How often the WAL is copied into the database beside the intake (`checkpointer`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Bytes the WAL file is cut back to when it starts again (64 MiB).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Most requests committed in one transaction.
 const INTAKE_BATCH: usize = 256;
 
@@ -245,11 +251,12 @@ impl Ledger {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         let (intake, queue) = mpsc::channel(4 * INTAKE_BATCH);
-        tokio::spawn(checkpointer(pool.clone()));
+        let checkpoints = Arc::new(AtomicU64::new(0));
+        tokio::spawn(checkpointer(pool.clone(), checkpoints.clone()));
         let path = options_path(url)?;
         std::thread::Builder::new()
             .name("ledger-intake".into())
-            .spawn(move || intake_writer(path, queue))
+            .spawn(move || intake_writer(path, queue, checkpoints))
             .map_err(|e| LedgerError::Batch(format!("cannot start the intake writer: {e}")))?;
         Ok(Self { pool, intake })
     }
@@ -623,9 +630,11 @@ impl Ledger {
 /// every request waiting (up to `INTAKE_BATCH`), writes them in one transaction and answers
 /// each only after the commit, so an acknowledged request is durable and a burst costs one
 /// sync instead of one each. It ends when the last `Ledger` is dropped.
-fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>) {
+fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, checkpoints: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
     let mut connection: Option<rusqlite::Connection> = None;
+    let mut ids = RequestIds::new();
+    let mut checkpoints_seen = 0;
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < INTAKE_BATCH {
@@ -638,13 +647,20 @@ fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>) {
             connection = open_intake(&path).map_err(|e| tracing::error!(error = %e, "intake connection")).ok();
         }
         let written = match connection.as_mut() {
-            Some(conn) => write_batch(conn, &batch).map_err(|e| e.to_string()),
+            Some(conn) => write_batch(conn, &mut ids, &batch).map_err(|e| e.to_string()),
             None => Err("no database connection".to_string()),
         };
         match written {
             Ok(outcomes) => {
                 for (intake, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = intake.reply.send(Ok(outcome));
+                }
+                let done = checkpoints.load(Ordering::Acquire);
+                if done != checkpoints_seen {
+                    checkpoints_seen = done;
+                    if let Some(conn) = connection.as_ref() {
+                        finish_checkpoint(conn);
+                    }
                 }
             }
             Err(e) => {
@@ -658,17 +674,43 @@ fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>) {
     }
 }
 
-/// Copies the WAL into the database once a second, off the intake's commit path (PASSIVE: it
-/// never waits for, nor blocks, a writer). Ends when the pool is closed.
-async fn checkpointer(pool: SqlitePool) {
+/// Copies the WAL into the database every `CHECKPOINT_EVERY`, off the intake's commit path (PASSIVE: it
+/// never waits for, nor blocks, a writer), and counts each one in `done` for
+/// [`finish_checkpoint`]. Ends when the pool is closed.
+async fn checkpointer(pool: SqlitePool, done: Arc<AtomicU64>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            if pool.is_closed() {
-                return;
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            Ok(_) => {
+                done.fetch_add(1, Ordering::Release);
             }
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+            Err(e) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
         }
+    }
+}
+
+/// Run by the intake writer between two batches, after each background checkpoint: copies
+/// the few frames committed while that checkpoint ran. The WAL is then wholly in the
+/// database, so the next commit starts it again from its beginning. Under a steady stream of
+/// requests the background checkpoint alone never catches up with the writer, and the WAL
+/// file grows without bound; a growing file also makes each commit's sync dearer (the file's
+/// size is metadata the sync must write too), where overwriting the same blocks is not
+/// (docs/PERFORMANCE.md). A failure here is only logged: the next one tries again.
+fn finish_checkpoint(conn: &rusqlite::Connection) {
+    let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    });
+    match outcome {
+        Ok((_, log, copied)) if log != copied => {
+            tracing::debug!(log, copied, "WAL not wholly checkpointed (a reader or writer was in the way)")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint by the intake writer failed"),
     }
 }
 
@@ -681,6 +723,9 @@ fn open_intake(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     // Checkpoints (copying the WAL into the database, with its own syncs) would land on
     // whichever commit crosses the threshold; `checkpointer` does them beside the intake.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL starts again from its beginning, a file that grew past this (a burst while a
+    // reader held the checkpoint back) is cut back, so the disk is given back.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     Ok(conn)
 }
 
@@ -692,7 +737,11 @@ enum Written {
     AlreadyOpen(String),
 }
 
-fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::Result<Vec<Written>> {
+fn write_batch(
+    conn: &mut rusqlite::Connection,
+    ids: &mut RequestIds,
+    batch: &[Intake],
+) -> rusqlite::Result<Vec<Written>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -719,8 +768,10 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::R
         for intake in batch {
             let new = &intake.new;
             let state = if new.approval.is_some() { "awaiting_approval" } else { "requested" };
+            let mut attempt = 0;
             let outcome = loop {
-                let id = RequestId::generate();
+                attempt += 1;
+                let id = if attempt == 1 { ids.next_at(now) } else { RequestId::generate() };
                 let inserted = insert.execute(rusqlite::params![
                     id.as_str(),
                     state,
@@ -784,7 +835,8 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Intake]) -> rusqlite::R
                 if let Some(existing) = existing {
                     break Written::AlreadyOpen(existing);
                 }
-                // Otherwise the id was taken (40 random bits: rare): draw again.
+                // Otherwise the id was taken (another process in the same second, or more than
+                // 65,536 in a second): draw again, at random.
             };
             outcomes.push(outcome);
         }
@@ -1038,6 +1090,48 @@ mod tests {
         let audits: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(ledger.pool()).await.unwrap();
         assert_eq!((stored, jobs, audits), (201, 201, 201));
+    }
+
+    /// `mxFrame` of the WAL index header (the frames in the WAL now): a u32 at byte 16 of the
+    /// `-shm` file, in the machine's byte order (https://sqlite.org/walformat.html).
+    fn wal_frames(dir: &std::path::Path) -> u32 {
+        let shm = std::fs::read(dir.join("t.db-shm")).unwrap();
+        u32::from_ne_bytes(shm[16..20].try_into().unwrap())
+    }
+
+    /// Under a stream of requests that never leaves the writer idle, the WAL still starts
+    /// again from its beginning (the intake finishes each background checkpoint), instead of
+    /// growing for as long as the stream lasts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_again_under_steady_load() {
+        let (ledger, dir) = ledger().await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..16 {
+            let (ledger, stop) = (ledger.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    ledger.create_request(new_request(&format!("U{w}x{i}"))).await.unwrap();
+                    i += 1;
+                }
+            }));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let (mut restarts, mut last) = (0, 0);
+        while restarts < 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let frames = wal_frames(&dir.0);
+            if frames < last {
+                restarts += 1;
+            }
+            last = frames;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert!(restarts >= 3, "the WAL started again {restarts} times in 20 s of steady writes");
     }
 
     /// The loops' queries stay index lookups with 1,000 live requests in the ledger.
