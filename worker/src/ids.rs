@@ -58,54 +58,52 @@ impl fmt::Display for RequestId {
     }
 }
 
-/// Request ids for one writer, ordered by time: the high 24 bits are the second of creation
-/// (wrapping every 194 days), the low 16 bits go through a random permutation of 0..65536 per
-/// second (a random start and an odd step), so ids drawn in one second are distinct and do not
-/// look consecutive to a person reading them.
+/// Request ids for one writer, always increasing and following the clock: the high 24 bits
+/// are the second of creation (wrapping every 194 days), the low 16 bits count within that
+/// second from a random start, so the first id of each second does not look like the last one
+/// of the one before.
 ///
-/// Why: the request id keys the requests table and the audit and job indexes. Random keys
-/// land each new row on a different B-tree leaf, so every commit rewrote a WAL page per row
-/// per index; ids that share their leading characters append to the same leaf instead
-/// (docs/PERFORMANCE.md). An id is still checked for uniqueness by the database: another
-/// process in the same second, or more than 65,536 ids in a second, can collide, and the
-/// caller then falls back to [`RequestId::generate`].
-#[derive(Debug)]
+/// Why: the request id keys the requests table and the audit and job indexes. Random keys put
+/// each new row on a different B-tree leaf, and every commit rewrote a page per row per index
+/// in the WAL; increasing keys append to the same leaves (docs/PERFORMANCE.md). A burst of
+/// more than 32,768 in a second runs on into the next second's numbers, which only moves the
+/// clock part ahead. An id is still checked for uniqueness by the database (another writer,
+/// or a restart, can have used it); after a collision the caller draws a random id and
+/// [`RequestIds::jump`]s past the taken numbers.
+#[derive(Debug, Default)]
 pub struct RequestIds {
-    second: u64,
-    start: u64,
-    step: u64,
-    drawn: u64,
+    last: u64,
 }
 
-impl Default for RequestIds {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// 40 bits of id.
+const ID_BITS_MASK: u64 = (1 << 40) - 1;
+/// How far ahead of the clock the counter may run (a long burst) before it is taken to be a
+/// wrap of the 24-bit seconds instead: one hour.
+const MAX_AHEAD: u64 = 3600 << 16;
 
 impl RequestIds {
     pub fn new() -> Self {
-        Self { second: u64::MAX, start: 0, step: 1, drawn: 0 }
+        Self::default()
     }
 
     pub fn next_at(&mut self, unix_ms: i64) -> RequestId {
         use rand::Rng;
-        let second = (unix_ms.max(0) as u64 / 1000) & 0xFF_FFFF;
-        if second != self.second {
-            let mut rng = rand::thread_rng();
-            self.second = second;
-            self.start = rng.gen::<u64>() & 0xFFFF;
-            // Odd, so k ↦ start + k·step is a permutation; at least 1,024 away from 0 either
-            // way round, so neighbours differ above their last two characters.
-            self.step = 1025 + 2 * rng.gen_range(0..31_744);
-            self.drawn = 0;
-        }
-        let low = (self.start + self.drawn * self.step) & 0xFFFF;
-        self.drawn += 1;
-        RequestId::from_bits((second << 16) | low)
+        let floor = ((unix_ms.max(0) as u64 / 1000) & 0xFF_FFFF) << 16;
+        let next = if self.last >= floor && self.last - floor < MAX_AHEAD {
+            self.last + 1
+        } else {
+            floor | rand::thread_rng().gen_range(0..1 << 15)
+        };
+        self.last = next & ID_BITS_MASK;
+        RequestId::from_bits(self.last)
+    }
+
+    /// Moves past numbers found taken, by a random 1..=4,096.
+    pub fn jump(&mut self) {
+        use rand::Rng;
+        self.last += rand::thread_rng().gen_range(1..=4096);
     }
 }
-
 fn is_ecs_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
@@ -169,18 +167,27 @@ mod tests {
     }
 
     #[test]
-    fn ids_of_one_second_share_a_prefix_are_distinct_and_sort_by_time() {
+    fn ids_increase_follow_the_clock_and_survive_a_burst_and_a_wrap() {
         let mut ids = RequestIds::new();
         let t = 1_795_000_000_000;
-        let first: Vec<RequestId> = (0..65_536).map(|_| ids.next_at(t + 300)).collect();
-        let distinct: std::collections::HashSet<&RequestId> = first.iter().collect();
-        assert_eq!(distinct.len(), 65_536, "one second's ids are a permutation");
-        assert!(first.iter().all(|id| id.as_str()[..7] == first[0].as_str()[..7]));
-        let later = ids.next_at(t + 1_000);
-        assert!(first.iter().all(|id| *id < later), "the next second sorts after");
-        assert_eq!(RequestId::parse(later.as_str()).unwrap(), later);
-        // Consecutive draws do not differ only in the last character.
-        assert_ne!(first[0].as_str()[..10], first[1].as_str()[..10]);
+        let burst: Vec<RequestId> = (0..100_000).map(|_| ids.next_at(t + 300)).collect();
+        assert!(burst.windows(2).all(|w| w[0] < w[1]), "each id sorts after the one before");
+        assert_eq!(RequestId::parse(burst[0].as_str()).unwrap(), burst[0]);
+        // A second later than the burst reached: back on the clock, with a random start.
+        let later = ids.next_at(t + 10_000);
+        assert!(later > burst[burst.len() - 1]);
+        assert_eq!(later.as_str()[..6], RequestIds::new().next_at(t + 10_000).as_str()[..6]);
+        // The 24-bit seconds wrap (as it did at 2026-11-20 08:08:32 UTC): the counter follows the
+        // clock down again.
+        let wrap_ms: i64 = 107 * (1 << 24) * 1000;
+        let before_wrap = ids.next_at(wrap_ms - 1_000);
+        let wrapped = ids.next_at(wrap_ms + 1_000);
+        assert!(wrapped < before_wrap);
+        assert!(wrapped < ids.next_at(wrap_ms + 1_000));
+        // After a collision the counter moves on.
+        let before = ids.next_at(wrap_ms + 1_000);
+        ids.jump();
+        assert!(ids.next_at(wrap_ms + 1_000) > before);
     }
 
     #[test]

@@ -768,10 +768,9 @@ fn write_batch(
         for intake in batch {
             let new = &intake.new;
             let state = if new.approval.is_some() { "awaiting_approval" } else { "requested" };
-            let mut attempt = 0;
+            let mut collided = false;
             let outcome = loop {
-                attempt += 1;
-                let id = if attempt == 1 { ids.next_at(now) } else { RequestId::generate() };
+                let id = if collided { RequestId::generate() } else { ids.next_at(now) };
                 let inserted = insert.execute(rusqlite::params![
                     id.as_str(),
                     state,
@@ -835,8 +834,10 @@ fn write_batch(
                 if let Some(existing) = existing {
                     break Written::AlreadyOpen(existing);
                 }
-                // Otherwise the id was taken (another process in the same second, or more than
-                // 65,536 in a second): draw again, at random.
+                // Otherwise the id was taken (by another writer, or before a restart): draw
+                // again at random, and move the counter on for the requests after this one.
+                collided = true;
+                ids.jump();
             };
             outcomes.push(outcome);
         }
