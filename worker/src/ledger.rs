@@ -629,7 +629,8 @@ impl Ledger {
 /// one plain call per statement, no hand-off per statement as in an async driver). It takes
 /// every request waiting (up to `INTAKE_BATCH`), writes them in one transaction and answers
 /// each only after the commit, so an acknowledged request is durable and a burst costs one
-/// sync instead of one each. It ends when the last `Ledger` is dropped.
+/// sync instead of one each. Between two batches it finishes the latest background checkpoint
+/// (`finish_checkpoint`). It ends when the last `Ledger` is dropped.
 fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, checkpoints: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
     let mut connection: Option<rusqlite::Connection> = None;

@@ -1,8 +1,8 @@
 //! Benchmark of the acknowledgement path: correctly signed, distinct `/fargate connect`
 //! requests at a given concurrency against the real `fargate-connect serve` (a release build,
 //! 127.0.0.1, a fresh database), for a bounded count and time. Reports requests/s,
-//! p50/p90/p99/max latency, non-2xx, the server's peak RSS, and checks afterwards that the
-//! database holds exactly one request per 2xx.
+//! p50/p90/p99/max latency, non-2xx, the server's peak RSS and the bytes it wrote per request,
+//! and checks afterwards that the database holds exactly one request per 2xx.
 //!
 //! AWS is never reached: `--aws down` points the SDK at a listener that accepts and never
 //! answers, `--aws slow` at one that answers 503 after 10 s. The worker runs as in production,
@@ -90,6 +90,13 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Bytes the server has written through write calls so far (`wchar` of `/proc/<pid>/io`): its
+/// WAL frames, mostly, so per request it shows how many pages each commit touched.
+fn written_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines().find(|l| l.starts_with("wchar:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -133,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let written_before = written_bytes(server.id()).unwrap_or(0);
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -184,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let rss = peak_rss_kib(server.id()).unwrap_or(0);
+    let written = written_bytes(server.id()).unwrap_or(0).saturating_sub(written_before);
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
 
@@ -191,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(&pool).await?;
     latencies.sort_unstable();
     println!(
-        "concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB",
+        "concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request",
         args.concurrency,
         args.aws,
         ok + not_ok,
@@ -204,7 +213,8 @@ async fn main() -> anyhow::Result<()> {
         not_ok,
         stored,
         ok,
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        written as f64 / 1024.0 / (ok + not_ok).max(1) as f64
     );
     anyhow::ensure!(stored as u64 == ok, "the database holds {stored} requests for {ok} acknowledgements");
     Ok(())
