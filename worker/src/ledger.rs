@@ -9,7 +9,7 @@ use crate::state::RequestState;
 use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::{Connection, FromRow, Sqlite, Transaction};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -248,7 +248,21 @@ impl Ledger {
             .busy_timeout(Duration::from_secs(10))
             // 1 MiB of page cache per connection: the loops read little, and memory is a budget.
             .pragma("cache_size", "-1024");
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            // sqlx 0.8 `begin_with`: a future dropped after its BEGIN ran but before it handed
+            // over the transaction (a Slack client hanging up, a job stopped at shutdown) puts
+            // the connection back still inside it, holding SQLite's one write lock for good.
+            // Such a connection is closed instead (which rolls it back). The ping first lets a
+            // rollback already queued by a dropped `Transaction` run.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         let (intake, queue) = mpsc::channel(4 * INTAKE_BATCH);
         let checkpoints = Arc::new(AtomicU64::new(0));
@@ -630,12 +644,12 @@ impl Ledger {
 /// every request waiting (up to `INTAKE_BATCH`), writes them in one transaction and answers
 /// each only after the commit, so an acknowledged request is durable and a burst costs one
 /// sync instead of one each. Between two batches it finishes the latest background checkpoint
-/// (`finish_checkpoint`). It ends when the last `Ledger` is dropped.
+/// (`WalRestart`). It ends when the last `Ledger` is dropped.
 fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, checkpoints: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(INTAKE_BATCH);
     let mut connection: Option<rusqlite::Connection> = None;
     let mut ids = RequestIds::new();
-    let mut checkpoints_seen = 0;
+    let mut wal = WalRestart::default();
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < INTAKE_BATCH {
@@ -656,12 +670,8 @@ fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, checkpoints: 
                 for (intake, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = intake.reply.send(Ok(outcome));
                 }
-                let done = checkpoints.load(Ordering::Acquire);
-                if done != checkpoints_seen {
-                    checkpoints_seen = done;
-                    if let Some(conn) = connection.as_ref() {
-                        finish_checkpoint(conn);
-                    }
+                if let Some(conn) = connection.as_ref() {
+                    wal.after_batch(conn, checkpoints.load(Ordering::Acquire));
                 }
             }
             Err(e) => {
@@ -675,14 +685,15 @@ fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, checkpoints: 
     }
 }
 
-/// Copies the WAL into the database every `CHECKPOINT_EVERY`, off the intake's commit path (PASSIVE: it
-/// never waits for, nor blocks, a writer), and counts each one in `done` for
-/// [`finish_checkpoint`]. Ends when the pool is closed.
+/// Copies the WAL into the database every `CHECKPOINT_EVERY`, off the intake's commit path
+/// (PASSIVE: it never waits for, nor blocks, a writer), and counts each one in `done` for
+/// [`WalRestart`]. Ends when the pool is closed.
 async fn checkpointer(pool: SqlitePool, done: Arc<AtomicU64>) {
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            Ok(_) => {
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+            Ok((busy, log, copied)) => {
+                tracing::trace!(busy, log, copied, "background checkpoint");
                 done.fetch_add(1, Ordering::Release);
             }
             Err(e) => {
@@ -695,23 +706,70 @@ async fn checkpointer(pool: SqlitePool, done: Arc<AtomicU64>) {
     }
 }
 
-/// Run by the intake writer between two batches, after each background checkpoint: copies
-/// the few frames committed while that checkpoint ran. The WAL is then wholly in the
-/// database, so the next commit starts it again from its beginning. Under a steady stream of
-/// requests the background checkpoint alone never catches up with the writer, and the WAL
-/// file grows without bound; a growing file also makes each commit's sync dearer (the file's
-/// size is metadata the sync must write too), where overwriting the same blocks is not
-/// (docs/PERFORMANCE.md). A failure here is only logged: the next one tries again.
-fn finish_checkpoint(conn: &rusqlite::Connection) {
+/// Brings the WAL back to its beginning under a steady stream of requests, run by the intake
+/// writer between two batches. SQLite starts the WAL again only at a commit that finds every
+/// frame already copied into the database and no reader still using them; the background
+/// checkpoint alone never catches up with a writer that never pauses, and the WAL file then
+/// grows for as long as the stream lasts. A growing file also makes each commit's sync dearer
+/// (the file's size is metadata the sync must write too), where overwriting the same blocks
+/// is not (docs/PERFORMANCE.md).
+///
+/// After each background checkpoint, the writer copies the few frames committed meanwhile
+/// (`finish_checkpoint`), and again after each following batch until it sees the WAL shorter
+/// than the time before (it started again), at most `WAL_RESTART_TRIES` times a round: a
+/// reader that began before the copy holds the start back until it ends.
+#[derive(Debug, Default)]
+struct WalRestart {
+    rounds_seen: u64,
+    tries_left: u32,
+    frames_before: Option<i64>,
+}
+
+/// Most checkpoints the intake writer runs after one background checkpoint.
+const WAL_RESTART_TRIES: u32 = 8;
+
+impl WalRestart {
+    fn after_batch(&mut self, conn: &rusqlite::Connection, rounds: u64) {
+        if rounds != self.rounds_seen {
+            self.rounds_seen = rounds;
+            self.tries_left = WAL_RESTART_TRIES;
+            self.frames_before = None;
+        }
+        if self.tries_left == 0 {
+            return;
+        }
+        self.tries_left -= 1;
+        if let Some(frames) = finish_checkpoint(conn) {
+            if self.frames_before.is_some_and(|before| frames < before) {
+                tracing::trace!(frames, tries_left = self.tries_left, "the WAL started again");
+                self.tries_left = 0;
+                return;
+            }
+            self.frames_before = Some(frames);
+        }
+        if self.tries_left == 0 {
+            tracing::debug!(frames = ?self.frames_before, "the WAL did not start again this round (a reader was in the way)");
+        }
+    }
+}
+
+/// A PASSIVE checkpoint on the intake's connection. Returns the frames in the WAL when all of
+/// them are now in the database; None when a reader or writer kept some back, or it failed
+/// (only logged: the next one tries again).
+fn finish_checkpoint(conn: &rusqlite::Connection) -> Option<i64> {
     let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
     });
     match outcome {
-        Ok((_, log, copied)) if log != copied => {
-            tracing::debug!(log, copied, "WAL not wholly checkpointed (a reader or writer was in the way)")
+        Ok((_, log, copied)) if log == copied => Some(log),
+        Ok((_, log, copied)) => {
+            tracing::debug!(log, copied, "WAL not wholly checkpointed (a reader or writer was in the way)");
+            None
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "WAL checkpoint by the intake writer failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL checkpoint by the intake writer failed");
+            None
+        }
     }
 }
 
@@ -1092,6 +1150,32 @@ mod tests {
         let audits: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(ledger.pool()).await.unwrap();
         assert_eq!((stored, jobs, audits), (201, 201, 201));
+    }
+
+    /// A write whose future is dropped while it begins (a Slack client that hangs up, a job
+    /// stopped at shutdown) must not leave its connection inside the transaction: that would
+    /// hold SQLite's one write lock, and every later write, the intake's too, would wait for
+    /// it until it failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_dropped_while_it_begins_leaves_no_lock_behind() {
+        let (ledger, _dir) = ledger().await;
+        for i in 0..3000u64 {
+            // Dropped at every point of `begin`, including after BEGIN ran but before the
+            // transaction was handed over.
+            let _ = tokio::time::timeout(Duration::from_micros(i % 300), ledger.write()).await;
+        }
+        for i in 0..8 {
+            let write = async {
+                let mut tx = ledger.write().await?;
+                sqlx::query("UPDATE jobs SET attempts = attempts WHERE id = -1").execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok::<_, LedgerError>(())
+            };
+            let done = tokio::time::timeout(Duration::from_secs(5), write).await;
+            assert!(matches!(done, Ok(Ok(()))), "write {i} after the dropped ones: {done:?}");
+        }
+        let intake = tokio::time::timeout(Duration::from_secs(5), ledger.create_request(new_request("U1"))).await;
+        assert!(matches!(intake, Ok(Ok(CreateOutcome::Created(_)))), "the intake: {intake:?}");
     }
 
     /// `mxFrame` of the WAL index header (the frames in the WAL now): a u32 at byte 16 of the
