@@ -1,8 +1,8 @@
 //! Benchmark of the acknowledgement path: correctly signed, distinct `/fargate connect`
 //! requests at a given concurrency against the real `fargate-connect serve` (a release build,
 //! 127.0.0.1, a fresh database), for a bounded count and time. Reports requests/s,
-//! p50/p90/p99/max latency, non-2xx, the server's peak RSS and the bytes it wrote per request,
-//! and checks afterwards that the database holds exactly one request per 2xx.
+//! p50/p90/p99/max latency, non-2xx, the server's peak RSS, the bytes it wrote per request and
+//! the WAL file's largest size, and checks afterwards that the database holds exactly one request per 2xx.
 //!
 //! AWS is never reached: `--aws down` points the SDK at a listener that accepts and never
 //! answers, `--aws slow` at one that answers 503 after 10 s. The worker runs as in production,
@@ -141,6 +141,19 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let written_before = written_bytes(server.id()).unwrap_or(0);
+    // The WAL file's largest size during the run, sampled every 100 ms.
+    let wal_max = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (wal, wal_max) = (dir.0.join("ledger.db-wal"), wal_max.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(meta) = std::fs::metadata(&wal) {
+                    wal_max.fetch_max(meta.len(), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -191,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         not_ok += n;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    sampler.abort();
     let rss = peak_rss_kib(server.id()).unwrap_or(0);
     let written = written_bytes(server.id()).unwrap_or(0).saturating_sub(written_before);
     let _ = Command::new("kill").arg(server.id().to_string()).status();
@@ -200,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(&pool).await?;
     latencies.sort_unstable();
     println!(
-        "concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request",
+        "concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB",
         args.concurrency,
         args.aws,
         ok + not_ok,
@@ -214,7 +228,8 @@ async fn main() -> anyhow::Result<()> {
         stored,
         ok,
         rss as f64 / 1024.0,
-        written as f64 / 1024.0 / (ok + not_ok).max(1) as f64
+        written as f64 / 1024.0 / (ok + not_ok).max(1) as f64,
+        wal_max.load(Ordering::Relaxed) >> 20
     );
     anyhow::ensure!(stored as u64 == ok, "the database holds {stored} requests for {ok} acknowledgements");
     Ok(())
