@@ -3,6 +3,7 @@
 //! event (and, where Slack must hear of it, an outbox row) in the same transaction; zero rows
 //! changed means someone else won and nothing is written.
 
+use crate::audit_line::Subject;
 use crate::events::{Check, EndReason, LaunchInfo, Notice};
 use crate::ids::{RequestId, RequestIds};
 use crate::state::RequestState;
@@ -438,16 +439,8 @@ impl Ledger {
         crate::metrics::METRICS.request("ready");
         crate::metrics::METRICS.ready_after(now - request.created_at);
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
-        let line = format!(
-            "granted: <@{}> → {} in {} until <!date^{}^{{time}}|{}> (request {}{})",
-            request.requester_id,
-            request.service,
-            request.cluster,
-            expires_at / 1000,
-            expires_at / 1000,
-            request.id,
-            if request.break_glass { ", BREAK-GLASS" } else { "" }
-        );
+        let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
+        let line = Subject::of(&request).line(what, Some(expires_at));
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
@@ -530,14 +523,8 @@ impl Ledger {
                 (Some(by), EndReason::EndedByUser | EndReason::Cancelled) => format!(" by <@{by}>"),
                 _ => String::new(),
             };
-            let line = format!(
-                "ended ({}){by}: <@{}> → {} in {} (request {})",
-                reason.as_str().replace('_', " "),
-                request.requester_id,
-                request.service,
-                request.cluster,
-                request.id
-            );
+            let what = format!("ended ({}){by}", reason.as_str().replace('_', " "));
+            let line = Subject::of(&request).line(&what, None);
             push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         } else {
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
@@ -874,11 +861,14 @@ fn write_batch(
                     if new.break_glass {
                         let line = Notice::AuditLine {
                             text: format!(
-                                ":rotating_light: BREAK-GLASS: <@{}> → {} in {} without approval (request {}): {}",
-                                new.requester_id,
-                                new.service,
-                                new.cluster,
-                                id.as_str(),
+                                "{}: {}",
+                                Subject {
+                                    requester: &new.requester_id,
+                                    service: &new.service,
+                                    cluster: &new.cluster,
+                                    request: id.as_str(),
+                                }
+                                .line(":rotating_light: BREAK-GLASS, without approval", None),
                                 new.reason.as_deref().unwrap_or("")
                             ),
                         };

@@ -3,6 +3,7 @@
 //! The bot crate depends on this one, never the other way round.
 
 pub mod audit;
+pub mod audit_line;
 pub mod aws;
 pub mod config;
 pub mod duration;

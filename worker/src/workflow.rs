@@ -4,6 +4,7 @@
 //! that writes its audit event and outbox rows in the same transaction.
 
 use crate::audit::{ExportRow, Verdict, Verifier, EXPORT_SQL};
+use crate::audit_line::Subject;
 use crate::events::Notice;
 use crate::ledger::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, JobKind, Ledger, LedgerError,
@@ -97,10 +98,7 @@ impl Ledger {
         push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         if !approve {
-            let text = format!(
-                "denied by <@{approver}>: <@{}> → {} in {} (request {})",
-                request.requester_id, request.service, request.cluster, request.id
-            );
+            let text = Subject::of(&request).line(&format!("denied by <@{approver}>"), None);
             push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
         }
         tx.commit().await?;
@@ -201,16 +199,8 @@ impl Ledger {
         append_audit(&mut tx, id, actor, "extended", detail, now).await?;
         enqueue_job(&mut tx, id, JobKind::Reschedule, now).await?;
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
-        let text = format!(
-            "extended by <@{actor}> by {}: <@{}> → {} in {} until <!date^{}^{{time}}|{}> (request {})",
-            crate::duration::HumanDuration::from_secs(by_secs as u64),
-            request.requester_id,
-            request.service,
-            request.cluster,
-            new_expiry / 1000,
-            new_expiry / 1000,
-            request.id
-        );
+        let by = crate::duration::HumanDuration::from_secs(by_secs as u64);
+        let text = Subject::of(&request).line(&format!("extended by <@{actor}> by {by}"), Some(new_expiry));
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
