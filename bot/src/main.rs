@@ -130,6 +130,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// How long `serve` waits for its parts to stop after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let aws = worker::aws::Aws::from_env(config.aws.region.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(config.server.bind)
@@ -140,7 +143,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
-            app.shutdown().await;
+            // Bounded (systemd's TimeoutStopSec is 30 s): whatever is still running then is
+            // left as a crash would leave it; its job leases run out and the next start takes
+            // the jobs up again.
+            if tokio::time::timeout(SHUTDOWN_GRACE, app.shutdown()).await.is_err() {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown did not finish in time; stopping anyway");
+            }
             Ok(())
         }
         part = app.any_exited() => Err(anyhow::anyhow!("the {part} stopped unexpectedly")),
