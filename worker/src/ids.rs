@@ -104,6 +104,7 @@ impl RequestIds {
         self.last += rand::thread_rng().gen_range(1..=4096);
     }
 }
+
 fn is_ecs_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
