@@ -2,7 +2,8 @@
 //! requests at a given concurrency against the real `fargate-connect serve` (a release build,
 //! 127.0.0.1, a fresh database), for a bounded count and time. Reports requests/s,
 //! p50/p90/p99/max latency, non-2xx, the server's peak RSS, the bytes it wrote per request and
-//! the WAL file's largest size, and checks afterwards that the database holds exactly one request per 2xx.
+//! the WAL file's largest size, and checks afterwards that the database holds exactly one
+//! request per 2xx.
 //!
 //! AWS is never reached: `--aws down` points the SDK at a listener that accepts and never
 //! answers, `--aws slow` at one that answers 503 after 10 s. The worker runs as in production,
