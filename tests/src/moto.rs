@@ -167,6 +167,13 @@ pub async fn inject_fault_matching(account: &str, action: &str, matching: &str, 
     .await;
 }
 
+/// RunInstances calls whose body contains `matching` (`InstanceType=t3.micro`,
+/// `MarketType=spot`) are answered InsufficientInstanceCapacity, as AWS answers when that pool
+/// has none, for the rest of the test (the next 100 such calls).
+pub async fn no_capacity_for(account: &str, matching: &str) {
+    inject_fault_matching(account, "RunInstances", matching, "InsufficientInstanceCapacity", 500, 100).await;
+}
+
 /// Answers the next `times` calls of `action` with `code` and AWS's own `message`.
 pub async fn inject_fault_with_message(account: &str, action: &str, code: &str, message: &str, times: u32) {
     front_post(

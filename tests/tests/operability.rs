@@ -30,15 +30,7 @@ async fn metrics_count_outcomes_time_to_ready_live_bastions_and_aws_errors() {
 
     // No spot capacity for the first type shows up as an AWS error by action and code (the
     // launch falls back to the next type). Errors the SDK retried away are not counted.
-    harness::moto::inject_fault_matching(
-        &t.account,
-        "RunInstances",
-        "InstanceType=t3.micro",
-        "InsufficientInstanceCapacity",
-        500,
-        100,
-    )
-    .await;
+    harness::moto::no_capacity_for(&t.account, "InstanceType=t3.micro").await;
     let id = t.connect("U0OPS", "connect web").await;
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let after = scrape().await;

@@ -5,7 +5,9 @@
 //! bastion that never comes online fails and is torn down.
 
 use harness::app::TestApp;
-use harness::moto::{inject_delay, inject_fault_matching, inject_fault_with_message, set_agent_status, set_ssm_online};
+use harness::moto::{
+    inject_delay, inject_fault_matching, inject_fault_with_message, no_capacity_for, set_agent_status, set_ssm_online,
+};
 use harness::seed::{seed_service, ServiceSpec};
 use std::time::Duration;
 use worker::aws::{tags, IAM_PATH};
@@ -86,15 +88,7 @@ async fn each_preflight_outcome_reaches_the_person_and_launches_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried() {
     let t = TestApp::start().await;
-    inject_fault_matching(
-        &t.account,
-        "RunInstances",
-        "InstanceType=t3.micro",
-        "InsufficientInstanceCapacity",
-        500,
-        100,
-    )
-    .await;
+    no_capacity_for(&t.account, "InstanceType=t3.micro").await;
     inject_fault_matching(&t.account, "DescribeServices", "", "ThrottlingException", 400, 4).await;
     let id = t.connect(USER, "connect web --for 2s").await;
     let ready = t.slack.wait_for_message("is ready", WAIT).await;
@@ -144,15 +138,7 @@ async fn no_spot_capacity_anywhere_uses_on_demand_where_allowed_and_fails_clearl
         c.aws.on_demand_fallback = true;
     })
     .await;
-    inject_fault_matching(
-        &allowed.account,
-        "RunInstances",
-        "MarketType=spot",
-        "InsufficientInstanceCapacity",
-        500,
-        100,
-    )
-    .await;
+    no_capacity_for(&allowed.account, "MarketType=spot").await;
     let id = allowed.connect(USER, "connect web").await;
     let ready = allowed.slack.wait_for_message("is ready", WAIT).await;
     assert!(ready.all_text().contains("t3.micro on-demand"), "{}", ready.all_text());
@@ -163,15 +149,7 @@ async fn no_spot_capacity_anywhere_uses_on_demand_where_allowed_and_fails_clearl
     allowed.stop().await;
 
     let refused = TestApp::start().await;
-    inject_fault_matching(
-        &refused.account,
-        "RunInstances",
-        "MarketType=spot",
-        "InsufficientInstanceCapacity",
-        500,
-        100,
-    )
-    .await;
+    no_capacity_for(&refused.account, "MarketType=spot").await;
     let id = refused.connect(USER, "connect web").await;
     let failed = refused.slack.wait_for_message("failed", WAIT).await;
     assert!(failed.all_text().contains("no spot capacity for t3.micro, t3a.micro"), "{}", failed.all_text());
