@@ -79,9 +79,18 @@ fn launch_text(launch: &LaunchInfo, ttl_secs: i64) -> String {
     let mut text = format!("{} {market} in {}", launch.instance_type, launch.availability_zone);
     if let (Some(cost), Some(source)) = (launch.estimated_cost_usd, &launch.price_source) {
         let ttl = HumanDuration::from_secs(ttl_secs.max(0) as u64);
-        text.push_str(&format!(" · about ${cost:.4} for {ttl} ({source})"));
+        text.push_str(&format!(" · {} for {ttl} ({source})", cost_words(cost)));
     }
     text
+}
+
+/// A cost as people read it: to the cent, or "under $0.01" when it would round to nothing.
+fn cost_words(usd: f64) -> String {
+    if (usd * 100.0).round() >= 1.0 {
+        format!("about ${usd:.2}")
+    } else {
+        "under $0.01".to_string()
+    }
 }
 
 /// An ephemeral reply to a slash command.
@@ -297,6 +306,16 @@ pub fn request_line(request: &Request, show_requester: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cost_is_shown_to_the_cent_or_as_under_a_cent() {
+        assert_eq!(cost_words(0.0), "under $0.01");
+        assert_eq!(cost_words(0.0001), "under $0.01");
+        assert_eq!(cost_words(0.0049), "under $0.01");
+        assert_eq!(cost_words(0.005), "about $0.01");
+        assert_eq!(cost_words(0.1664), "about $0.17");
+        assert_eq!(cost_words(2.5), "about $2.50");
+    }
 
     #[test]
     fn links_follow_the_documented_shapes() {

@@ -4,7 +4,8 @@
 //! `api`, switch to the approver, press Approve.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`.ci/run` installs them; or set
-//! FARGATE_CONNECT_CHROMIUM / FARGATE_CONNECT_CHROMEDRIVER).
+//! FARGATE_CONNECT_CHROMIUM / FARGATE_CONNECT_CHROMEDRIVER). Without them the test is ignored
+//! with that reason (`tests/build.rs`), unless FARGATE_CONNECT_REQUIRE_TOOLS is set.
 
 use harness::app::TestApp;
 use harness::sandbox_ui::{Ui, DEMO_POLICY};
@@ -140,6 +141,10 @@ impl Browser {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    fc_skip_browser,
+    ignore = "SKIPPED: Chromium/ChromeDriver not found (apt-get install chromium chromium-driver)"
+)]
 async fn a_person_drives_the_sandbox_page_in_a_real_browser() {
     let t = TestApp::start_with_policy("default = \"2m\"\nmin = \"30s\"\nmax = \"2h\"", DEMO_POLICY).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,85 @@
+//! Finds the two outside tools some integration tests need, so `cargo test --workspace` passes
+//! on a machine that has only Rust and python3: Debian's Chromium + ChromeDriver (the sandbox
+//! page's browser test) and Terraform with an offline hashicorp/aws provider mirror (the
+//! Terraform tests). A test whose tool is absent is compiled as ignored with a reason that
+//! names the tool and how to get it, so libtest prints it and counts it as ignored, not passed.
+//!
+//! `FARGATE_CONNECT_REQUIRE_TOOLS=1` (`.ci/run` sets it) never skips: an absent tool then fails
+//! its tests with their own message. The script runs again when a tool appears (it watches the
+//! paths, or the folder a missing one would appear in) or when one of the variables changes.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    for var in [
+        "FARGATE_CONNECT_REQUIRE_TOOLS",
+        "FARGATE_CONNECT_CHROMIUM",
+        "FARGATE_CONNECT_CHROMEDRIVER",
+        "FARGATE_CONNECT_TERRAFORM",
+        "FARGATE_CONNECT_TF_PLUGINS",
+        "PATH",
+    ] {
+        println!("cargo::rerun-if-env-changed={var}");
+    }
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rustc-check-cfg=cfg(fc_skip_browser)");
+    println!("cargo::rustc-check-cfg=cfg(fc_skip_terraform)");
+    let required = env::var("FARGATE_CONNECT_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty() && v != "0");
+
+    let chromium = path_from("FARGATE_CONNECT_CHROMIUM", "/usr/bin/chromium");
+    let driver = path_from("FARGATE_CONNECT_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let browser = present(&chromium) & present(&driver);
+
+    let terraform = match env::var_os("FARGATE_CONNECT_TERRAFORM") {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| present(p)),
+        None => on_path("terraform"),
+    };
+    let plugins =
+        path_from("FARGATE_CONNECT_TF_PLUGINS", "/opt/tf-plugins").join("registry.terraform.io/hashicorp/aws");
+    let terraform_ok = terraform.is_some() & present(&plugins);
+
+    if !browser {
+        skip(required, "fc_skip_browser", "Chromium/ChromeDriver (apt-get install chromium chromium-driver)");
+    }
+    if !terraform_ok {
+        skip(
+            required,
+            "fc_skip_terraform",
+            "Terraform + hashicorp/aws mirror (FARGATE_CONNECT_TERRAFORM, FARGATE_CONNECT_TF_PLUGINS)",
+        );
+    }
+}
+
+fn path_from(var: &str, default: &str) -> PathBuf {
+    env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// Whether `path` exists; watches it, or the nearest folder it would appear in (not `/`).
+fn present(path: &Path) -> bool {
+    let watch = path.ancestors().find(|p| p.exists() && *p != Path::new("/"));
+    if let Some(watch) = watch {
+        println!("cargo::rerun-if-changed={}", watch.display());
+    }
+    path.exists()
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let dirs: Vec<PathBuf> = env::var_os("PATH").map(|p| env::split_paths(&p).collect()).unwrap_or_default();
+    let found = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+    if found.is_none() {
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
+    }
+    found
+}
+
+fn skip(required: bool, cfg: &str, what: &str) {
+    if required {
+        println!("cargo::warning={what} not found; FARGATE_CONNECT_REQUIRE_TOOLS is set, so its tests will fail");
+    } else {
+        println!("cargo::warning=SKIPPING the tests that need {what}: not found");
+        println!("cargo::rustc-cfg={cfg}");
+    }
+}
