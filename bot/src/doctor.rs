@@ -1,6 +1,7 @@
 //! `fargate-connect doctor`: is this deployment able to work? Config, secrets, database (and
 //! its audit chain), the Slack token (`auth.test`), the AWS identity (STS), the permissions the
-//! bot needs (a RunInstances dry run where AWS supports one, read probes elsewhere), the bastion
+//! bot needs (a throwaway per-request role and a RunInstances dry run with it, read probes
+//! elsewhere), the bastion
 //! network (the security group must have no inbound rule), and each configured service's ECS
 //! Exec preflight. Every line is ✓ / ! / ✗ with the fix.
 
@@ -8,6 +9,7 @@ use crate::config::{Config, FileConfig, Secret};
 use crate::slack::SlackApi;
 use worker::audit::Verdict;
 use worker::aws::ecs::{self, Wanted};
+use worker::aws::iam::{self, RoleSpec};
 use worker::aws::{ec2, Aws, AwsError};
 use worker::events::{Check, Outcome};
 use worker::ledger::Ledger;
@@ -156,8 +158,10 @@ pub async fn run(setup: &Setup<'_>, aws: &Aws, services: &[(String, Option<Strin
 async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
     let mut out = Vec::new();
     let settings = &file.aws;
+    let mut cluster_arn = None;
     out.push(match aws.ecs.describe_clusters().clusters(&settings.cluster).send().await {
         Ok(found) if found.clusters().iter().any(|c| c.status() == Some("ACTIVE")) => {
+            cluster_arn = found.clusters().iter().find_map(|c| c.cluster_arn()).map(str::to_string);
             check("ecs cluster", Outcome::Pass, format!("{} is active", settings.cluster), None)
         }
         Ok(_) => check(
@@ -237,12 +241,22 @@ async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
         }
     };
 
-    if let (Some(ami), Some(subnet)) = (ami, subnet) {
-        out.push(match ec2::dry_run_launch(&aws.ec2, &ami, &instance_type, &subnet.id, group.as_deref()).await {
-            Ok(true) => check("launch (dry run)", Outcome::Pass, format!("may launch a tagged {instance_type}"), None),
-            Ok(false) => check("launch (dry run)", Outcome::Warn, "AWS ignored the dry run", None),
-            Err(e) => aws_fail("launch (dry run)", &e, "check the instance type, subnet and group"),
-        });
+    let group = match (group, &subnet) {
+        (Some(group), _) => Some(group),
+        // Not configured: the group the bot would find (doctor creates nothing lasting).
+        (None, Some(subnet)) => ec2::find_security_group(&aws.ec2, &subnet.vpc_id).await.ok().flatten(),
+        (None, None) => None,
+    };
+    match (ami, subnet, group) {
+        (Some(ami), Some(subnet), Some(group)) => {
+            out.push(dry_run(settings, aws, cluster_arn.as_deref(), &instance_type, ami, subnet, group).await)
+        }
+        _ => out.push(check(
+            "launch (dry run)",
+            Outcome::Warn,
+            "skipped: no AMI, subnet or bastion security group to try with",
+            Some("fix the checks above"),
+        )),
     }
 
     if let Some(boundary) = &settings.permissions_boundary_arn {
@@ -271,6 +285,74 @@ async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
         Err(e) => aws_fail("ssm (readiness)", &AwsError::from_sdk("DescribeInstanceInformation", e), ""),
     });
     out
+}
+
+/// The request id doctor's throwaway role and dry run use (a valid id, so the reaper removes
+/// the role should doctor be killed before it deletes it).
+const DOCTOR_REQUEST: &str = "fc-d0ct0r00";
+
+/// The launch a request makes, as a dry run: a per-request role and instance profile are
+/// created (under the boundary, as for a request), `RunInstances` is asked with everything a
+/// spot launch sends (so `iam:PassRole`, the tags on every resource and the spot options are
+/// all checked), and the role is deleted again.
+async fn dry_run(
+    settings: &worker::config::AwsSettings,
+    aws: &Aws,
+    cluster_arn: Option<&str>,
+    instance_type: &str,
+    ami: String,
+    subnet: ec2::Subnet,
+    group: String,
+) -> Check {
+    const NAME: &str = "launch (dry run)";
+    let Some(cluster_arn) = cluster_arn else {
+        return check(NAME, Outcome::Warn, "skipped: the cluster was not found", Some("fix aws.cluster"));
+    };
+    let task_arn = format!("{}/doctor", cluster_arn.replacen(":cluster/", ":task/", 1));
+    let role = RoleSpec {
+        request_id: DOCTOR_REQUEST,
+        requester: "doctor",
+        service: "doctor",
+        cluster_arn,
+        task_arn: &task_arn,
+        container: "doctor",
+        permissions_boundary: settings.permissions_boundary_arn.as_deref(),
+    };
+    let profile = match iam::ensure_role(&aws.iam, &role).await {
+        Ok(profile) => profile,
+        Err(e) => return aws_fail(NAME, &e, "the bot may not create a per-request role: apply deploy/terraform"),
+    };
+    let amis = [(instance_type.to_string(), ami)];
+    let types = [instance_type.to_string()];
+    let placements = [(subnet, group)];
+    let spec = ec2::LaunchSpec {
+        request_id: DOCTOR_REQUEST,
+        requester: "doctor",
+        service: "doctor",
+        expires_at: "1970-01-01T00:00:00Z",
+        amis: &amis,
+        instance_profile_arn: &profile,
+        user_data: "#!/bin/bash\ntrue\n",
+        instance_types: &types,
+        placements: &placements,
+        on_demand_fallback: false,
+    };
+    let result = ec2::dry_run_launch(&aws.ec2, &spec).await;
+    let cleanup = iam::delete_role(&aws.iam, DOCTOR_REQUEST).await;
+    let mut outcome = match result {
+        Ok(true) => check(
+            NAME,
+            Outcome::Pass,
+            format!("may create a bounded role and launch a tagged spot {instance_type} with it"),
+            None,
+        ),
+        Ok(false) => check(NAME, Outcome::Warn, "AWS ignored the dry run", None),
+        Err(e) => aws_fail(NAME, &e, "check the instance type, subnet and group"),
+    };
+    if let Err(e) = cleanup {
+        outcome.detail.push_str(&format!(" (its throwaway role was not deleted: {e}; the reaper removes it)"));
+    }
+    outcome
 }
 
 /// The checks as a table: `✓ name  detail` with `fix:` under failures and warnings.

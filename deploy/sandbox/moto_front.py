@@ -23,25 +23,88 @@ moto's own state, shaped after the AWS API reference, and forwards everything el
 * Accounts: moto takes the account from an ``x-moto-account-id`` header, which clients that
   cannot add headers (Terraform) do not send. An access key id ``ACCT<12 digits>`` names the
   account instead (the layer sets the header from it).
+* EC2 ``RunInstances`` naming an instance profile that does not exist answers moto's IAM
+  ``NoSuchEntity`` (404, IAM's shape); the layer answers what EC2 does: 400
+  ``InvalidParameterValue``, ``Value (NAME) for parameter iamInstanceProfile.name is invalid.
+  Invalid IAM Instance Profile name`` (for ``IamInstanceProfile.Arn``: ``Value (ARN) for parameter
+  iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN``).
+* SSM Run Command: moto runs every command at once and always successfully, accepts instances
+  that are not managed nodes, fails ``Targets`` with ``Key=InstanceIds`` (500) and has no
+  ``ListCommandInvocations``. The layer answers these as Run Command does:
+
+  - ``SendCommand`` with ``InstanceIds`` naming an instance that is not a managed node (not
+    ``Online`` in ``DescribeInstanceInformation`` as above, e.g. not running) answers 400
+    ``InvalidInstanceId``, ``Instances [[i-…]] not in a valid state for account ID``. With
+    ``Targets`` (``InstanceIds``, ``tag:KEY``, ``tag-key``) the targets are resolved to managed
+    nodes instead, and those that are not simply get no invocation. The answer's ``Command``
+    is ``Pending`` with all counts 0, as SSM answers it.
+  - Each invocation does not exist for ``invocation_lag_secs`` after ``SendCommand``
+    (``GetCommandInvocation`` answers 400 ``InvocationDoesNotExist``, with no message, and
+    ``ListCommandInvocations`` leaves it out), then is ``InProgress`` (``ResponseCode`` -1) for
+    ``command_run_secs``, then final. The final status is fixed when the command starts.
+  - The readiness probe: a command (``Parameters.commands``) naming the marker path
+    ``/var/lib/fargate-connect/ready`` ends ``Success`` (``ResponseCode`` 0) only if, when it
+    starts, the instance is usable: its user data (``UserData`` of ``RunInstances``, base64,
+    optionally gzipped) has a line, not a comment, with both ``touch`` and the marker path,
+    and ``cloud_init_secs`` have passed since its launch. Otherwise it ends ``Failed`` with
+    ``ResponseCode`` 1 and ``StandardErrorContent`` ``not ready``.
+  - Any other command ends ``Success`` (``ResponseCode`` 0, empty output) unless a failure
+    was injected (below).
+  - ``ListCommandInvocations`` takes ``CommandId``, ``InstanceId`` and ``Details`` (no
+    ``Filters``, no paging). ``ListCommands`` stays moto's (every command ``Success`` at once).
+
+And it shows AWS's documented eventual consistency, on by default, each window per account
+(``POST /_front/consistency``) with process-wide defaults from the command line:
+
+* EC2 (``instance_not_found_secs``, default 1.0): for that long after ``RunInstances`` returned
+  an instance, ``DescribeInstances`` naming it (``InstanceId.N``) answers 400
+  ``InvalidInstanceID.NotFound``, ``The instance ID 'i-…' does not exist`` (``The instance IDs
+  'i-…, i-…' do not exist`` for several), and one by filters leaves it out. ``TerminateInstances``
+  naming it answers the same error and does not terminate it. ("Eventual consistency in the
+  Amazon EC2 API".)
+* IAM (``profile_propagation_secs``, default 1.0): for that long after a successful
+  ``CreateInstanceProfile`` or ``AddRoleToInstanceProfile``, ``RunInstances`` naming that
+  profile (by name or ARN) answers the invalid-profile error above.
 
 And it lets tests shape failures, which moto cannot do:
 
 * ``POST /_front/faults`` with ``{"action": "RunInstances", "code": "InsufficientInstanceCapacity",
   "message": "...", "status": 500, "times": 2, "account": "123456789012", "delay": 0.0,
-  "match": "t3.micro"}`` answers the next ``times`` matching calls with an AWS-shaped error (XML
-  for the query protocols, JSON for the JSON protocols); ``delay`` (seconds) holds the answer
+  "match": "t3.micro"}`` answers the next ``times`` matching calls with an AWS-shaped error:
+  EC2 ``<Response><Errors><Error><Code>…``; IAM and the other query protocols
+  ``<ErrorResponse><Error><Type>Sender</Type><Code>…`` (``Receiver`` for a status of 500 and
+  up); the JSON protocols (SSM, ECS) ``{"__type": CODE, "message": …}`` with the
+  ``x-amzn-ErrorType`` header. ``status`` defaults to 500 for the server-side codes
+  (``ServiceFailure``, ``InternalServerError``, ``InternalFailure``, ``InternalError``), 503 for
+  ``ServiceUnavailable`` / ``Unavailable``, else 400. ``delay`` (seconds) holds the answer
   first; ``code`` may be omitted to only delay. ``match`` (optional) must occur in the raw
   request body. ``DELETE /_front/faults`` clears them.
+* ``POST /_front/consistency`` ``{"account": ID, "instance_not_found_secs": 0,
+  "profile_propagation_secs": 0, "invocation_lag_secs": 0, "command_run_secs": 0,
+  "cloud_init_secs": 0}`` (any subset) sets that account's windows; each applies to what
+  happens after it is set (a launch keeps the windows it was launched with).
+  ``GET /_front/consistency?account=ID`` returns the account's windows.
+* ``POST /_front/commands`` ``{"account": ID, "match": "shutdown", "status": "Failed",
+  "times": 1, "response_code": 1, "stderr": "...", "stdout": ""}`` makes the next ``times``
+  ``SendCommand`` calls whose commands contain ``match`` end with that status (``Failed``,
+  ``TimedOut`` or ``Cancelled``; ``response_code`` defaults to 1 for ``Failed``, else -1) on
+  every instance. ``DELETE /_front/commands`` clears them.
+* ``GET /_front/usable?account=ID`` returns ``{instance_id: epoch seconds}``: when each instance
+  whose user data creates the readiness marker is usable (its launch plus ``cloud_init_secs``),
+  so a test can check that nothing called it ready earlier.
 * ``POST /_front/ssm`` ``{"account": ID, "online": false}`` keeps that account's instances from
   registering with SSM (an agent that never comes up); ``true`` restores it.
 * ``POST /_front/ecs-agent`` ``{"account": ID, "task_arn": ARN, "status": "STOPPED"}`` reports that
   task's ExecuteCommandAgent with that status.
 * ``GET /_front/calls?account=ID`` returns every AWS call seen for that account, in order, as
-  ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0, "took": 0.012}, ...]``
+  ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0, "took": 0.012, "status": 200}, ...]``
   (EC2 calls naming instances also carry ``"instances": [...]``); tests and the benchmarks
   count and time AWS calls there, not in our own code.
 
-Run: ``python moto_front.py [--port 0] [--ssm-registration-delay 0]``. It prints
+Run: ``python moto_front.py [--port 0] [--ssm-registration-delay 0] [--instance-not-found-secs 1]
+[--profile-propagation-secs 1] [--invocation-lag-secs 0.3] [--command-run-secs 0.2]
+[--cloud-init-secs 1.5]`` (each defaults to its ``MOTO_FRONT_…`` environment variable, e.g.
+``MOTO_FRONT_CLOUD_INIT_SECS``, when set). It prints
 ``LISTENING <port>`` once it accepts connections and exits when its standard input closes, so a
 parent that dies never leaves it behind.
 """
@@ -49,14 +112,20 @@ parent that dies never leaves it behind.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import gzip
 import io
 import json
 import os
+import re
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
+from datetime import datetime, timezone
+from xml.sax.saxutils import escape
 
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
@@ -69,10 +138,23 @@ from werkzeug.serving import make_server  # noqa: E402
 
 DEFAULT_ACCOUNT = "123456789012"
 JSON_SERVICES = {"AmazonSSM": "ssm", "AmazonEC2ContainerServiceV20141113": "ecs"}
+# The eventual-consistency and readiness windows (seconds), with their defaults.
+CONSISTENCY = {
+    "instance_not_found_secs": 1.0,
+    "profile_propagation_secs": 1.0,
+    "invocation_lag_secs": 0.3,
+    "command_run_secs": 0.2,
+    "cloud_init_secs": 1.5,
+}
+READY_MARKER = "/var/lib/fargate-connect/ready"
+RUN_SHELL_PLUGIN = "aws:runShellScript"
+SERVER_ERROR_STATUS = {"ServiceFailure": 500, "InternalServerError": 500, "InternalFailure": 500,
+                       "InternalError": 500, "ServiceUnavailable": 503, "Unavailable": 503}
+COMMAND_FAULT_DETAILS = {"Failed": "Failed", "TimedOut": "ExecutionTimedOut", "Cancelled": "Cancelled"}
 
 
 class Front:
-    def __init__(self, app, ssm_registration_delay: float):
+    def __init__(self, app, ssm_registration_delay: float, consistency: dict | None = None):
         self.app = app
         self.ssm_delay = ssm_registration_delay
         self.lock = threading.Lock()
@@ -84,6 +166,15 @@ class Front:
         self.ssm_offline: set[str] = set()
         self.agent_status: dict[tuple[str, str], str] = {}
         self.client_tokens: dict[tuple[str, str], tuple[str, list, bytes]] = {}
+        self.consistency_defaults = dict(CONSISTENCY, **(consistency or {}))
+        self.consistency: dict[str, dict[str, float]] = {}
+        # (account, instance id) -> {"at", "visible_at", "usable_at" (None: no marker line)}
+        self.launches: dict[tuple[str, str], dict] = {}
+        # (account, instance profile name) -> when EC2 sees it
+        self.profiles_visible: dict[tuple[str, str], float] = {}
+        # (account, command id) -> {"sent", "comment", "document", "invocations": {id: {...}}}
+        self.commands: dict[tuple[str, str], dict] = {}
+        self.command_faults: list[dict] = []
 
     # ---- WSGI entry -------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -104,9 +195,13 @@ class Front:
                 entry["instances"] = ids
         with self.lock:
             self.calls.setdefault(account, []).append(entry)
+        def recording_start_response(status, headers, *rest):
+            entry["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, *rest)
+
         try:
             # The answer is built in full before it is returned, so this is the call's time.
-            return self.answer(environ, start_response, body, account, service, action, is_json)
+            return self.answer(environ, recording_start_response, body, account, service, action, is_json)
         finally:
             entry["took"] = time.time() - entry["at"]
 
@@ -125,16 +220,24 @@ class Front:
             return json_answer(start_response, {"Sessions": []})
         if service == "ssm" and action == "TerminateSession":
             return json_answer(start_response, {"SessionId": json.loads(body or b"{}").get("SessionId")})
+        if service == "ssm" and action == "SendCommand":
+            return self.send_command(environ, start_response, account, region, body)
+        if service == "ssm" and action == "GetCommandInvocation":
+            return self.get_command_invocation(environ, start_response, account, body)
+        if service == "ssm" and action == "ListCommandInvocations":
+            return json_answer(start_response, self.list_command_invocations(account, body))
 
         if service == "ec2" and action == "RunInstances":
             return self.run_instances(environ, start_response, account, body)
         if service == "ec2" and action == "DescribeInstances":
-            status, headers, payload = call(self.app, environ)
-            if status.startswith("200"):
-                payload = instance_groups_from_interfaces(payload)
-                headers = [(k, str(len(payload)) if k.lower() == "content-length" else v) for k, v in headers]
-            start_response(status, headers)
-            return [payload]
+            return self.describe_instances(environ, start_response, account, body)
+        if service == "ec2" and action == "TerminateInstances":
+            hidden = self.hidden_instances(account, instance_ids_of(query_params(environ, body)))
+            if hidden:
+                return instance_not_found(start_response, hidden)
+            return self.app(environ, start_response)
+        if service == "iam" and action in ("CreateInstanceProfile", "AddRoleToInstanceProfile"):
+            return self.instance_profile_changed(environ, start_response, account, body)
         if service == "ecs" and action in ("CreateService", "UpdateService", "RunTask",
                                            "DescribeServices", "DescribeTasks"):
             return self.ecs_exec(environ, start_response, account, action, body)
@@ -172,10 +275,56 @@ class Front:
             with self.lock:
                 calls = list(self.calls.get(account, []))
             return json_answer(start_response, calls)
+        if path == "/_front/consistency" and method == "POST":
+            return self.set_consistency(start_response, json.loads(body or b"{}"))
+        if path == "/_front/consistency":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            return json_answer(start_response, self.windows(query.get("account", [DEFAULT_ACCOUNT])[0]))
+        if path == "/_front/commands" and method == "POST":
+            spec = json.loads(body or b"{}")
+            spec.setdefault("times", 1)
+            spec.setdefault("status", "Failed")
+            if spec["status"] not in COMMAND_FAULT_DETAILS:
+                return control_error(start_response, f"status must be one of {sorted(COMMAND_FAULT_DETAILS)}")
+            with self.lock:
+                self.command_faults.append(spec)
+            return json_answer(start_response, {"ok": True})
+        if path == "/_front/commands" and method == "DELETE":
+            with self.lock:
+                self.command_faults.clear()
+            return json_answer(start_response, {"ok": True})
+        if path == "/_front/usable":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            account = query.get("account", [DEFAULT_ACCOUNT])[0]
+            with self.lock:
+                usable = {i: r["usable_at"] for (a, i), r in self.launches.items()
+                          if a == account and r["usable_at"] is not None}
+            return json_answer(start_response, usable)
         if path == "/_front/health":
             return json_answer(start_response, {"ok": True})
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [b'{"ok":false}']
+
+    def set_consistency(self, start_response, spec):
+        account = spec.pop("account", None)
+        if not account:
+            return control_error(start_response, "account is required")
+        unknown = sorted(set(spec) - set(CONSISTENCY))
+        if unknown:
+            return control_error(start_response, f"unknown settings {unknown}; known: {sorted(CONSISTENCY)}")
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in spec.values()):
+            return control_error(start_response, "settings are seconds, >= 0")
+        with self.lock:
+            self.consistency.setdefault(account, {}).update({k: float(v) for k, v in spec.items()})
+        return json_answer(start_response, self.windows(account))
+
+    def windows(self, account) -> dict[str, float]:
+        """The account's consistency windows: its own settings over the process-wide defaults."""
+        with self.lock:
+            return dict(self.consistency_defaults, **self.consistency.get(account, {}))
+
+    def setting(self, account, name) -> float:
+        return self.windows(account)[name]
 
     def take_fault(self, account, action, body):
         with self.lock:
@@ -191,9 +340,26 @@ class Front:
         return None
 
     # ---- SSM from moto's EC2 state ------------------------------------------------------------
-    def instance_information(self, account, region, body):
+    def managed_nodes(self, account, region) -> list:
+        """moto's instances that are registered with SSM now: running, with an instance profile,
+        launched at least ``--ssm-registration-delay`` ago, in an account whose agents are up."""
         from moto.ec2.models import ec2_backends
 
+        with self.lock:
+            if account in self.ssm_offline:
+                return []
+        now = time.time()
+        nodes = []
+        for reservation in ec2_backends[account][region].reservations.values():
+            for instance in reservation.instances:
+                if instance.state != "running" or not getattr(instance, "iam_instance_profile", None):
+                    continue
+                if now - _epoch(instance.launch_time) < self.ssm_delay:
+                    continue
+                nodes.append(instance)
+        return nodes
+
+    def instance_information(self, account, region, body):
         request = json.loads(body or b"{}")
         wanted = set()
         for f in request.get("Filters", []) or []:
@@ -204,37 +370,27 @@ class Front:
                 wanted.update(f.get("valueSet", []))
         now = time.time()
         out = []
-        with self.lock:
-            if account in self.ssm_offline:
-                return {"InstanceInformationList": out}
-        backend = ec2_backends[account][region]
-        for reservation in backend.reservations.values():
-            for instance in reservation.instances:
-                if instance.state != "running" or not getattr(instance, "iam_instance_profile", None):
-                    continue
-                if wanted and instance.id not in wanted:
-                    continue
-                launched = _epoch(instance.launch_time)
-                if now - launched < self.ssm_delay:
-                    continue
-                out.append({
-                    "InstanceId": instance.id,
-                    "PingStatus": "Online",
-                    "LastPingDateTime": now,
-                    "AgentVersion": "3.3.0.0",
-                    "IsLatestVersion": True,
-                    "PlatformType": "Linux",
-                    "PlatformName": "Amazon Linux",
-                    "PlatformVersion": "2023",
-                    "ResourceType": "EC2Instance",
-                    "IPAddress": getattr(instance, "private_ip", ""),
-                    "ComputerName": getattr(instance, "private_dns_name", ""),
-                })
+        for instance in self.managed_nodes(account, region):
+            if wanted and instance.id not in wanted:
+                continue
+            out.append({
+                "InstanceId": instance.id,
+                "PingStatus": "Online",
+                "LastPingDateTime": now,
+                "AgentVersion": "3.3.0.0",
+                "IsLatestVersion": True,
+                "PlatformType": "Linux",
+                "PlatformName": "Amazon Linux",
+                "PlatformVersion": "2023",
+                "ResourceType": "EC2Instance",
+                "IPAddress": getattr(instance, "private_ip", ""),
+                "ComputerName": getattr(instance, "private_dns_name", ""),
+            })
         return {"InstanceInformationList": out}
 
-    # ---- EC2 ClientToken ----------------------------------------------------------------------
+    # ---- EC2 RunInstances: ClientToken, instance profiles, launches ---------------------------
     def run_instances(self, environ, start_response, account, body):
-        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        form = query_params(environ, body)
         token = form.get("ClientToken", [None])[0]
         if token:
             with self.lock:
@@ -243,12 +399,173 @@ class Front:
                 status, headers, payload = seen
                 start_response(status, headers)
                 return [payload]
+        profile = instance_profile_of(form)
+        if profile and self.profile_hidden(account, profile[2]):
+            return invalid_instance_profile(start_response, profile)
         status, headers, payload = call(self.app, environ)
-        if token and status.startswith("200"):
+        if not status.startswith("200"):
+            if profile and b"NoSuchEntity" in payload:
+                return invalid_instance_profile(start_response, profile)
+            start_response(status, headers)
+            return [payload]
+        if token:
             with self.lock:
                 self.client_tokens[(account, token)] = (status, headers, payload)
+        self.record_launches(account, instance_ids_in(payload), form.get("UserData", [""])[0])
         start_response(status, headers)
         return [payload]
+
+    def record_launches(self, account, instance_ids, user_data):
+        """Remembers when each instance was launched, when EC2 will show it, and (if its user
+        data creates the readiness marker) when it will be usable."""
+        now = time.time()
+        windows = self.windows(account)
+        usable_at = now + windows["cloud_init_secs"] if creates_ready_marker(user_data) else None
+        with self.lock:
+            for instance_id in instance_ids:
+                self.launches[(account, instance_id)] = {
+                    "at": now,
+                    "visible_at": now + windows["instance_not_found_secs"],
+                    "usable_at": usable_at,
+                }
+
+    def hidden_instances(self, account, instance_ids) -> list[str]:
+        """Those of the instances that EC2 does not show yet (eventual consistency)."""
+        now = time.time()
+        with self.lock:
+            return [i for i in instance_ids if self.launches.get((account, i), {}).get("visible_at", 0) > now]
+
+    def profile_hidden(self, account, name) -> bool:
+        with self.lock:
+            return self.profiles_visible.get((account, name), 0) > time.time()
+
+    def instance_profile_changed(self, environ, start_response, account, body):
+        """CreateInstanceProfile / AddRoleToInstanceProfile: EC2 sees the change later."""
+        status, headers, payload = call(self.app, environ)
+        if status.startswith("200"):
+            name = query_params(environ, body).get("InstanceProfileName", [""])[0]
+            visible_at = time.time() + self.setting(account, "profile_propagation_secs")
+            with self.lock:
+                self.profiles_visible[(account, name)] = visible_at
+        start_response(status, headers)
+        return [payload]
+
+    def describe_instances(self, environ, start_response, account, body):
+        named = instance_ids_of(query_params(environ, body))
+        hidden = self.hidden_instances(account, named)
+        if hidden:
+            return instance_not_found(start_response, hidden)
+        status, headers, payload = call(self.app, environ)
+        if status.startswith("200"):
+            payload = instance_groups_from_interfaces(payload)
+            if not named:
+                payload = without_instances(payload, self.hidden_instances(account, instance_ids_in(payload)))
+            headers = [(k, str(len(payload)) if k.lower() == "content-length" else v) for k, v in headers]
+        start_response(status, headers)
+        return [payload]
+
+    # ---- SSM Run Command ----------------------------------------------------------------------
+    def send_command(self, environ, start_response, account, region, body):
+        request = json.loads(body or b"{}")
+        named = list(request.get("InstanceIds") or [])
+        nodes = self.managed_nodes(account, region)
+        online = {n.id for n in nodes}
+        invalid = [i for i in named if i not in online]
+        if invalid:
+            return aws_error(start_response, "ssm", True, {
+                "code": "InvalidInstanceId", "status": 400,
+                "message": f"Instances [[{', '.join(invalid)}]] not in a valid state for account {account}",
+            })
+        targeted = named + [i for i in targets_of(request.get("Targets") or [], nodes) if i not in named]
+        # moto resolves Targets as EC2 filters (Key=InstanceIds fails there): give it the ids.
+        forward = json.dumps(dict(request, InstanceIds=targeted, Targets=[])).encode()
+        environ["wsgi.input"] = io.BytesIO(forward)
+        environ["CONTENT_LENGTH"] = str(len(forward))
+        status, headers, payload = call(self.app, environ)
+        if not status.startswith("200"):
+            start_response(status, headers)
+            return [payload]
+        answer = json.loads(payload)
+        command = answer["Command"]
+        self.record_command(account, command["CommandId"], request, targeted)
+        # As SSM answers SendCommand: nothing has run yet.
+        command.update(InstanceIds=named, Targets=request.get("Targets") or [], Status="Pending",
+                       StatusDetails="Pending", TargetCount=0, CompletedCount=0, ErrorCount=0,
+                       DeliveryTimedOutCount=0)
+        return json_answer(start_response, answer)
+
+    def record_command(self, account, command_id, request, instance_ids):
+        """Fixes each invocation's timeline and outcome when the command is sent."""
+        text = "\n".join((request.get("Parameters") or {}).get("commands") or [])
+        windows = self.windows(account)
+        sent = time.time()
+        starts = sent + windows["invocation_lag_secs"]
+        ends = starts + windows["command_run_secs"]
+        fault = self.take_command_fault(account, text)
+        invocations = {}
+        for instance_id in instance_ids:
+            outcome = command_fault_outcome(fault) if fault else self.command_outcome(account, instance_id, text, starts)
+            invocations[instance_id] = dict(outcome, starts=starts, ends=ends)
+        with self.lock:
+            self.commands[(account, command_id)] = {
+                "id": command_id,
+                "sent": sent,
+                "comment": request.get("Comment", ""),
+                "document": request.get("DocumentName", ""),
+                "invocations": invocations,
+            }
+
+    def command_outcome(self, account, instance_id, text, starts) -> dict:
+        """The readiness probe succeeds only on a usable instance; anything else succeeds."""
+        if READY_MARKER not in text:
+            return {"status": "Success", "code": 0, "stdout": "", "stderr": ""}
+        with self.lock:
+            usable_at = self.launches.get((account, instance_id), {}).get("usable_at")
+        if usable_at is not None and usable_at <= starts:
+            return {"status": "Success", "code": 0, "stdout": "", "stderr": ""}
+        return {"status": "Failed", "code": 1, "stdout": "", "stderr": "not ready"}
+
+    def take_command_fault(self, account, text):
+        with self.lock:
+            for fault in self.command_faults:
+                if fault["times"] <= 0 or fault.get("account", account) != account:
+                    continue
+                if fault.get("match") and fault["match"] not in text:
+                    continue
+                fault["times"] -= 1
+                return dict(fault)
+        return None
+
+    def get_command_invocation(self, environ, start_response, account, body):
+        request = json.loads(body or b"{}")
+        with self.lock:
+            command = self.commands.get((account, request.get("CommandId")))
+        if command is None:
+            return self.app(environ, start_response)
+        invocation = command["invocations"].get(request.get("InstanceId"))
+        now = time.time()
+        if invocation is None or now < invocation["starts"]:
+            return aws_error(start_response, "ssm", True, {"code": "InvocationDoesNotExist", "message": None})
+        plugin = request.get("PluginName")
+        if plugin and plugin != RUN_SHELL_PLUGIN:
+            return aws_error(start_response, "ssm", True, {"code": "InvalidPluginName", "message": None})
+        return json_answer(start_response, invocation_answer(command, request["InstanceId"], invocation, now))
+
+    def list_command_invocations(self, account, body):
+        """Invocations that exist by now, oldest command first (no Filters or paging)."""
+        request = json.loads(body or b"{}")
+        wanted_command, wanted_instance = request.get("CommandId"), request.get("InstanceId")
+        with self.lock:
+            commands = sorted((c for (a, c_id), c in self.commands.items()
+                               if a == account and wanted_command in (None, c_id)), key=lambda c: c["sent"])
+        now = time.time()
+        out = []
+        for command in commands:
+            for instance_id, invocation in command["invocations"].items():
+                if wanted_instance not in (None, instance_id) or now < invocation["starts"]:
+                    continue
+                out.append(invocation_listing(command, instance_id, invocation, now, request.get("Details", False)))
+        return {"CommandInvocations": out}
 
     # ---- ECS enableExecuteCommand -------------------------------------------------------------
     def fill_containers(self, account, region, task):
@@ -378,6 +695,233 @@ def instance_groups_from_interfaces(payload: bytes) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+def query_params(environ, body) -> dict[str, list[str]]:
+    """The parameters of a query-protocol request (EC2, IAM): the form body, else the URL."""
+    if body:
+        return urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    return urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+
+
+def instance_ids_of(form) -> list[str]:
+    """The ``InstanceId.N`` parameters, in order."""
+    numbered = [(k.split(".", 1)[1], v[0]) for k, v in form.items() if k.startswith("InstanceId.")]
+    return [v for n, v in sorted((int(n), v) for n, v in numbered if n.isdigit())]
+
+
+def instance_ids_in(payload: bytes) -> list[str]:
+    """The instance ids in an EC2 answer (RunInstances, DescribeInstances), in order, once each."""
+    found = re.findall(r"<instanceId>(i-[0-9a-zA-Z]+)</instanceId>", payload.decode("utf-8", "replace"))
+    return list(dict.fromkeys(found))
+
+
+def instance_profile_of(form):
+    """``(parameter, value, profile name)`` of RunInstances' instance profile, or None."""
+    arn = form.get("IamInstanceProfile.Arn", [None])[0]
+    if arn:
+        return "arn", arn, arn.rsplit("/", 1)[-1]
+    name = form.get("IamInstanceProfile.Name", [None])[0]
+    if name:
+        return "name", name, name
+    return None
+
+
+def invalid_instance_profile(start_response, profile):
+    """EC2's answer to an instance profile it does not know (yet)."""
+    kind, value, _ = profile
+    what = "ARN" if kind == "arn" else "name"
+    return aws_error(start_response, "ec2", False, {
+        "code": "InvalidParameterValue", "status": 400,
+        "message": f"Value ({value}) for parameter iamInstanceProfile.{kind} is invalid. "
+                   f"Invalid IAM Instance Profile {what}",
+    })
+
+
+def instance_not_found(start_response, instance_ids):
+    if len(instance_ids) > 1:
+        message = f"The instance IDs '{', '.join(instance_ids)}' do not exist"
+    else:
+        message = f"The instance ID '{instance_ids[0]}' does not exist"
+    return aws_error(start_response, "ec2", False,
+                     {"code": "InvalidInstanceID.NotFound", "message": message, "status": 400})
+
+
+def xml_items(text, start, end) -> list[tuple[int, int]]:
+    """Spans of the ``<item>`` elements directly inside ``text[start:end]``."""
+    spans, depth, opened = [], 0, start
+    for m in re.compile(r"<item>|</item>|<item/>").finditer(text, start, end):
+        token = m.group()
+        if token == "<item/>":
+            if depth == 0:
+                spans.append((m.start(), m.end()))
+        elif token == "<item>":
+            if depth == 0:
+                opened = m.start()
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                spans.append((opened, m.end()))
+    return spans
+
+
+def without_instances(payload: bytes, hidden) -> bytes:
+    """A DescribeInstances answer without the hidden instances (and reservations left empty)."""
+    if not hidden:
+        return payload
+    text = payload.decode("utf-8")
+    names = [f"<instanceId>{i}</instanceId>" for i in hidden]
+    set_start = text.find("<reservationSet>")
+    set_end = text.rfind("</reservationSet>")
+    if set_start < 0 or set_end < 0:
+        return payload
+    out, at = [], set_start + len("<reservationSet>")
+    out.append(text[:at])
+    for r_start, r_end in xml_items(text, at, set_end):
+        out.append(text[at:r_start])
+        at = r_end
+        reservation = text[r_start:r_end]
+        inner_start = reservation.find("<instancesSet>")
+        inner_end = reservation.find("</instancesSet>")
+        if inner_start < 0 or inner_end < 0:
+            out.append(reservation)
+            continue
+        inner_start += len("<instancesSet>")
+        kept = [reservation[a:b] for a, b in xml_items(reservation, inner_start, inner_end)
+                if not any(n in reservation[a:b] for n in names)]
+        if kept:
+            out.append(reservation[:inner_start] + "".join(kept) + reservation[inner_end:])
+    out.append(text[at:])
+    return "".join(out).encode("utf-8")
+
+
+def creates_ready_marker(user_data: str) -> bool:
+    """True if the (base64, maybe gzipped) user data has a line, not a comment, that touches
+    the readiness marker."""
+    if not user_data:
+        return False
+    try:
+        raw = base64.b64decode(user_data.replace(" ", "+"))
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (binascii.Error, ValueError, OSError, EOFError):
+        return False
+    return any(
+        READY_MARKER in line and "touch" in line and not line.lstrip().startswith("#")
+        for line in raw.decode("utf-8", "replace").splitlines()
+    )
+
+
+def targets_of(targets, nodes) -> list[str]:
+    """The managed nodes that SendCommand ``Targets`` select (``InstanceIds``, ``tag:KEY``,
+    ``tag-key``; every target must match)."""
+    chosen = []
+    for node in nodes:
+        tags = {t["key"]: t["value"] for t in node.get_tags()}
+        matches = []
+        for target in targets:
+            key, values = target.get("Key", ""), target.get("Values") or []
+            if key == "InstanceIds":
+                matches.append(node.id in values or "*" in values)
+            elif key.startswith("tag:"):
+                matches.append(tags.get(key[4:]) in values)
+            elif key == "tag-key":
+                matches.append(any(v in tags for v in values))
+            else:
+                matches.append(False)
+        if targets and all(matches):
+            chosen.append(node.id)
+    return chosen
+
+
+def command_fault_outcome(fault) -> dict:
+    status = fault["status"]
+    return {
+        "status": status,
+        "details": COMMAND_FAULT_DETAILS[status],
+        "code": int(fault.get("response_code", 1 if status == "Failed" else -1)),
+        "stdout": fault.get("stdout", ""),
+        "stderr": fault.get("stderr", "injected failure"),
+    }
+
+
+def invocation_state(invocation, now) -> dict:
+    """Status, StatusDetails, ResponseCode and output of an invocation at ``now``."""
+    if now < invocation["ends"]:
+        return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
+                "StandardOutputContent": "", "StandardErrorContent": ""}
+    return {"Status": invocation["status"], "StatusDetails": invocation.get("details", invocation["status"]),
+            "ResponseCode": invocation["code"], "StandardOutputContent": invocation["stdout"],
+            "StandardErrorContent": invocation["stderr"]}
+
+
+def invocation_answer(command, instance_id, invocation, now) -> dict:
+    """GetCommandInvocation's answer (its times are ISO 8601 strings)."""
+    state = invocation_state(invocation, now)
+    done = state["Status"] != "InProgress"
+    end = invocation["ends"] if done else now
+    return dict(state, **{
+        "CommandId": command["id"],
+        "InstanceId": instance_id,
+        "Comment": command["comment"],
+        "DocumentName": command["document"],
+        "DocumentVersion": "$DEFAULT",
+        "PluginName": RUN_SHELL_PLUGIN,
+        "ExecutionStartDateTime": iso8601(invocation["starts"]),
+        "ExecutionElapsedTime": f"PT{max(0.0, end - invocation['starts']):.3f}S",
+        "ExecutionEndDateTime": iso8601(invocation["ends"]) if done else "",
+        "StandardOutputUrl": "",
+        "StandardErrorUrl": "",
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+    })
+
+
+def invocation_listing(command, instance_id, invocation, now, details) -> dict:
+    """One ``CommandInvocations`` entry of ListCommandInvocations (times are epoch seconds)."""
+    state = invocation_state(invocation, now)
+    entry = {
+        "CommandId": command["id"],
+        "InstanceId": instance_id,
+        "InstanceName": "",
+        "Comment": command["comment"],
+        "DocumentName": command["document"],
+        "DocumentVersion": "$DEFAULT",
+        "RequestedDateTime": command["sent"],
+        "Status": state["Status"],
+        "StatusDetails": state["StatusDetails"],
+        "TraceOutput": "",
+        "StandardOutputUrl": "",
+        "StandardErrorUrl": "",
+        "CommandPlugins": [],
+        "ServiceRole": "",
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+    }
+    if details:
+        plugin = {
+            "Name": RUN_SHELL_PLUGIN,
+            "Status": state["Status"],
+            "StatusDetails": state["StatusDetails"],
+            "ResponseCode": state["ResponseCode"],
+            "ResponseStartDateTime": invocation["starts"],
+            "Output": state["StandardOutputContent"] + state["StandardErrorContent"],
+            "StandardOutputUrl": "",
+            "StandardErrorUrl": "",
+        }
+        if state["Status"] != "InProgress":
+            plugin["ResponseFinishDateTime"] = invocation["ends"]
+        entry["CommandPlugins"] = [plugin]
+    return entry
+
+
+def iso8601(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def control_error(start_response, message):
+    data = json.dumps({"ok": False, "error": message}).encode()
+    start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
 def account_of(environ) -> str:
     """The account a call is for: the ``x-moto-account-id`` header, else an access key id of the
     form ``ACCT<12 digits>`` in the SigV4 ``Authorization`` header (which then sets the header,
@@ -413,23 +957,29 @@ def json_answer(start_response, obj):
 
 
 def aws_error(start_response, service, is_json, fault):
+    """An AWS-shaped error. ``message`` None leaves it out (as SSM does for some errors)."""
     code = fault["code"]
     message = fault.get("message", code)
-    status = int(fault.get("status", 400))
+    status = int(fault.get("status") or SERVER_ERROR_STATUS.get(code, 400))
     reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
     request_id = str(uuid.uuid4())
+    text = escape(message or "")
     if is_json:
-        data = json.dumps({"__type": code, "message": message}).encode()
+        error = {"__type": code} if message is None else {"__type": code, "message": message}
+        data = json.dumps(error).encode()
         headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code),
                    ("x-amzn-RequestId", request_id)]
     elif service == "ec2":
         data = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
-                f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
+                f"<Message>{text}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
         headers = [("Content-Type", "text/xml")]
     else:
-        data = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+        kind = "Receiver" if status >= 500 else "Sender"
+        namespace = {"iam": ' xmlns="https://iam.amazonaws.com/doc/2010-05-08/"',
+                     "sts": ' xmlns="https://sts.amazonaws.com/doc/2011-06-15/"'}.get(service, "")
+        data = (f"<ErrorResponse{namespace}><Error><Type>{kind}</Type><Code>{code}</Code><Message>{text}</Message>"
                 f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
-        headers = [("Content-Type", "text/xml")]
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
     headers.append(("Content-Length", str(len(data))))
     start_response(f"{status} {reason}", headers)
     return [data]
@@ -438,8 +988,6 @@ def aws_error(start_response, service, is_json, fault):
 def _epoch(value) -> float:
     if isinstance(value, (int, float)):
         return float(value)
-    from datetime import datetime, timezone
-
     text = str(value).replace("Z", "+00:00")
     try:
         dt = datetime.fromisoformat(text)
@@ -465,10 +1013,14 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ssm-registration-delay", type=float,
                         default=float(os.environ.get("MOTO_FRONT_SSM_DELAY", "0")))
+    for name, default in CONSISTENCY.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=float, metavar="SECS",
+                            default=float(os.environ.get("MOTO_FRONT_" + name.upper(), default)))
     parser.add_argument("--no-stdin-watch", action="store_true")
     args = parser.parse_args()
 
-    front = Front(DomainDispatcherApplication(create_backend_app), args.ssm_registration_delay)
+    consistency = {name: getattr(args, name) for name in CONSISTENCY}
+    front = Front(DomainDispatcherApplication(create_backend_app), args.ssm_registration_delay, consistency)
     server = make_server(args.host, args.port, front, threaded=True, request_handler=MotoRequestHandler)
     print(f"LISTENING {server.server_port}", flush=True)
     if not args.no_stdin_watch:

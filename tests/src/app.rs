@@ -186,6 +186,17 @@ impl TestApp {
         self.bot_calls().await.iter().filter(|(_, a)| a == action).count()
     }
 
+    /// How many instances the bot launched: `RunInstances` calls that EC2 answered with success
+    /// (a call refused while a new instance profile propagates launches nothing).
+    pub async fn launches(&self) -> usize {
+        crate::moto::calls_detailed(&self.account)
+            .await
+            .split_off(self.seed_calls)
+            .iter()
+            .filter(|c| c["action"] == "RunInstances" && c["status"] == 200)
+            .count()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.ledger.pool()).await.unwrap()
     }

@@ -1,5 +1,6 @@
 //! The bastion's scripts, held to shellcheck and run for real: the rendered `connect` runs
-//! with a stub `aws` on PATH that records what it was asked and answers like the AWS CLI.
+//! with a stub `aws` on PATH that records what it was asked and answers like the AWS CLI; the
+//! deadline helper with a stub `systemctl`, writing its units into a temporary folder.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,7 +17,7 @@ fn script() -> BastionScript<'static> {
         cluster: "prod",
         task_arn: TASK,
         container: "app",
-        shutdown_after_minutes: 40,
+        deadline_epoch: 1_800_000_000,
     }
 }
 
@@ -107,6 +108,56 @@ fn connect_lists_the_containers() {
     assert!(!run.log.contains("execute-command"));
 }
 
+/// Runs `fargate-connect-deadline EPOCH` with a stub `systemctl`; returns (exit code, timer
+/// unit, what systemctl was asked).
+fn run_deadline(dir: &Path, epoch: &str) -> (i32, String, String) {
+    let bin = dir.join("bin");
+    let units = dir.join("units");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(bin.join("systemctl"), "#!/bin/bash\necho \"$*\" >> \"$STUB_LOG\"\n").unwrap();
+    let helper = dir.join("fargate-connect-deadline");
+    std::fs::write(&helper, worker::aws::user_data::DEADLINE_HELPER).unwrap();
+    Command::new("chmod").arg("+x").arg(bin.join("systemctl")).arg(&helper).status().unwrap();
+    let log = dir.join("systemctl.log");
+    let _ = std::fs::remove_file(&log);
+    let out = Command::new("bash")
+        .arg(&helper)
+        .arg(epoch)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("FARGATE_CONNECT_UNIT_DIR", &units)
+        .env("STUB_LOG", &log)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        std::fs::read_to_string(units.join("fargate-connect-deadline.timer")).unwrap_or_default(),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn the_deadline_is_a_persistent_timer_at_an_absolute_time() {
+    let dir = harness::app::TempDir::new();
+    // 2030-01-01 00:00:00 UTC, in the future: the timer is written and started, no poweroff yet.
+    let (status, timer, log) = run_deadline(&dir.0, "1893456000");
+    assert_eq!(status, 0, "{log}");
+    assert!(timer.contains("OnCalendar=2030-01-01 00:00:00 UTC"), "{timer}");
+    assert!(timer.contains("Persistent=true"), "a reboot must not lose it: {timer}");
+    assert_eq!(log, "daemon-reload\nenable fargate-connect-deadline.timer\nrestart fargate-connect-deadline.timer\n");
+    let service = std::fs::read_to_string(dir.0.join("units/fargate-connect-deadline.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/bin/systemctl poweroff"), "{service}");
+    // Moved (an extension) to a time already past: it powers off at once.
+    let (status, timer, log) = run_deadline(&dir.0, "1000000000");
+    assert_eq!(status, 0);
+    assert!(timer.contains("OnCalendar=2001-09-09 01:46:40 UTC"), "{timer}");
+    assert!(log.ends_with("poweroff\n"), "{log}");
+    // Nonsense is refused and changes nothing.
+    let (status, _, log) = run_deadline(&dir.0, "soon; reboot");
+    assert_eq!(status, 2);
+    assert!(!log.contains("reboot"));
+}
+
 #[test]
 fn user_data_and_connect_are_shellcheck_clean() {
     let python = harness::moto::ensure_venv();
@@ -114,9 +165,11 @@ fn user_data_and_connect_are_shellcheck_clean() {
     let dir = harness::app::TempDir::new();
     let user_data = dir.0.join("user-data.sh");
     let connect = dir.0.join("connect.sh");
+    let deadline = dir.0.join("deadline.sh");
     std::fs::write(&user_data, script().render()).unwrap();
     std::fs::write(&connect, script().connect_script()).unwrap();
-    for file in [&user_data, &connect] {
+    std::fs::write(&deadline, worker::aws::user_data::DEADLINE_HELPER).unwrap();
+    for file in [&user_data, &connect, &deadline] {
         let out = Command::new(&shellcheck)
             .args(["--shell=bash", "--severity=style"])
             .arg(file)

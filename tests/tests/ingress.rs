@@ -92,7 +92,7 @@ async fn a_second_enter_does_not_start_a_second_bastion() {
     assert!(second.contains("You already have request"), "{second}");
     assert_eq!(t.count("requests").await, 1);
     t.slack.wait_for_message("is ready", Duration::from_secs(60)).await;
-    assert_eq!(t.calls_of("RunInstances").await, 1);
+    assert_eq!(t.launches().await, 1);
     t.stop().await;
 }
 

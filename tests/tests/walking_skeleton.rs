@@ -101,7 +101,13 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     assert!(script.contains(&format!("TASK='{}'", t.seeded.web_task_arn)), "{script}");
     assert!(script.contains("CONTAINER='app'"), "{script}");
     assert!(script.contains("session-manager-plugin"), "{script}");
-    assert!(script.contains("shutdown -h +"), "{script}");
+    // The bastion's own deadline is absolute and the same as the instance's expires-at tag.
+    let hard_stop = t.ledger.get(&id).await.unwrap().hard_stop_at.expect("hard stop stored");
+    assert!(
+        script.contains(&format!("fargate-connect-deadline {}", worker::aws::user_data::deadline_secs(hard_stop))),
+        "{script}"
+    );
+    assert!(script.contains("touch /var/lib/fargate-connect/ready"), "{script}");
     // The security group lets nothing in.
     let group_ids: Vec<String> =
         instance.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect();

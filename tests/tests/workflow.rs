@@ -135,7 +135,7 @@ async fn two_approve_clicks_at_the_same_moment_make_exactly_one_decision() {
     let told = wait_answer(&t, "was already decided").await;
     assert!(told.contains(&format!("by <@{winner}>")), "{told}");
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
-    assert_eq!(t.calls_of("RunInstances").await, 1, "one bastion");
+    assert_eq!(t.launches().await, 1, "one bastion");
     t.stop().await;
 }
 
@@ -239,12 +239,13 @@ async fn extend_moves_the_expiry_and_the_bastions_own_shutdown_within_the_maximu
     let id = id_in(&t.reply(ALICE, "connect web --for 50m").await);
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let before = t.ledger.get(&id).await.unwrap().expires_at.unwrap();
+    let probes = t.calls_of("SendCommand").await; // the readiness probe(s)
 
     let reply = t.reply(ALICE, &format!("extend {id} 5m")).await;
     assert!(reply.contains("Extended"), "{reply}");
     assert_eq!(t.ledger.get(&id).await.unwrap().expires_at.unwrap(), before + 5 * 60 * 1000);
     t.wait_for_audit(&id, "shutdown_rescheduled", WAIT).await;
-    assert_eq!(t.calls_of("SendCommand").await, 1, "the bastion's own shutdown was moved");
+    assert_eq!(t.calls_of("SendCommand").await, probes + 1, "the bastion's own deadline was moved");
     t.slack.wait_for_in(AUDIT, "extended by <@U0ALICE> by 5m", WAIT).await;
 
     // 55m of the 1h maximum are used: 10m more is refused, and says how much is possible.

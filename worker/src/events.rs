@@ -45,6 +45,10 @@ pub struct LaunchInfo {
     /// Where the price came from (`spot price history`, `on-demand list price`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_source: Option<String>,
+    /// When the bot launched (or first found) the instance, UTC ms: until EC2's view catches up
+    /// (eventual consistency), "no such instance" does not mean it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<i64>,
 }
 
 /// What Slack must be told. Cards are rendered from the request as it is when the notice is

@@ -121,6 +121,8 @@ pub struct Request {
     pub max_ttl_secs: Option<i64>,
     pub reminded_at: Option<i64>,
     pub ended_by: Option<String>,
+    /// The bastion's own deadline (UTC ms), fixed at the first launch attempt.
+    pub hard_stop_at: Option<i64>,
 }
 
 /// `RequestState` as read from its text column.
@@ -368,6 +370,21 @@ impl Ledger {
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The bastion's own deadline: `proposed` (UTC ms) on the first call for the request, the
+    /// stored one on every later call, so each launch attempt renders the same user data.
+    pub async fn hard_stop(&self, id: &str, proposed: i64) -> Result<i64, LedgerError> {
+        let mut tx = self.write().await?;
+        let (stored,): (i64,) = sqlx::query_as(
+            "UPDATE requests SET hard_stop_at = COALESCE(hard_stop_at, ?) WHERE id = ? RETURNING hard_stop_at",
+        )
+        .bind(proposed)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     pub async fn set_role(&self, id: &str, role_name: &str, detail: Value) -> Result<(), LedgerError> {
@@ -947,6 +964,7 @@ fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
         max_ttl_secs: Some(new.max_ttl_secs),
         reminded_at: None,
         ended_by: None,
+        hard_stop_at: None,
     }
 }
 

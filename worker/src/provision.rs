@@ -7,7 +7,7 @@ use crate::aws::ec2::{self, LaunchError, LaunchSpec, Subnet};
 use crate::aws::ecs::{self, Wanted};
 use crate::aws::iam::{self, RoleSpec};
 use crate::aws::ssm;
-use crate::aws::user_data::BastionScript;
+use crate::aws::user_data::{self, BastionScript, READY_PROBE};
 use crate::aws::{Aws, AwsError};
 use crate::config::{AwsSettings, WorkerSettings};
 use crate::events::{Check, LaunchInfo, Outcome};
@@ -64,6 +64,32 @@ pub struct Provisioner {
     /// Woken whenever a job may have written to the outbox, so notices go out at once.
     pub notices: Arc<Notify>,
 }
+
+/// How far a bastion has got towards ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Readiness {
+    /// Launched; EC2 may not even know the id yet.
+    Launching,
+    /// Running; its SSM agent has not registered yet.
+    Running,
+    /// Online in SSM; the readiness probe (its command id, once sent) has not passed yet.
+    Online(Option<String>),
+    /// `connect` and the plugin are in place.
+    Usable,
+}
+
+impl Readiness {
+    fn waiting_for(&self) -> &'static str {
+        match self {
+            Readiness::Launching => "running",
+            Readiness::Running => "online in Session Manager",
+            Readiness::Online(_) | Readiness::Usable => "set up (connect and the Session Manager plugin)",
+        }
+    }
+}
+
+/// How long an extension waits for the bastion to confirm its new deadline.
+const COMMAND_WAIT: Duration = Duration::from_secs(90);
 
 /// Spot prices move slowly; an estimate an hour old is good enough for the card.
 const SPOT_PRICE_TTL: Duration = Duration::from_secs(3600);
@@ -215,10 +241,11 @@ impl Provisioner {
     ) -> Result<ec2::Bastion, JobError> {
         let (placements, amis) = self.placements().await?;
         // The bastion's own deadline: the longest it can wait to be ready, plus its time box,
-        // plus a grace. The bot normally ends it long before.
+        // plus a grace. The bot normally ends it long before. Fixed by the first attempt, so a
+        // retry sends EC2 the same user data and tags with the same ClientToken.
         let hard_stop_secs =
             self.worker.ready_timeout.as_secs() + request.ttl_secs as u64 + self.worker.shutdown_grace.as_secs();
-        let hard_stop_ms = now_ms() + hard_stop_secs as i64 * 1000;
+        let hard_stop_ms = self.ledger.hard_stop(&request.id, now_ms() + hard_stop_secs as i64 * 1000).await?;
         let script = BastionScript {
             request_id: &request.id,
             service: &request.service,
@@ -226,7 +253,7 @@ impl Provisioner {
             cluster: &request.cluster,
             task_arn,
             container,
-            shutdown_after_minutes: hard_stop_secs.div_ceil(60),
+            deadline_epoch: user_data::deadline_secs(hard_stop_ms),
         }
         .render();
         let expires = rfc3339(hard_stop_ms);
@@ -301,6 +328,7 @@ impl Provisioner {
             availability_zone: bastion.availability_zone.clone(),
             estimated_cost_usd: hourly.map(|h| (h * hours * 10_000.0).round() / 10_000.0),
             price_source: hourly.and(source).map(str::to_string),
+            launched_at: Some(now_ms()),
         }
     }
 
@@ -345,30 +373,22 @@ impl Provisioner {
         Ok((cache.placements.clone().unwrap_or_default(), cache.amis.clone().unwrap_or_default()))
     }
 
+    /// Ready = running, online in SSM, and usable: the readiness probe (Run Command) finds the
+    /// marker the user data writes last, so the person never gets a link to a bastion whose
+    /// `connect` or plugin is not there yet. Within `worker.ready_timeout`.
     async fn wait_ready(&self, instance_id: &str) -> Result<(), JobError> {
         let deadline = tokio::time::Instant::now() + self.worker.ready_timeout.as_duration();
         let mut delay = Duration::from_millis(self.worker.ready_poll_ms.max(10));
-        let mut running = false;
+        let mut stage = Readiness::Launching;
         loop {
-            if !running {
-                let state = ec2::instance_state(&self.aws.ec2, instance_id).await?;
-                match state.as_str() {
-                    "running" => running = true,
-                    "pending" => {}
-                    other => {
-                        return Err(JobError::Fatal(format!(
-                            "the bastion {instance_id} is {other} before it was ready"
-                        )))
-                    }
-                }
-            }
-            if running && ssm::is_online(&self.aws.ssm, instance_id).await? {
+            stage = self.readiness_step(instance_id, stage).await?;
+            if stage == Readiness::Usable {
                 return Ok(());
             }
             if tokio::time::Instant::now() + delay > deadline {
                 return Err(JobError::Fatal(format!(
                     "the bastion {instance_id} was not {} within {}",
-                    if running { "online in Session Manager" } else { "running" },
+                    stage.waiting_for(),
                     self.worker.ready_timeout
                 )));
             }
@@ -377,7 +397,45 @@ impl Provisioner {
         }
     }
 
-    /// After an extension: moves the bastion's own shutdown to the new expiry plus the grace.
+    /// One look at the bastion: moves `stage` on as far as AWS says it has got.
+    async fn readiness_step(&self, instance_id: &str, mut stage: Readiness) -> Result<Readiness, JobError> {
+        if stage == Readiness::Launching {
+            match ec2::instance_state(&self.aws.ec2, instance_id).await?.as_deref() {
+                Some("running") => stage = Readiness::Running,
+                // Not visible yet (eventual consistency), or still starting.
+                None | Some("pending") => return Ok(stage),
+                Some(other) => {
+                    return Err(JobError::Fatal(format!("the bastion {instance_id} is {other} before it was ready")))
+                }
+            }
+        }
+        if stage == Readiness::Running {
+            if !ssm::is_online(&self.aws.ssm, instance_id).await? {
+                return Ok(stage);
+            }
+            stage = Readiness::Online(None);
+        }
+        if let Readiness::Online(probe) = &stage {
+            let Some(command_id) = probe else {
+                let comment = format!("fargate-connect: is {instance_id} ready");
+                let id = ssm::run_command(&self.aws.ssm, instance_id, READY_PROBE, &comment, 30).await?;
+                return Ok(Readiness::Online(Some(id)));
+            };
+            return Ok(match ssm::command_outcome(&self.aws.ssm, command_id, instance_id).await? {
+                ssm::CommandOutcome::Succeeded => Readiness::Usable,
+                ssm::CommandOutcome::Pending => stage,
+                ssm::CommandOutcome::Failed(why) => {
+                    // Cloud-init is still at work: probe again at the next look.
+                    tracing::debug!(instance_id, %why, "bastion not usable yet");
+                    Readiness::Online(None)
+                }
+            });
+        }
+        Ok(stage)
+    }
+
+    /// After an extension: moves the bastion's own deadline to the new expiry plus the grace,
+    /// and waits for the bastion to confirm it (a failed command is retried, then reported).
     pub async fn reschedule_shutdown(&self, request_id: &str) -> Result<(), JobError> {
         let request = self.ledger.get(request_id).await?;
         let (RequestState::Ready, Some(instance_id), Some(expires_at)) =
@@ -385,10 +443,32 @@ impl Provisioner {
         else {
             return Ok(()); // ended meanwhile: teardown takes it from here
         };
-        let secs = ((expires_at - now_ms()).max(0) / 1000) as u64 + self.worker.shutdown_grace.as_secs();
-        let minutes = secs.div_ceil(60);
-        let command_id = ssm::schedule_shutdown(&self.aws.ssm, instance_id, minutes, request_id).await?;
-        let detail = json!({"command_id": command_id, "shutdown_in_minutes": minutes});
+        let deadline_ms = expires_at + self.worker.shutdown_grace.as_secs() as i64 * 1000;
+        let deadline = user_data::deadline_secs(deadline_ms);
+        let comment = format!("fargate-connect {request_id}: extend");
+        let command = user_data::move_deadline_command(deadline);
+        let command_id = ssm::run_command(&self.aws.ssm, instance_id, &command, &comment, 60).await?;
+        let give_up = tokio::time::Instant::now() + COMMAND_WAIT;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match ssm::command_outcome(&self.aws.ssm, &command_id, instance_id).await? {
+                ssm::CommandOutcome::Succeeded => break,
+                ssm::CommandOutcome::Failed(why) => {
+                    return Err(JobError::Retry(format!("moving the bastion's deadline failed: {why}")))
+                }
+                ssm::CommandOutcome::Pending if tokio::time::Instant::now() + delay > give_up => {
+                    return Err(JobError::Retry(format!(
+                        "the bastion did not confirm its new deadline within {}s",
+                        COMMAND_WAIT.as_secs()
+                    )))
+                }
+                ssm::CommandOutcome::Pending => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let detail = json!({"command_id": command_id, "deadline": rfc3339(deadline * 1000)});
         self.ledger.record_step(request_id, "shutdown_rescheduled", detail).await?;
         Ok(())
     }
@@ -397,7 +477,13 @@ impl Provisioner {
     pub async fn teardown(&self, request_id: &str) -> Result<(), JobError> {
         let request = self.ledger.get(request_id).await?;
         // The instance first: its going away is what ends the access, so it must not wait.
-        let terminated = ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref()).await?;
+        let launched_at = request
+            .launch
+            .as_deref()
+            .and_then(|l| serde_json::from_str::<LaunchInfo>(l).ok())
+            .and_then(|l| l.launched_at);
+        let terminated =
+            ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref(), launched_at).await?;
         let mut sessions = 0;
         if let Some(instance) = &request.instance_id {
             sessions = ssm::end_sessions(&self.aws.ssm, instance).await?;

@@ -18,6 +18,10 @@ use std::time::Duration;
 pub struct Reaped {
     pub instances: Vec<String>,
     pub roles: Vec<String>,
+    /// Orphans that could not be removed this pass (e.g. AccessDenied on an instance someone
+    /// tagged `managed` by hand without a request id): the pass goes on past them, and the
+    /// next pass tries again.
+    pub failed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +62,19 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
     let aws = &provisioner.aws;
     let mut reaped = Reaped::default();
 
-    let out = aws
+    let mut pages = aws
         .ec2
         .describe_instances()
         .filters(Filter::builder().name(format!("tag:{}", tags::MANAGED)).values("true").build())
         .filters(ec2::live_states())
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
-    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+        .into_paginator()
+        .send();
+    let mut instances = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+        instances.extend(page.reservations().iter().flat_map(|r| r.instances()).cloned());
+    }
+    for instance in &instances {
         let Some(instance_id) = instance.instance_id() else { continue };
         let request_id = instance
             .tags()
@@ -77,12 +85,15 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
         if !is_orphan(provisioner, request_id.as_deref(), ms(instance.launch_time()), grace).await? {
             continue;
         }
-        aws.ec2
-            .terminate_instances()
-            .instance_ids(instance_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TerminateInstances", e))?;
+        if let Err(e) = aws.ec2.terminate_instances().instance_ids(instance_id).send().await {
+            let e = AwsError::from_sdk("TerminateInstances", e);
+            if e.code_is(ec2::INSTANCE_NOT_FOUND) {
+                continue; // gone meanwhile
+            }
+            tracing::error!(instance_id, request_id, error = %e, "could not reap an orphaned instance");
+            reaped.failed.push(instance_id.to_string());
+            continue;
+        }
         if let Some(request) = &request_id {
             let _ = crate::aws::ssm::end_sessions(&aws.ssm, instance_id).await;
             tracing::warn!(request_id = request, instance_id, "reaped an orphaned bastion");
@@ -93,24 +104,21 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
 
     // Roles and instance profiles share the request's name; either may be left alone.
     let mut names: Vec<(String, i64)> = Vec::new();
-    let roles =
-        aws.iam.list_roles().path_prefix(IAM_PATH).send().await.map_err(|e| AwsError::from_sdk("ListRoles", e))?;
-    // Filter by path here too: a role elsewhere with a name like ours is not ours.
-    names.extend(
-        roles
-            .roles()
-            .iter()
-            .filter(|r| r.path().starts_with(IAM_PATH))
-            .map(|r| (r.role_name().to_string(), ms(Some(r.create_date())))),
-    );
-    let profiles = aws
-        .iam
-        .list_instance_profiles()
-        .path_prefix(IAM_PATH)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("ListInstanceProfiles", e))?;
-    for profile in profiles.instance_profiles().iter().filter(|p| p.path().starts_with(IAM_PATH)) {
+    // Both listings are paginated (IAM answers at most 100 per page by default).
+    let mut roles = aws.iam.list_roles().path_prefix(IAM_PATH).into_paginator().items().send();
+    while let Some(role) = roles.next().await {
+        let role = role.map_err(|e| AwsError::from_sdk("ListRoles", e))?;
+        // Filter by path here too: a role elsewhere with a name like ours is not ours.
+        if role.path().starts_with(IAM_PATH) {
+            names.push((role.role_name().to_string(), ms(Some(role.create_date()))));
+        }
+    }
+    let mut profiles = aws.iam.list_instance_profiles().path_prefix(IAM_PATH).into_paginator().items().send();
+    let mut found_profiles = Vec::new();
+    while let Some(profile) = profiles.next().await {
+        found_profiles.push(profile.map_err(|e| AwsError::from_sdk("ListInstanceProfiles", e))?);
+    }
+    for profile in found_profiles.iter().filter(|p| p.path().starts_with(IAM_PATH)) {
         if !names.iter().any(|(n, _)| n == profile.instance_profile_name()) {
             names.push((profile.instance_profile_name().to_string(), ms(Some(profile.create_date()))));
         }
@@ -123,10 +131,17 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
         if !is_orphan(provisioner, Some(request_id.as_str()), created, grace).await? {
             continue;
         }
-        if iam::delete_role(&aws.iam, request_id.as_str()).await? {
-            tracing::warn!(request_id = request_id.as_str(), role = name, "reaped an orphaned role");
-            provisioner.ledger.record_reaped(Some(request_id.as_str()), json!({"role": name})).await?;
-            reaped.roles.push(name);
+        match iam::delete_role(&aws.iam, request_id.as_str()).await {
+            Ok(true) => {
+                tracing::warn!(request_id = request_id.as_str(), role = name, "reaped an orphaned role");
+                provisioner.ledger.record_reaped(Some(request_id.as_str()), json!({"role": name})).await?;
+                reaped.roles.push(name);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(role = name, error = %e, "could not reap an orphaned role");
+                reaped.failed.push(name);
+            }
         }
     }
     // The shared bastion security group stays: it belongs to no request.

@@ -4,11 +4,12 @@
 //! a restart never launches twice.
 
 use super::{tags, AwsError};
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
+use aws_sdk_ec2::operation::run_instances::RunInstancesOutput;
 use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName,
-    InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
-    TagSpecification,
+    CreditSpecificationRequest, Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType,
+    MarketType, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
 };
 use base64::Engine;
 use std::time::Duration;
@@ -107,8 +108,8 @@ pub async fn subnets(ec2: &aws_sdk_ec2::Client, configured: &[String]) -> Result
     Ok(found)
 }
 
-/// The bastion security group in `vpc_id`: found by name, or created with no ingress rules.
-pub async fn ensure_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<String, AwsError> {
+/// The bastion security group in `vpc_id`, found by name.
+pub async fn find_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Option<String>, AwsError> {
     let existing = ec2
         .describe_security_groups()
         .filters(Filter::builder().name("group-name").values(BASTION_SECURITY_GROUP).build())
@@ -116,8 +117,13 @@ pub async fn ensure_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> R
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-    if let Some(id) = existing.security_groups().first().and_then(|g| g.group_id()) {
-        return Ok(id.to_string());
+    Ok(existing.security_groups().first().and_then(|g| g.group_id()).map(str::to_string))
+}
+
+/// The bastion security group in `vpc_id`: found by name, or created with no ingress rules.
+pub async fn ensure_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<String, AwsError> {
+    if let Some(id) = find_security_group(ec2, vpc_id).await? {
+        return Ok(id);
     }
     let created = ec2
         .create_security_group()
@@ -184,23 +190,33 @@ async fn instances_by_request(ec2: &aws_sdk_ec2::Client, request_id: &str) -> Re
         .collect())
 }
 
-/// The instance's state name (`pending`, `running`, …).
-pub async fn instance_state(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Result<String, AwsError> {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(instance_id)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+/// The instance's state name (`pending`, `running`, …), or `None` while EC2 does not know the
+/// id. EC2 is eventually consistent ("Eventual consistency in the Amazon EC2 API"): right after
+/// `RunInstances`, `DescribeInstances` may answer `InvalidInstanceID.NotFound` or an empty
+/// list for the new id, so neither means the instance is gone.
+pub async fn instance_state(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Result<Option<String>, AwsError> {
+    let out = match ec2.describe_instances().instance_ids(instance_id).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let e = AwsError::from_sdk("DescribeInstances", e);
+            return if e.code_is(INSTANCE_NOT_FOUND) { Ok(None) } else { Err(e) };
+        }
+    };
     Ok(out
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .find_map(|i| i.state().and_then(|s| s.name()).cloned())
-        .unwrap_or(InstanceStateName::Terminated)
-        .as_str()
-        .to_string())
+        .filter(|i| i.instance_id() == Some(instance_id))
+        .find_map(|i| i.state().and_then(|s| s.name()))
+        .map(|name| name.as_str().to_string()))
 }
+
+/// EC2's answer for an instance id it does not know (yet, or any more).
+pub const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+
+/// How long after a launch EC2 may still not know the new instance id. AWS documents no
+/// bound ("a few seconds", "up to several minutes" under load); five minutes is generous.
+pub const EC2_CONSISTENCY_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// Launches the bastion, falling back across types, subnets and (where allowed) on-demand.
 pub async fn launch(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec<'_>) -> Result<Bastion, LaunchError> {
@@ -231,6 +247,33 @@ async fn run_one(
     group: &str,
     spot: bool,
 ) -> Result<Bastion, AwsError> {
+    let request = run_request(ec2, spec, instance_type, subnet, group, spot)?;
+    let out = send_when_profile_visible(request).await?;
+    let instance = out.instances().first().ok_or_else(|| AwsError::config("RunInstances returned no instance"))?;
+    Ok(Bastion {
+        instance_id: instance.instance_id().unwrap_or_default().to_string(),
+        instance_type: instance_type.to_string(),
+        state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        spot,
+        subnet_id: subnet.id.clone(),
+        availability_zone: instance
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or(&subnet.availability_zone)
+            .to_string(),
+    })
+}
+
+/// The whole `RunInstances` call for one placement: what `launch` sends and what `doctor`'s
+/// dry run sends, so the dry run checks exactly the permissions a launch needs.
+fn run_request(
+    ec2: &aws_sdk_ec2::Client,
+    spec: &LaunchSpec<'_>,
+    instance_type: &str,
+    subnet: &Subnet,
+    group: &str,
+    spot: bool,
+) -> Result<RunInstancesFluentBuilder, AwsError> {
     let tag_list = vec![
         Tag::builder().key(tags::MANAGED).value("true").build(),
         Tag::builder().key(tags::REQUEST_ID).value(spec.request_id).build(),
@@ -272,8 +315,23 @@ async fn run_one(
             TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tag_list.clone())).build(),
         )
         .tag_specifications(
-            TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tag_list)).build(),
+            TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tag_list.clone())).build(),
         );
+    if spot {
+        // The module's policy requires our tag on every resource RunInstances creates
+        // (`aws:RequestTag` is checked per resource type), the spot request included.
+        request = request.tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SpotInstancesRequest)
+                .set_tags(Some(tag_list))
+                .build(),
+        );
+    }
+    if is_burstable(instance_type) {
+        // T instances launch in `unlimited` credit mode by default (spot included), which bills
+        // surplus credits; a short-lived bastion never needs them.
+        request = request.credit_specification(CreditSpecificationRequest::builder().cpu_credits("standard").build());
+    }
     if spot {
         request = request.instance_market_options(
             InstanceMarketOptionsRequest::builder()
@@ -287,48 +345,51 @@ async fn run_one(
                 .build(),
         );
     }
-    // A new instance profile takes a few seconds to be visible to EC2: retry that, bounded.
+    Ok(request)
+}
+
+/// Sends `RunInstances`; while EC2 does not see a new instance profile yet (IAM is eventually
+/// consistent; AWS documents propagation taking up to a couple of minutes), tries again, for
+/// at most [`PROFILE_PROPAGATION`]; after that the error is retryable (the job tries later).
+async fn send_when_profile_visible(request: RunInstancesFluentBuilder) -> Result<RunInstancesOutput, AwsError> {
     let mut delay = Duration::from_millis(500);
-    for attempt in 1.. {
+    let give_up = tokio::time::Instant::now() + PROFILE_PROPAGATION;
+    loop {
         match request.clone().send().await {
-            Ok(out) => {
-                let instance =
-                    out.instances().first().ok_or_else(|| AwsError::config("RunInstances returned no instance"))?;
-                return Ok(Bastion {
-                    instance_id: instance.instance_id().unwrap_or_default().to_string(),
-                    instance_type: instance_type.to_string(),
-                    state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
-                    spot,
-                    subnet_id: subnet.id.clone(),
-                    availability_zone: instance
-                        .placement()
-                        .and_then(|p| p.availability_zone())
-                        .unwrap_or(&subnet.availability_zone)
-                        .to_string(),
-                });
-            }
+            Ok(out) => return Ok(out),
             Err(e) => {
                 let e = AwsError::from_sdk("RunInstances", e);
                 let profile_not_ready =
                     e.code_is("InvalidParameterValue") && e.message.to_ascii_lowercase().contains("instance profile");
-                if profile_not_ready && attempt < 8 {
+                if profile_not_ready && tokio::time::Instant::now() + delay < give_up {
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(8));
+                    delay = (delay * 2).min(Duration::from_secs(10));
                     continue;
                 }
-                return Err(e);
+                return Err(if profile_not_ready { AwsError { retryable: true, ..e } } else { e });
             }
         }
     }
-    unreachable!("the loop returns")
+}
+
+/// How long `RunInstances` keeps trying a new instance profile that EC2 does not see yet.
+pub const PROFILE_PROPAGATION: Duration = Duration::from_secs(150);
+
+/// T2/T3/T3a/T4g: burstable types, which take a CPU credit mode.
+pub fn is_burstable(instance_type: &str) -> bool {
+    ["t2.", "t3.", "t3a.", "t4g."].iter().any(|family| instance_type.starts_with(family))
 }
 
 /// Terminates the request's instance: the one the ledger knows, or (when it knows none, e.g.
 /// a launch whose answer was lost) whatever carries the request's tag. Returns the ids.
+/// `launched_at` (UTC ms) is when the known instance was launched: within
+/// [`EC2_CONSISTENCY_WINDOW_MS`] of it, "not found" means "not visible yet", and the error is
+/// returned as retryable instead of taken as "gone".
 pub async fn terminate_request(
     ec2: &aws_sdk_ec2::Client,
     request_id: &str,
     known: Option<&str>,
+    launched_at: Option<i64>,
 ) -> Result<Vec<String>, AwsError> {
     let ids: Vec<String> = match known {
         Some(known) => vec![known.to_string()],
@@ -341,10 +402,11 @@ pub async fn terminate_request(
         Ok(_) => Ok(ids),
         Err(e) => {
             let e = AwsError::from_sdk("TerminateInstances", e);
-            if e.code_is("InvalidInstanceID.NotFound") {
-                Ok(Vec::new())
-            } else {
-                Err(e)
+            let recent = launched_at.is_some_and(|at| crate::ledger::now_ms() - at < EC2_CONSISTENCY_WINDOW_MS);
+            match (e.code_is(INSTANCE_NOT_FOUND), recent) {
+                (true, true) => Err(AwsError { retryable: true, ..e }),
+                (true, false) => Ok(Vec::new()),
+                _ => Err(e),
             }
         }
     }
@@ -413,40 +475,33 @@ pub fn on_demand_price(instance_type: &str) -> Option<f64> {
     })
 }
 
-/// Asks EC2 whether a tagged bastion launch would be allowed (`DryRun`), without launching:
-/// `Ok(true)` when AWS answers `DryRunOperation`. For `doctor`.
-pub async fn dry_run_launch(
-    ec2: &aws_sdk_ec2::Client,
-    ami: &str,
-    instance_type: &str,
-    subnet_id: &str,
-    security_group_id: Option<&str>,
-) -> Result<bool, AwsError> {
-    let tag = aws_sdk_ec2::types::TagSpecification::builder()
-        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-        .tags(Tag::builder().key(tags::REQUEST_ID).value("fc-doctor00").build())
-        .build();
-    let mut run = ec2
-        .run_instances()
-        .dry_run(true)
-        .image_id(ami)
-        .instance_type(InstanceType::from(instance_type))
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(subnet_id)
-        .tag_specifications(tag);
-    if let Some(group) = security_group_id {
-        run = run.security_group_ids(group);
-    }
-    match run.send().await {
+/// Asks EC2 whether the bastion launch `spec` describes would be allowed (`DryRun`), without
+/// launching: the same call `launch` makes (tags on instance, volumes and spot request, the
+/// instance profile and so `iam:PassRole`, spot options, credit mode), for the first type and
+/// placement. `Ok(true)` when AWS answers `DryRunOperation`. For `doctor`.
+pub async fn dry_run_launch(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec<'_>) -> Result<bool, AwsError> {
+    let (Some(instance_type), Some((subnet, group))) = (spec.instance_types.first(), spec.placements.first()) else {
+        return Err(AwsError::config("no instance type or subnet to try"));
+    };
+    let request = run_request(ec2, spec, instance_type, subnet, group, true)?.dry_run(true);
+    match send_when_profile_visible(request).await {
         Ok(_) => Ok(false),
-        Err(e) => {
-            let e = AwsError::from_sdk("RunInstances", e);
-            if e.code_is("DryRunOperation") {
-                Ok(true)
-            } else {
-                Err(e)
-            }
+        Err(e) if e.code_is("DryRunOperation") => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burstable_types_are_the_t_families() {
+        for t in ["t3.micro", "t3a.micro", "t4g.nano", "t2.micro"] {
+            assert!(is_burstable(t), "{t}");
+        }
+        for t in ["m5.large", "c7g.medium", "m6i.large"] {
+            assert!(!is_burstable(t), "{t}");
         }
     }
 }

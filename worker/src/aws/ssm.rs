@@ -61,25 +61,74 @@ pub async fn end_sessions(ssm: &aws_sdk_ssm::Client, instance_id: &str) -> Resul
     Ok(ended)
 }
 
-/// Re-schedules the bastion's own shutdown `minutes` from now (after an extension), through
-/// Run Command. `shutdown -h +N` replaces any shutdown already scheduled. Returns the command id.
-pub async fn schedule_shutdown(
+/// Runs a shell command on one instance through Run Command (`AWS-RunShellScript`).
+/// Returns the command id; [`command_outcome`] reads how it went.
+pub async fn run_command(
     ssm: &aws_sdk_ssm::Client,
     instance_id: &str,
-    minutes: u64,
-    request_id: &str,
+    command: &str,
+    comment: &str,
+    timeout_secs: i32,
 ) -> Result<String, AwsError> {
-    let command =
-        format!("shutdown -h +{} \"fargate-connect: time box of request {request_id} is over\"", minutes.max(1));
     let out = ssm
         .send_command()
         .instance_ids(instance_id)
         .document_name("AWS-RunShellScript")
-        .comment(format!("fargate-connect {request_id}: extend"))
-        .parameters("commands", vec![command])
-        .timeout_seconds(60)
+        .comment(comment.chars().take(100).collect::<String>())
+        .parameters("commands", vec![command.to_string()])
+        .timeout_seconds(timeout_secs.max(30))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("SendCommand", e))?;
-    Ok(out.command().and_then(|c| c.command_id()).unwrap_or_default().to_string())
+    out.command()
+        .and_then(|c| c.command_id())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::config("SendCommand returned no command id"))
+}
+
+/// How a Run Command invocation on one instance stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Not finished, or not visible yet (`InvocationDoesNotExist` right after `SendCommand`).
+    Pending,
+    Succeeded,
+    /// Finished without success: the status and what the command printed to stderr.
+    Failed(String),
+}
+
+/// The outcome of `command_id` on `instance_id`.
+pub async fn command_outcome(
+    ssm: &aws_sdk_ssm::Client,
+    command_id: &str,
+    instance_id: &str,
+) -> Result<CommandOutcome, AwsError> {
+    let out = match ssm.get_command_invocation().command_id(command_id).instance_id(instance_id).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let e = AwsError::from_sdk("GetCommandInvocation", e);
+            // Run Command is eventually consistent: a new invocation is unknown for a moment.
+            if e.code_is("InvocationDoesNotExist") {
+                return Ok(CommandOutcome::Pending);
+            }
+            return Err(e);
+        }
+    };
+    use aws_sdk_ssm::types::CommandInvocationStatus as S;
+    Ok(match out.status() {
+        Some(S::Success) => CommandOutcome::Succeeded,
+        Some(S::Pending | S::InProgress | S::Delayed) | None => CommandOutcome::Pending,
+        Some(other) => {
+            let stderr = out.standard_error_content().unwrap_or_default().trim();
+            let code = out.response_code();
+            CommandOutcome::Failed(format!(
+                "{} (exit {code}){}",
+                other.as_str(),
+                if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", stderr.chars().take(300).collect::<String>())
+                }
+            ))
+        }
+    })
 }

@@ -1,6 +1,13 @@
-//! The bastion's user data: schedule its own shutdown first (so nothing below can keep it
-//! alive), install the Session Manager plugin for its architecture, and write
-//! `/usr/local/bin/connect`, prefilled with region, cluster, task and container.
+//! The bastion's user data: set its own deadline first (so nothing below can keep it alive),
+//! install the Session Manager plugin for its architecture, write `/usr/local/bin/connect`,
+//! prefilled with region, cluster, task and container, and last mark the bastion ready.
+//!
+//! The deadline is absolute (UTC seconds) and kept by a persistent systemd timer, so a reboot
+//! neither resets nor loses it, and the same request renders the same user data on every
+//! launch attempt (EC2 refuses a retried `ClientToken` whose parameters changed). An extension
+//! moves it with the same helper, `fargate-connect-deadline EPOCH`, through Run Command.
+//! The SSM agent registers in parallel with this script, so "online in SSM" is not "usable":
+//! the bot's readiness probe ([`READY_PROBE`]) checks the marker this script writes last.
 
 /// What the bastion needs to know, all of it public (no secrets ever go into user data).
 pub struct BastionScript<'a> {
@@ -10,9 +17,64 @@ pub struct BastionScript<'a> {
     pub cluster: &'a str,
     pub task_arn: &'a str,
     pub container: &'a str,
-    /// Minutes from boot until the bastion powers itself off (and so terminates).
-    pub shutdown_after_minutes: u64,
+    /// When the bastion powers itself off (and so terminates), UTC seconds.
+    pub deadline_epoch: i64,
 }
+
+/// Written by the user data once `connect` and the plugin are in place.
+pub const READY_MARKER: &str = "/var/lib/fargate-connect/ready";
+
+/// The readiness probe the bot runs through Run Command: succeeds only on a usable bastion.
+pub const READY_PROBE: &str =
+    "test -f /var/lib/fargate-connect/ready && test -x /usr/local/bin/connect && command -v session-manager-plugin";
+
+/// A deadline in UTC ms as the whole second at or after it, as the bastion takes it.
+pub fn deadline_secs(ms: i64) -> i64 {
+    (ms + 999).div_euclid(1000)
+}
+
+/// The command that moves the bastion's deadline (after an extension).
+pub fn move_deadline_command(deadline_epoch: i64) -> String {
+    format!("/usr/local/sbin/fargate-connect-deadline {deadline_epoch}")
+}
+
+/// `/usr/local/sbin/fargate-connect-deadline EPOCH`: (re)writes the persistent timer that powers
+/// the bastion off at EPOCH, and powers off at once when EPOCH is already past.
+pub const DEADLINE_HELPER: &str = r#"#!/bin/bash
+# fargate-connect-deadline EPOCH: power this bastion off at EPOCH (UTC seconds), across reboots.
+set -euo pipefail
+at="${1:-}"
+case "$at" in
+  '' | *[!0-9]*) echo "usage: fargate-connect-deadline EPOCH" >&2; exit 2 ;;
+esac
+units="${FARGATE_CONNECT_UNIT_DIR:-/etc/systemd/system}"
+cat > "$units/fargate-connect-deadline.service" <<'UNIT'
+[Unit]
+Description=fargate-connect: the time box is over; power off (the instance terminates)
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/systemctl poweroff
+UNIT
+cat > "$units/fargate-connect-deadline.timer" <<UNIT
+[Unit]
+Description=fargate-connect: the time box of this bastion
+
+[Timer]
+OnCalendar=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S') UTC
+Persistent=true
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+UNIT
+systemctl daemon-reload
+systemctl enable fargate-connect-deadline.timer
+systemctl restart fargate-connect-deadline.timer
+if [ "$(date -u +%s)" -ge "$at" ]; then
+  systemctl poweroff
+fi
+"#;
 
 /// Single-quotes a value for bash.
 pub fn shell_quote(value: &str) -> String {
@@ -85,8 +147,13 @@ exec aws ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TA
 # fargate-connect bastion for request {request_id} ({service}).
 set -euo pipefail
 
-# 1. The time box, enforced by the bastion itself: it terminates on shutdown.
-shutdown -h +{minutes} "fargate-connect: time box of request {request_id} is over"
+# 1. The time box, enforced by the bastion itself (it terminates on shutdown): a persistent
+#    timer at an absolute deadline, which a reboot does not reset.
+install -d -m 0755 /usr/local/sbin
+cat > /usr/local/sbin/fargate-connect-deadline <<'DEADLINE'
+{deadline_helper}DEADLINE
+chmod 0755 /usr/local/sbin/fargate-connect-deadline
+/usr/local/sbin/fargate-connect-deadline {deadline}
 
 # 2. Session Manager plugin, for this machine's architecture.
 case "$(uname -m)" in
@@ -105,10 +172,17 @@ done
 cat > /usr/local/bin/connect <<'CONNECT'
 {connect}CONNECT
 chmod 0755 /usr/local/bin/connect
+
+# 4. Usable: the bot's readiness probe looks for this (and for the plugin).
+command -v session-manager-plugin >/dev/null
+install -d -m 0755 /var/lib/fargate-connect
+touch {ready}
 "#,
             request_id = self.request_id,
             service = self.service,
-            minutes = self.shutdown_after_minutes.max(1),
+            deadline_helper = DEADLINE_HELPER,
+            deadline = self.deadline_epoch,
+            ready = READY_MARKER,
             connect = self.connect_script(),
         )
     }
@@ -127,14 +201,17 @@ mod tests {
             cluster: "prod",
             task_arn: "arn:aws:ecs:eu-west-1:1:task/prod/abc",
             container: "app",
-            shutdown_after_minutes: 45,
+            deadline_epoch: 1_800_000_000,
         }
         .render();
         assert!(script.starts_with("#!/bin/bash"));
         assert!(script.contains("CLUSTER='prod'"));
         assert!(script.contains("TASK='arn:aws:ecs:eu-west-1:1:task/prod/abc'"));
-        let shutdown = script.find("shutdown -h +45").unwrap();
-        assert!(shutdown < script.find("dnf install").unwrap());
+        let deadline = script.find("/usr/local/sbin/fargate-connect-deadline 1800000000").unwrap();
+        assert!(deadline < script.find("dnf install").unwrap());
+        let ready = script.find("touch /var/lib/fargate-connect/ready").unwrap();
+        assert!(ready > script.find("chmod 0755 /usr/local/bin/connect").unwrap());
+        assert!(READY_PROBE.contains(READY_MARKER));
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }
