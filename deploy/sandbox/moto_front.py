@@ -15,7 +15,8 @@ moto's own state, shaped after the AWS API reference, and forwards everything el
 * ECS ``DescribeTasks`` lists only a task's first container: the layer lists every container of
   the task definition (moto's own), each with the task's status.
 * EC2 ``RunInstances`` ignores ``ClientToken``: the layer answers a repeated token (same
-  account) with the first answer, as EC2 does.
+  account) with the first answer, as EC2 does, and a repeated token whose other parameters
+  differ with ``IdempotentParameterMismatch`` (400), as EC2 does.
 * EC2 ``DescribeInstances`` leaves an instance's own ``groupSet`` empty when it was launched
   into a subnet with ``SecurityGroupId``s (the groups are only on its network interface); the
   layer copies the primary interface's groups up, as EC2 reports them (Terraform reads them
@@ -76,7 +77,9 @@ And it lets tests shape failures, which moto cannot do:
   up); the JSON protocols (SSM, ECS) ``{"__type": CODE, "message": …}`` with the
   ``x-amzn-ErrorType`` header. ``status`` defaults to 500 for the server-side codes
   (``ServiceFailure``, ``InternalServerError``, ``InternalFailure``, ``InternalError``), 503 for
-  ``ServiceUnavailable`` / ``Unavailable``, else 400. ``delay`` (seconds) holds the answer
+  ``ServiceUnavailable`` / ``Unavailable``, else 400. ``"after": true`` lets the call take
+  effect first and loses only its answer (a launch whose answer never arrived). ``delay``
+  (seconds) holds the answer
   first; ``code`` may be omitted to only delay. ``match`` (optional) must occur in the raw
   request body. ``DELETE /_front/faults`` clears them.
 * ``POST /_front/consistency`` ``{"account": ID, "instance_not_found_secs": 0,
@@ -165,7 +168,7 @@ class Front:
         self.exec_tasks: dict[tuple[str, str], bool] = {}
         self.ssm_offline: set[str] = set()
         self.agent_status: dict[tuple[str, str], str] = {}
-        self.client_tokens: dict[tuple[str, str], tuple[str, list, bytes]] = {}
+        self.client_tokens: dict[tuple[str, str], tuple[str, list, bytes, list]] = {}
         self.consistency_defaults = dict(CONSISTENCY, **(consistency or {}))
         self.consistency: dict[str, dict[str, float]] = {}
         # (account, instance id) -> {"at", "visible_at", "usable_at" (None: no marker line)}
@@ -205,12 +208,19 @@ class Front:
         finally:
             entry["took"] = time.time() - entry["at"]
 
-    def answer(self, environ, start_response, body, account, service, action, is_json):
+    def answer(self, environ, start_response, body, account, service, action, is_json, faults=True):
         region = region_of(environ)
-        fault = self.take_fault(account, action, body)
+        fault = self.take_fault(account, action, body) if faults else None
         if fault is not None:
             if fault.get("delay"):
                 time.sleep(float(fault["delay"]))
+            if fault.get("code") and fault.get("after"):
+                # The call takes effect; only its answer is lost.
+                def discard(*_args):
+                    return lambda _data: None
+
+                self.answer(environ, discard, body, account, service, action, is_json, faults=False)
+                return aws_error(start_response, service, is_json, fault)
             if fault.get("code"):
                 return aws_error(start_response, service, is_json, fault)
 
@@ -392,11 +402,19 @@ class Front:
     def run_instances(self, environ, start_response, account, body):
         form = query_params(environ, body)
         token = form.get("ClientToken", [None])[0]
+        # What EC2 compares for a repeated token: every parameter of the request.
+        params = sorted((k, v) for k, v in form.items() if k not in ("Action", "Version", "ClientToken"))
         if token:
             with self.lock:
                 seen = self.client_tokens.get((account, token))
+            if seen and seen[3] != params:
+                return aws_error(start_response, "ec2", False, {
+                    "code": "IdempotentParameterMismatch", "status": 400,
+                    "message": "Arguments on this idempotent request are inconsistent with arguments used in "
+                    "previous request(s).",
+                })
             if seen:
-                status, headers, payload = seen
+                status, headers, payload, _ = seen
                 start_response(status, headers)
                 return [payload]
         profile = instance_profile_of(form)
@@ -410,7 +428,7 @@ class Front:
             return [payload]
         if token:
             with self.lock:
-                self.client_tokens[(account, token)] = (status, headers, payload)
+                self.client_tokens[(account, token)] = (status, headers, payload, params)
         self.record_launches(account, instance_ids_in(payload), form.get("UserData", [""])[0])
         start_response(status, headers)
         return [payload]

@@ -197,6 +197,42 @@ impl TestApp {
             .count()
     }
 
+    /// Launches an instance with `tags` behind the bot's back (what a crash, a bug or a person
+    /// may leave), for the reaper's tests. Returns its id.
+    pub async fn plant_instance(&self, tags: &[(&str, &str)]) -> String {
+        let ami = self
+            .aws
+            .ssm
+            .get_parameter()
+            .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+            .send()
+            .await
+            .unwrap()
+            .parameter()
+            .unwrap()
+            .value()
+            .unwrap()
+            .to_string();
+        let mut tag_spec =
+            aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+        for (k, v) in tags {
+            tag_spec = tag_spec.tags(aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build());
+        }
+        let out = self
+            .aws
+            .ec2
+            .run_instances()
+            .image_id(ami)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(tag_spec.build())
+            .send()
+            .await
+            .unwrap();
+        out.instances()[0].instance_id().unwrap().to_string()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.ledger.pool()).await.unwrap()
     }

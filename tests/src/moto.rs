@@ -205,3 +205,38 @@ pub async fn inject_fault(account: &str, action: &str, code: &str, status: u16, 
         .expect("inject fault");
     assert!(response.status().is_success());
 }
+
+/// The next `times` calls of `action` take effect, but their answer is lost: `code` with
+/// `status` instead (a launch whose answer never reached the bot).
+pub async fn lose_answers(account: &str, action: &str, code: &str, status: u16, times: u32) {
+    front_post(
+        "/_front/faults",
+        serde_json::json!({"account": account, "action": action, "code": code, "status": status, "times": times, "after": true}),
+    )
+    .await;
+}
+
+/// Sets the account's eventual-consistency windows (seconds), e.g.
+/// `{"instance_not_found_secs": 20}`; see `deploy/sandbox/moto_front.py`.
+pub async fn set_consistency(account: &str, windows: serde_json::Value) {
+    let mut spec = windows;
+    spec["account"] = serde_json::json!(account);
+    front_post("/_front/consistency", spec).await;
+}
+
+/// Answers the next `times` Run Command commands whose text contains `matching` as failed on
+/// the instance (exit 1 with `stderr`).
+pub async fn fail_commands(account: &str, matching: &str, stderr: &str, times: u32) {
+    front_post(
+        "/_front/commands",
+        serde_json::json!({"account": account, "match": matching, "status": "Failed", "stderr": stderr, "times": times}),
+    )
+    .await;
+}
+
+/// When each instance of the account becomes usable (its user data has finished), as the
+/// emulator sees it: instance id → UTC seconds.
+pub async fn usable_at(account: &str) -> std::collections::HashMap<String, f64> {
+    let url = format!("{}/_front/usable?account={account}", moto().endpoint);
+    reqwest::get(url).await.expect("front usable").json().await.expect("json")
+}

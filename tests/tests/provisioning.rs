@@ -6,7 +6,8 @@
 
 use harness::app::TestApp;
 use harness::moto::{
-    inject_delay, inject_fault_matching, inject_fault_with_message, no_capacity_for, set_agent_status, set_ssm_online,
+    inject_delay, inject_fault_matching, inject_fault_with_message, no_capacity_for, set_agent_status, set_consistency,
+    set_ssm_online,
 };
 use harness::seed::{seed_service, ServiceSpec};
 use std::time::Duration;
@@ -217,6 +218,8 @@ async fn a_bastion_that_never_comes_online_fails_and_is_torn_down() {
         c.worker.ready_timeout = worker::duration::HumanDuration::parse("2s").unwrap();
     })
     .await;
+    // EC2 shows the instance at once here, so the 2 s go to waiting for SSM alone.
+    set_consistency(&t.account, serde_json::json!({"instance_not_found_secs": 0})).await;
     set_ssm_online(&t.account, false).await;
     let id = t.connect(USER, "connect web").await;
     let failed = t.slack.wait_for_message("failed", WAIT).await;
@@ -225,40 +228,6 @@ async fn a_bastion_that_never_comes_online_fails_and_is_torn_down() {
     assert!(live_instances(&t, &id).await.is_empty());
     assert!(our_roles(&t).await.is_empty());
     t.stop().await;
-}
-
-async fn plant_instance(t: &TestApp, tags_: &[(&str, &str)]) -> String {
-    let ami = t
-        .aws
-        .ssm
-        .get_parameter()
-        .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
-        .send()
-        .await
-        .unwrap()
-        .parameter()
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_string();
-    let mut tag_spec =
-        aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
-    for (k, v) in tags_ {
-        tag_spec = tag_spec.tags(aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build());
-    }
-    let out = t
-        .aws
-        .ec2
-        .run_instances()
-        .image_id(ami)
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(tag_spec.build())
-        .send()
-        .await
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_string()
 }
 
 async fn plant_role(t: &TestApp, name: &str, path: &str) {
@@ -291,9 +260,9 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     let failed = t.connect("U0DAVE", "connect billing").await;
     t.wait_for_audit(&failed, "torn_down", WAIT).await;
 
-    let orphan_unknown = plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, "fc-zzzzzzzz")]).await;
-    let orphan_of_failed = plant_instance(&t, &[(tags::MANAGED, "true"), (tags::REQUEST_ID, &failed)]).await;
-    let not_ours = plant_instance(&t, &[("team", "payments")]).await;
+    let orphan_unknown = t.plant_instance(&[(tags::MANAGED, "true"), (tags::REQUEST_ID, "fc-zzzzzzzz")]).await;
+    let orphan_of_failed = t.plant_instance(&[(tags::MANAGED, "true"), (tags::REQUEST_ID, &failed)]).await;
+    let not_ours = t.plant_instance(&[("team", "payments")]).await;
     plant_role(&t, "fargate-connect-fc-yyyyyyyy", IAM_PATH).await;
     plant_role(&t, "fargate-connect-fc-xxxxxxxy", "/other/").await;
     plant_role(&t, "hand-made-helper", IAM_PATH).await;

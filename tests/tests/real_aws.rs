@@ -1,0 +1,182 @@
+//! AWS as a real account behaves, not as moto does: the front layer makes EC2, IAM and Run
+//! Command eventually consistent (on by default in every test), and answers server errors the
+//! way each service does. Each test here holds one thing the bot must get right there:
+//! a new instance id unknown to EC2 for a while, at launch and at End; a launch whose answer
+//! was lost is retried with the very same request (same ClientToken, same parameters); 5xx
+//! answers of IAM, SSM and ECS are retried, not fatal; the link comes only when the bastion is
+//! usable; an extension that the bastion does not confirm is reported; the reaper goes on past
+//! an orphan it may not remove.
+
+use harness::app::TestApp;
+use harness::moto::{fail_commands, inject_fault, inject_fault_matching, lose_answers, set_consistency, usable_at};
+use serde_json::json;
+use std::time::Duration;
+use worker::aws::tags;
+use worker::state::RequestState;
+
+const USER: &str = "U0CAROL";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Every instance ever launched for the request (any state), by tag.
+async fn instances_of(t: &TestApp, id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = t
+        .aws
+        .ec2
+        .describe_instances()
+        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", tags::REQUEST_ID)).values(id).build())
+        .send()
+        .await
+        .unwrap();
+    out.reservations().iter().flat_map(|r| r.instances()).cloned().collect()
+}
+
+async fn state_name(t: &TestApp, instance_id: &str) -> Option<String> {
+    let out = t.aws.ec2.describe_instances().instance_ids(instance_id).send().await.ok()?;
+    out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name()).map(|n| n.as_str().into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_unknown_to_ec2_for_a_while_is_waited_for_at_launch_and_at_end() {
+    let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
+    // EC2 answers InvalidInstanceID.NotFound for each new instance for 4 s.
+    set_consistency(&t.account, json!({"instance_not_found_secs": 4})).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+
+    // The next one is ended while EC2 still does not know it: End must not take "not found"
+    // for "gone".
+    let second = t.connect("U0FRANK", "connect web").await;
+    t.wait_for_audit(&second, "instance_launched", WAIT).await;
+    let instance = t.ledger.get(&second).await.unwrap().instance_id.unwrap();
+    let reply = t.reply("U0FRANK", &format!("end {second}")).await;
+    assert!(reply.contains("End"), "{reply}");
+    t.wait_for_audit(&second, "torn_down", WAIT).await;
+    assert_eq!(state_name(&t, &instance).await.as_deref(), Some("terminated"), "the instance really went");
+    let detail = t.ledger.audit_for(&second).await.unwrap();
+    let torn = detail.iter().find(|e| e.kind == "torn_down").unwrap();
+    assert!(torn.detail.contains(&instance), "{}", torn.detail);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_answer_was_lost_is_retried_with_the_same_request_and_launches_once() {
+    let t = TestApp::start().await;
+    // The launch happens, but the bot never hears of it (three times: every attempt the SDK
+    // makes), and EC2's lookup by tag does not show it for a while, so the job's next attempt
+    // launches again with the same ClientToken. EC2 refuses a repeated token whose parameters
+    // differ (IdempotentParameterMismatch); the same request gets the first instance back.
+    set_consistency(&t.account, json!({"instance_not_found_secs": 12})).await;
+    lose_answers(&t.account, "RunInstances", "ServiceUnavailable", 503, 3).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_audit(&id, "instance_launched", WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    assert_eq!(request.state(), RequestState::Provisioning, "{:?}", t.audit_kinds(&id).await);
+    let calls = harness::moto::calls_detailed(&t.account).await;
+    let launches: Vec<i64> = calls
+        .iter()
+        .filter(|c| c["action"] == "RunInstances")
+        .map(|c| c["status"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(&launches[..3], [503, 503, 503], "{launches:?}");
+    assert!(launches[3..].contains(&200), "the job's retry got the first instance back: {launches:?}");
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    assert_eq!(instances_of(&t, &id).await.len(), 1, "one instance, however often it was asked for");
+    t.stop().await;
+}
+
+/// Six server errors in a row from `action` (more than the SDK's own attempts) are retried by
+/// the job, and the request still becomes ready.
+async fn survives_server_errors(action: &str, code: &str) {
+    let t = TestApp::start().await;
+    inject_fault(&t.account, action, code, 500, 6).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    assert!(t.calls_of(action).await >= 7, "{action} was tried past the errors");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_service_failures_are_retried() {
+    survives_server_errors("CreateRole", "ServiceFailure").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssm_internal_server_errors_are_retried() {
+    survives_server_errors("DescribeInstanceInformation", "InternalServerError").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_server_exceptions_are_retried() {
+    survives_server_errors("DescribeServices", "ServerException").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_error_is_not_retried() {
+    let t = TestApp::start().await;
+    inject_fault(&t.account, "CreateRole", "MalformedPolicyDocument", 400, 1).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Failed, WAIT).await;
+    assert_eq!(t.calls_of("CreateRole").await, 1, "a 400 is not worth another try");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_comes_only_once_the_bastion_is_usable() {
+    let t = TestApp::start().await;
+    // The SSM agent registers long before cloud-init has installed the plugin and `connect`.
+    set_consistency(&t.account, json!({"cloud_init_secs": 4})).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    let instance = request.instance_id.clone().unwrap();
+    let usable = usable_at(&t.account).await[&instance];
+    let ready_at = request.ready_at.unwrap() as f64 / 1000.0;
+    assert!(ready_at >= usable, "ready at {ready_at} but usable only at {usable}");
+    // The probe ran more than once: the first ones found cloud-init still at work.
+    assert!(t.calls_of("SendCommand").await >= 2, "probed until usable");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_the_bastion_does_not_confirm_is_reported_not_claimed() {
+    let t = TestApp::start_custom("default = \"15m\"\nmin = \"1m\"\nmax = \"1h\"", |c| {
+        c.worker.max_attempts = 2;
+    })
+    .await;
+    let id = t.connect(USER, "connect web --for 20m").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    fail_commands(&t.account, "fargate-connect-deadline", "systemctl: Failed to connect to bus", 100).await;
+    let reply = t.reply(USER, &format!("extend {id} 5m")).await;
+    assert!(reply.contains("Extended"), "{reply}");
+    t.wait_for_audit(&id, "reschedule_failed", WAIT).await;
+    let kinds = t.audit_kinds(&id).await;
+    assert!(!kinds.contains(&"shutdown_rescheduled".to_string()), "{kinds:?}");
+    let failed = t.ledger.audit_for(&id).await.unwrap().into_iter().find(|e| e.kind == "reschedule_failed").unwrap();
+    assert!(failed.detail.contains("Failed to connect to bus"), "{}", failed.detail);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_goes_on_past_an_orphan_it_may_not_remove() {
+    let t = TestApp::start().await;
+    set_consistency(&t.account, json!({"instance_not_found_secs": 0})).await;
+    let mut planted = Vec::new();
+    for request in ["fc-zzzzzzzz", "fc-zzzzzzzy"] {
+        planted.push(t.plant_instance(&[(tags::MANAGED, "true"), (tags::REQUEST_ID, request)]).await);
+    }
+    // The first is refused, as IAM refuses what the policy does not allow.
+    inject_fault_matching(&t.account, "TerminateInstances", &planted[0], "UnauthorizedOperation", 403, 1).await;
+    let provisioner = worker::provision::Provisioner::new(
+        t.ledger.clone(),
+        t.aws.clone(),
+        t.config.aws.clone(),
+        t.config.worker.clone(),
+    );
+    let reaped = worker::reaper::reap(&provisioner, Duration::ZERO).await.unwrap();
+    assert_eq!(reaped.failed, vec![planted[0].clone()]);
+    assert_eq!(reaped.instances, vec![planted[1].clone()]);
+    // The next pass takes the one left.
+    let reaped = worker::reaper::reap(&provisioner, Duration::ZERO).await.unwrap();
+    assert_eq!(reaped.instances, vec![planted[0].clone()]);
+    t.stop().await;
+}
