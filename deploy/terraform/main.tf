@@ -1,6 +1,10 @@
 # What fargate-connect needs in an account: the bot's role (least privilege), the permissions
 # boundary every per-request bastion role must carry, the bastions' no-ingress security group,
-# and optionally the VPC endpoints SSM needs in private subnets.
+# and optionally the VPC endpoints bastions need in subnets without a route out.
+#
+# Each statement names the resource types the Service Authorization Reference (SAR) lists for its
+# actions; actions the SAR lists with no resource type are granted on "*", and narrowed by a
+# condition key where the SAR has one.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -10,28 +14,63 @@ locals {
   account   = data.aws_caller_identity.current.account_id
   partition = data.aws_partition.current.partition
   region    = data.aws_region.current.name
-  iam_path  = "/fargate-connect/"
-  # Per-request roles and instance profiles live under this path, and only there.
-  bastion_roles    = "arn:${local.partition}:iam::${local.account}:role/fargate-connect/*"
-  bastion_profiles = "arn:${local.partition}:iam::${local.account}:instance-profile/fargate-connect/*"
-  request_tag      = "fargate-connect:request-id"
-  clusters         = length(var.ecs_cluster_arns) > 0 ? var.ecs_cluster_arns : ["arn:${local.partition}:ecs:${local.region}:${local.account}:cluster/*"]
-  tasks            = [for c in local.clusters : replace(c, ":cluster/", ":task/")]
-  tags             = merge({ "fargate-connect:managed" = "true" }, var.tags)
+
+  # The path the bot administers: the per-request roles and instance profiles, nothing else.
+  # worker/src/aws/iam.rs creates them there, named fargate-connect-<request id>, and request ids
+  # are fc-<8 characters>.
+  bastion_path     = "/fargate-connect/"
+  bastion_names    = "fargate-connect-fc-*"
+  bastion_roles    = "arn:${local.partition}:iam::${local.account}:role${local.bastion_path}${local.bastion_names}"
+  bastion_profiles = "arn:${local.partition}:iam::${local.account}:instance-profile${local.bastion_path}${local.bastion_names}"
+  # The bot's own role and profile live on another path, which no statement below reaches: the
+  # bot can neither pass its own role to an instance nor rewrite it.
+  bot_path = "/fargate-connect-bot/"
+
+  request_tag = "fargate-connect:request-id"
+  ec2_arn     = "arn:${local.partition}:ec2:${local.region}:${local.account}"
+  ssm_arn     = "arn:${local.partition}:ssm:${local.region}"
+
+  # ECS ARNs carry the cluster's name: cluster/NAME, task/NAME/TASK_ID, service/NAME/SERVICE.
+  ecs_arn       = "arn:${local.partition}:ecs:${local.region}:${local.account}"
+  clusters      = length(var.ecs_cluster_arns) > 0 ? var.ecs_cluster_arns : ["${local.ecs_arn}:cluster/*"]
+  cluster_parts = [for c in local.clusters : split(":cluster/", c)]
+  tasks         = [for p in local.cluster_parts : "${p[0]}:task/${p[1]}/*"]
+  services      = [for p in local.cluster_parts : "${p[0]}:service/${p[1]}/*"]
+
+  tags = merge({ "fargate-connect:managed" = "true" }, var.tags)
 }
 
 # ---- The boundary every bastion role carries --------------------------------------------------
 
 data "aws_iam_policy_document" "boundary" {
+  # ExecuteCommand is authorized against the cluster and the task (SAR: cluster*, task*).
   statement {
-    sid = "EcsExecIntoTasks"
-    actions = [
-      "ecs:ExecuteCommand",
-      "ecs:DescribeTasks",
-      "ecs:ListTasks",
-    ]
-    resources = concat(local.clusters, local.tasks, ["arn:${local.partition}:ecs:${local.region}:${local.account}:container-instance/*"])
+    sid       = "EcsExecIntoTasks"
+    actions   = ["ecs:ExecuteCommand"]
+    resources = concat(local.clusters, local.tasks)
   }
+  # The connect script's `aws ecs describe-tasks` (SAR: task*).
+  statement {
+    sid       = "DescribeTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = local.tasks
+  }
+  # Its `aws ecs list-tasks` for the service's replacement task. The SAR's resource type for
+  # ListTasks (container-instance) is never a Fargate task's: the ECS guide's example grants it
+  # on "*" narrowed by the ecs:cluster key, and so does the worker's per-request policy.
+  statement {
+    sid       = "ListTasksInTheClusters"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+    condition {
+      test     = "ArnLike"
+      variable = "ecs:cluster"
+      values   = local.clusters
+    }
+  }
+  # The SSM agent: registering, Session Manager channels, and Run Command (the extension's
+  # rescheduled shutdown). The SAR lists no resource type for the ssmmessages and ec2messages
+  # actions; the ssm ones accept instance or document ARNs, which "*" covers.
   statement {
     sid = "SsmAgent"
     actions = [
@@ -58,7 +97,7 @@ data "aws_iam_policy_document" "boundary" {
 
 resource "aws_iam_policy" "boundary" {
   name        = "${var.name}-bastion-boundary"
-  path        = local.iam_path
+  path        = local.bastion_path
   description = "The most a fargate-connect bastion may ever do: ECS Exec into tasks and run the SSM agent."
   policy      = data.aws_iam_policy_document.boundary.json
   tags        = local.tags
@@ -77,10 +116,12 @@ data "aws_iam_policy_document" "bot_trust" {
 }
 
 data "aws_iam_policy_document" "bot" {
-  # IAM: per-request roles only under /fargate-connect/ and only with the boundary attached.
+  # IAM: per-request roles only named and placed as the worker makes them, and only with the
+  # boundary (the SAR lists iam:PermissionsBoundary for CreateRole and PutRolePolicy). CreateRole
+  # with tags is also authorized as iam:TagRole.
   statement {
     sid       = "CreateBastionRolesWithTheBoundary"
-    actions   = ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"]
+    actions   = ["iam:CreateRole", "iam:PutRolePolicy"]
     resources = [local.bastion_roles]
     condition {
       test     = "StringEquals"
@@ -88,15 +129,15 @@ data "aws_iam_policy_document" "bot" {
       values   = [aws_iam_policy.boundary.arn]
     }
   }
+  # Teardown (and the reaper): undo exactly that. The worker attaches no managed policy (one
+  # inline policy holds the SSM agent's actions); ListAttached/Detach remove what a role created
+  # by an earlier version, or by hand, carries.
   statement {
     sid = "ManageBastionRoles"
     actions = [
       "iam:TagRole",
-      "iam:GetRole",
-      "iam:GetRolePolicy",
       "iam:ListRolePolicies",
       "iam:ListAttachedRolePolicies",
-      "iam:ListInstanceProfilesForRole",
       "iam:DeleteRolePolicy",
       "iam:DetachRolePolicy",
       "iam:DeleteRole",
@@ -115,6 +156,9 @@ data "aws_iam_policy_document" "bot" {
     ]
     resources = [local.bastion_profiles]
   }
+  # RunInstances with the bastion's profile, and AddRoleToInstanceProfile, are authorized as
+  # iam:PassRole on the role (IAM API reference, AddRoleToInstanceProfile). In aws-cn, AWS's own
+  # policies (AWSEC2SpotServiceRolePolicy) also name EC2 as ec2.amazonaws.com.cn.
   statement {
     sid       = "PassBastionRolesToEc2Only"
     actions   = ["iam:PassRole"]
@@ -122,7 +166,7 @@ data "aws_iam_policy_document" "bot" {
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
-      values   = ["ec2.amazonaws.com"]
+      values   = local.partition == "aws-cn" ? ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"] : ["ec2.amazonaws.com"]
     }
   }
   # Spot launches need EC2's service-linked role, created on first use.
@@ -136,29 +180,39 @@ data "aws_iam_policy_document" "bot" {
       values   = ["spot.amazonaws.com"]
     }
   }
-  # Preflight reads task roles (to check they allow the ssmmessages actions); the reaper lists
-  # roles and profiles (it filters them by path itself).
+  # Preflight reads the target task's role (any role of the account) and its policies, which may
+  # be AWS managed ones; doctor reads the boundary.
   statement {
-    sid = "ReadRolesForPreflightAndTheReaper"
-    actions = [
-      "iam:GetRole",
-      "iam:GetRolePolicy",
-      "iam:ListRolePolicies",
-      "iam:ListAttachedRolePolicies",
-      "iam:GetPolicy",
-      "iam:GetPolicyVersion",
-      "iam:ListRoles",
-      "iam:ListInstanceProfiles",
-    ]
+    sid       = "ReadTaskRolesForPreflight"
+    actions   = ["iam:ListRolePolicies", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"]
+    resources = ["arn:${local.partition}:iam::${local.account}:role/*"]
+  }
+  # The account's own policies and AWS managed ones (whose ARNs have "aws" for an account); IAM
+  # serves no other account's policies, so "*" there grants nothing more.
+  statement {
+    sid       = "ReadPoliciesForPreflight"
+    actions   = ["iam:GetPolicy", "iam:GetPolicyVersion"]
+    resources = ["arn:${local.partition}:iam::*:policy/*"]
+  }
+  # The reaper lists by path prefix and filters by path itself. The SAR lists no resource type
+  # for either action.
+  statement {
+    sid       = "ListRolesAndProfilesForTheReaper"
+    actions   = ["iam:ListRoles", "iam:ListInstanceProfiles"]
     resources = ["*"]
   }
 
-  # EC2: launch only instances and volumes tagged with a request id; tag only at launch;
-  # terminate only what carries the tag.
+  # EC2: what RunInstances creates (instance, volume, and the spot request of a spot launch)
+  # must carry a request id (aws:RequestTag is checked per created resource); tag only at
+  # launch; terminate only what carries the tag.
   statement {
-    sid       = "LaunchTaggedBastions"
-    actions   = ["ec2:RunInstances"]
-    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account}:instance/*", "arn:${local.partition}:ec2:${local.region}:${local.account}:volume/*", "arn:${local.partition}:ec2:${local.region}:${local.account}:spot-instances-request/*"]
+    sid     = "LaunchTaggedBastions"
+    actions = ["ec2:RunInstances"]
+    resources = [
+      "${local.ec2_arn}:instance/*",
+      "${local.ec2_arn}:volume/*",
+      "${local.ec2_arn}:spot-instances-request/*",
+    ]
     condition {
       test     = "Null"
       variable = "aws:RequestTag/${local.request_tag}"
@@ -169,16 +223,20 @@ data "aws_iam_policy_document" "bot" {
     sid     = "LaunchIntoOurNetwork"
     actions = ["ec2:RunInstances"]
     resources = [
-      "arn:${local.partition}:ec2:${local.region}:${local.account}:subnet/*",
-      "arn:${local.partition}:ec2:${local.region}:${local.account}:network-interface/*",
+      "${local.ec2_arn}:subnet/*",
+      "${local.ec2_arn}:network-interface/*",
       aws_security_group.bastion.arn,
       "arn:${local.partition}:ec2:${local.region}::image/*",
     ]
   }
   statement {
-    sid       = "TagOnlyAtLaunch"
-    actions   = ["ec2:CreateTags"]
-    resources = ["*"]
+    sid     = "TagOnlyAtLaunch"
+    actions = ["ec2:CreateTags"]
+    resources = [
+      "${local.ec2_arn}:instance/*",
+      "${local.ec2_arn}:volume/*",
+      "${local.ec2_arn}:spot-instances-request/*",
+    ]
     condition {
       test     = "StringEquals"
       variable = "ec2:CreateAction"
@@ -188,13 +246,14 @@ data "aws_iam_policy_document" "bot" {
   statement {
     sid       = "TerminateOnlyBastions"
     actions   = ["ec2:TerminateInstances"]
-    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account}:instance/*"]
+    resources = ["${local.ec2_arn}:instance/*"]
     condition {
       test     = "Null"
       variable = "ec2:ResourceTag/${local.request_tag}"
       values   = ["false"]
     }
   }
+  # EC2's Describe actions have no resource type in the SAR.
   statement {
     sid = "DescribeEc2"
     actions = [
@@ -208,11 +267,32 @@ data "aws_iam_policy_document" "bot" {
     resources = ["*"]
   }
 
-  # ECS: read only.
+  # ECS: read only, each action on its own resource type.
   statement {
-    sid       = "ReadEcs"
-    actions   = ["ecs:DescribeServices", "ecs:DescribeTasks", "ecs:ListTasks", "ecs:DescribeClusters"]
-    resources = concat(local.clusters, local.tasks, [for c in local.clusters : replace(c, ":cluster/", ":service/")])
+    sid       = "DescribeClusters"
+    actions   = ["ecs:DescribeClusters"]
+    resources = local.clusters
+  }
+  statement {
+    sid       = "DescribeServices"
+    actions   = ["ecs:DescribeServices"]
+    resources = local.services
+  }
+  statement {
+    sid       = "DescribeTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = local.tasks
+  }
+  # ListTasks: see the boundary's ListTasksInTheClusters.
+  statement {
+    sid       = "ListTasksInTheClusters"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+    condition {
+      test     = "ArnLike"
+      variable = "ecs:cluster"
+      values   = local.clusters
+    }
   }
   statement {
     sid       = "ReadTaskDefinitions"
@@ -220,42 +300,53 @@ data "aws_iam_policy_document" "bot" {
     resources = ["*"]
   }
 
-  # SSM: the AMI parameter, readiness, sessions, and moving a bastion's own shutdown.
+  # SSM: the AMI parameter, readiness, sessions, Run Command on bastions (the extension's
+  # rescheduled shutdown) and its result, and Session Manager's preferences document.
+  # Public parameters and AWS-owned documents have no account in their ARNs, hence the "*"
+  # account; no one else can own such names (the SSM API reference reserves the prefix "aws" for
+  # parameter names and for document names).
   statement {
     sid       = "ReadAmiParameter"
     actions   = ["ssm:GetParameter"]
-    resources = ["arn:${local.partition}:ssm:${local.region}::parameter${var.ami_parameter_prefix}*"]
+    resources = ["${local.ssm_arn}:*:parameter${var.ami_parameter_prefix}*"]
   }
   statement {
-    sid       = "ReadinessAndSessions"
-    actions   = ["ssm:DescribeInstanceInformation", "ssm:DescribeSessions"]
+    sid       = "ReadinessSessionsAndCommandResults"
+    actions   = ["ssm:DescribeInstanceInformation", "ssm:DescribeSessions", "ssm:GetCommandInvocation"]
     resources = ["*"]
   }
   statement {
     sid       = "EndSessions"
     actions   = ["ssm:TerminateSession"]
-    resources = ["arn:${local.partition}:ssm:${local.region}:${local.account}:session/*"]
+    resources = ["${local.ssm_arn}:${local.account}:session/*"]
   }
   statement {
-    sid       = "RescheduleShutdownDocument"
+    sid       = "RunShellScriptDocument"
     actions   = ["ssm:SendCommand"]
-    resources = ["arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript"]
+    resources = ["${local.ssm_arn}:*:document/AWS-RunShellScript"]
   }
   statement {
-    sid       = "RescheduleShutdownOnBastionsOnly"
+    sid       = "RunCommandsOnBastionsOnly"
     actions   = ["ssm:SendCommand"]
-    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account}:instance/*"]
+    resources = ["${local.ec2_arn}:instance/*"]
     condition {
       test     = "Null"
       variable = "ssm:resourceTag/${local.request_tag}"
       values   = ["false"]
     }
   }
+  # SSM-SessionManagerRunShell is AWS-owned until Session Manager preferences are saved in the
+  # account, which makes it the account's own: either ARN (read only).
+  statement {
+    sid       = "ReadSessionManagerPreferences"
+    actions   = ["ssm:GetDocument"]
+    resources = ["${local.ssm_arn}:*:document/SSM-SessionManagerRunShell"]
+  }
 }
 
 resource "aws_iam_role" "bot" {
   name                 = "${var.name}-bot"
-  path                 = local.iam_path
+  path                 = local.bot_path
   description          = "fargate-connect: launches time-boxed bastions and their per-request roles."
   assume_role_policy   = data.aws_iam_policy_document.bot_trust.json
   max_session_duration = 3600
@@ -270,7 +361,7 @@ resource "aws_iam_role_policy" "bot" {
 
 resource "aws_iam_instance_profile" "bot" {
   name = "${var.name}-bot"
-  path = local.iam_path
+  path = local.bot_path
   role = aws_iam_role.bot.name
   tags = local.tags
 }

@@ -19,8 +19,8 @@ output "bastion_security_group_id" {
 }
 
 output "vpc_endpoint_ids" {
-  description = "The SSM interface endpoints, when created."
-  value       = { for k, e in aws_vpc_endpoint.ssm : k => e.id }
+  description = "The endpoints, when created: ssm, ssmmessages, ec2messages, ecs (interface) and s3 (gateway)."
+  value       = merge({ for k, e in aws_vpc_endpoint.interface : k => e.id }, { for e in aws_vpc_endpoint.s3 : "s3" => e.id })
 }
 
 output "bot_role_name" {

@@ -10,9 +10,13 @@ variable "vpc_id" {
 }
 
 variable "ecs_cluster_arns" {
-  description = "ECS clusters the bot may read and the bastions may exec into. Empty = every cluster of the account and region."
+  description = "ECS clusters the bot may read and the bastions may exec into, as cluster ARNs (arn:PARTITION:ecs:REGION:ACCOUNT:cluster/NAME); their tasks and services are derived from them. Empty = every cluster of the account and region."
   type        = list(string)
   default     = []
+  validation {
+    condition     = alltrue([for c in var.ecs_cluster_arns : can(regex("^arn:[a-z-]+:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_*-]+$", c))])
+    error_message = "Each entry must be a cluster ARN, arn:PARTITION:ecs:REGION:ACCOUNT:cluster/NAME (not a name, and not a task or service ARN)."
+  }
 }
 
 variable "ami_parameter_prefix" {
@@ -22,13 +26,25 @@ variable "ami_parameter_prefix" {
 }
 
 variable "create_vpc_endpoints" {
-  description = "Create interface endpoints for ssm, ssmmessages and ec2messages, for subnets without a route to the internet."
+  description = "Create interface endpoints for ssm, ssmmessages, ec2messages and ecs (private DNS on: they then serve the whole VPC), and an S3 gateway endpoint on endpoint_route_table_ids, for bastions in subnets without a route to the internet."
   type        = bool
   default     = false
 }
 
 variable "endpoint_subnet_ids" {
-  description = "Subnets for the VPC endpoints (one per availability zone), when create_vpc_endpoints is true."
+  description = "Subnets for the interface endpoints (one per availability zone), when create_vpc_endpoints is true."
+  type        = list(string)
+  default     = []
+}
+
+variable "endpoint_ingress_cidrs" {
+  description = "IPv4 CIDR blocks the interface endpoints admit HTTPS from. Empty = every CIDR block of the VPC: with private DNS on, every instance of the VPC resolves SSM and ECS to these endpoints, so narrowing this cuts the others off. The bastions' group is always admitted."
+  type        = list(string)
+  default     = []
+}
+
+variable "endpoint_route_table_ids" {
+  description = "Route tables of the bastions' subnets, for the S3 gateway endpoint (Amazon Linux's dnf repositories are S3 buckets of the region). Empty = no S3 endpoint (leave it empty when those route tables already route S3 through a gateway endpoint)."
   type        = list(string)
   default     = []
 }

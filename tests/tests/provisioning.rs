@@ -312,7 +312,7 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
 /// price) are warm. Readiness polls (DescribeInstances by id, DescribeInstanceInformation,
 /// GetCommandInvocation of the readiness probe) are bounded separately by the backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connect_costs_ten_aws_calls_plus_polls_and_a_teardown_seven() {
+async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_six() {
     let t = TestApp::start().await;
     let first = t.connect(USER, "connect web").await;
     t.slack.wait_for_message(&format!("{first} for web in prod: has ended"), WAIT).await;
@@ -338,7 +338,6 @@ async fn a_connect_costs_ten_aws_calls_plus_polls_and_a_teardown_seven() {
             "ListTasks",
             "DescribeTasks",
             "CreateRole",
-            "AttachRolePolicy",
             "PutRolePolicy",
             "CreateInstanceProfile",
             "AddRoleToInstanceProfile",
@@ -356,7 +355,6 @@ async fn a_connect_costs_ten_aws_calls_plus_polls_and_a_teardown_seven() {
             "DescribeSessions",
             "RemoveRoleFromInstanceProfile",
             "DeleteInstanceProfile",
-            "DetachRolePolicy",
             "DeleteRolePolicy",
             "DeleteRole",
         ]

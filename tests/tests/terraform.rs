@@ -54,6 +54,52 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// Runs the IAM lint (`deploy/iam/lint.py`, parliament from the emulator's venv) on `inputs`.
+fn lint_iam(inputs: &[&Path]) {
+    let python = harness::moto::ensure_venv();
+    let out = Command::new(&python)
+        .arg(repo_root().join("deploy/iam/lint.py"))
+        .args(inputs)
+        .output()
+        .expect("the IAM lint runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{text}");
+    assert!(out.status.success(), "the IAM lint failed:\n{text}");
+}
+
+/// The actions of the README's "What the bot needs in AWS" (the `service:Action` names in it)
+/// are exactly those of the bot's policy.
+fn assert_readme_lists_the_bot_policy(policy: &serde_json::Value) {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme.split("## What the bot needs in AWS").nth(1).expect("README: What the bot needs in AWS");
+    let section = section.split("\n#").next().unwrap();
+    // `service:Action` (condition keys such as `ecs:cluster` start lower-case).
+    let is_action = |w: &&str| {
+        w.split_once(':').is_some_and(|(service, action)| {
+            !service.is_empty()
+                && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && action.starts_with(|c: char| c.is_ascii_uppercase())
+                && action.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+    };
+    let mut listed: Vec<String> = section.split('`').skip(1).step_by(2).filter(is_action).map(str::to_string).collect();
+    listed.sort();
+    listed.dedup();
+    let mut granted: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            _ => vec![],
+        })
+        .collect();
+    granted.sort();
+    granted.dedup();
+    assert_eq!(listed, granted, "README's \"What the bot needs in AWS\" and the module's bot policy differ");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -172,13 +218,14 @@ ingress_cidrs        = ["10.0.0.0/16"]
     ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
     ok(&root, &["validate", "-no-color"]);
     let plan = ok(&root, &["plan", "-input=false", "-no-color", "-var-file=test.tfvars", "-out=tfplan"]);
-    assert!(plan.contains("Plan: 16 to add, 0 to change, 0 to destroy"), "{plan}");
+    assert!(plan.contains("Plan: 21 to add, 0 to change, 0 to destroy"), "{plan}");
     ok(&root, &["apply", "-input=false", "-no-color", "tfplan"]);
 
     // In the emulator: the bot's role, least privilege.
     let role = aws.iam.get_role().role_name("fargate-connect-bot").send().await.unwrap();
     let role = role.role().unwrap();
-    assert_eq!(role.path(), "/fargate-connect/");
+    // Not under the path it administers: it can neither pass nor rewrite its own role.
+    assert_eq!(role.path(), "/fargate-connect-bot/");
     let trust = decode(role.assume_role_policy_document().unwrap());
     assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
     let inline = aws
@@ -193,7 +240,10 @@ ingress_cidrs        = ["10.0.0.0/16"]
     let boundary_arn = format!("arn:aws:iam::{account}:policy/fargate-connect/fargate-connect-bastion-boundary");
     let create = statement(&policy, "CreateBastionRolesWithTheBoundary");
     assert_eq!(create["Condition"]["StringEquals"]["iam:PermissionsBoundary"], boundary_arn.as_str());
-    assert_eq!(create["Resource"], format!("arn:aws:iam::{account}:role/fargate-connect/*").as_str());
+    assert_eq!(
+        create["Resource"],
+        format!("arn:aws:iam::{account}:role/fargate-connect/fargate-connect-fc-*").as_str()
+    );
     let launch = statement(&policy, "LaunchTaggedBastions");
     assert_eq!(launch["Condition"]["Null"]["aws:RequestTag/fargate-connect:request-id"], "false");
     let terminate = statement(&policy, "TerminateOnlyBastions");
@@ -218,7 +268,10 @@ ingress_cidrs        = ["10.0.0.0/16"]
     let document = aws.iam.get_policy_version().policy_arn(&boundary_arn).version_id(version).send().await.unwrap();
     let boundary_doc = decode(document.policy_version().unwrap().document().unwrap());
     let exec = statement(&boundary_doc, "EcsExecIntoTasks");
-    assert!(exec["Action"].as_array().unwrap().iter().any(|a| a == "ecs:ExecuteCommand"), "{exec}");
+    assert_eq!(exec["Action"], "ecs:ExecuteCommand", "{exec}");
+    let list = statement(&boundary_doc, "ListTasksInTheClusters");
+    assert_eq!(list["Resource"], "*", "ListTasks is authorised on * narrowed by ecs:cluster: {list}");
+    assert!(list["Condition"]["ArnLike"]["ecs:cluster"].to_string().contains(":cluster/*"), "{list}");
     assert!(!boundary_doc.to_string().contains("iam:"), "the boundary grants no IAM: {boundary_doc}");
 
     // The bastions' security group: no ingress at all, HTTPS out.
@@ -249,7 +302,7 @@ ingress_cidrs        = ["10.0.0.0/16"]
     assert_eq!(metadata.http_put_response_hop_limit(), Some(1));
     assert!(instance.key_name().is_none(), "no key pair");
     let profile = instance.iam_instance_profile().and_then(|p| p.arn()).unwrap();
-    assert!(profile.ends_with(":instance-profile/fargate-connect/fargate-connect-bot"), "{profile}");
+    assert!(profile.ends_with(":instance-profile/fargate-connect-bot/fargate-connect-bot"), "{profile}");
 
     // The SSM interface endpoints.
     let endpoints = aws.ec2.describe_vpc_endpoints().send().await.unwrap();
@@ -258,8 +311,22 @@ ingress_cidrs        = ["10.0.0.0/16"]
     services.sort();
     assert_eq!(
         services,
-        ["com.amazonaws.eu-west-1.ec2messages", "com.amazonaws.eu-west-1.ssm", "com.amazonaws.eu-west-1.ssmmessages"]
+        [
+            "com.amazonaws.eu-west-1.ec2messages",
+            "com.amazonaws.eu-west-1.ecs",
+            "com.amazonaws.eu-west-1.ssm",
+            "com.amazonaws.eu-west-1.ssmmessages"
+        ]
     );
+
+    // Every IAM document of the module and the example passes the IAM lint (parliament), with
+    // only the reviewed exceptions of deploy/iam/parliament-exceptions.yml.
+    let state = ok(&root, &["show", "-json", "-no-color"]);
+    let state_file = work.0.join("state.json");
+    std::fs::write(&state_file, &state).unwrap();
+    lint_iam(&[&state_file]);
+    // The README's list of what the bot may do is the module's, action for action.
+    assert_readme_lists_the_bot_policy(&policy);
 
     // Re-plan: nothing to change.
     let (code, text) =

@@ -7,9 +7,28 @@ use super::{tags, AwsError, IAM_PATH};
 use aws_sdk_iam::types::Tag;
 use serde_json::json;
 
-/// AWS's managed policy that lets the SSM agent register and carry sessions.
-pub const SSM_CORE_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
+/// The role's one inline policy (the SSM agent, and ECS Exec into one task). No managed policy:
+/// `AmazonSSMManagedInstanceCore` also allows `ssm:GetParameter(s)` on `*`, every Parameter
+/// Store secret of the account (the bot's own Slack secrets included).
 const INLINE_POLICY: &str = "ecs-exec-one-task";
+
+/// What the SSM agent needs to register, carry Session Manager sessions (`ssmmessages`) and
+/// run the bot's Run Command probes (`ec2messages`); the Systems Manager guide's minimal
+/// instance permissions, without the State Manager and Parameter Store reads of the managed
+/// policy.
+pub const SSM_AGENT_ACTIONS: &[&str] = &[
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+];
 
 /// Role and instance profile name for a request (the same for both).
 pub fn role_name(request_id: &str) -> String {
@@ -41,9 +60,10 @@ pub fn trust_policy() -> String {
 
 /// `ecs:ExecuteCommand` on that task (and its cluster, which ECS also authorises), for that
 /// container only; plus what `connect` needs to find the service's replacement task should the
-/// first one stop: listing and describing tasks in that cluster, and exec into a task of that
-/// service (by ECS's managed `aws:ecs:serviceName` tag, present when the service enables ECS
-/// managed tags), that container only.
+/// first one stop: listing tasks (authorised on `*`, narrowed by `ecs:cluster`) and describing
+/// tasks in that cluster, and exec into a task of that service (by ECS's managed
+/// `aws:ecs:serviceName` tag, present when the service enables ECS managed tags), that
+/// container only; plus the SSM agent's own actions.
 pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str, service: &str) -> String {
     let tasks_in_cluster = cluster_arn.replacen(":cluster/", ":task/", 1) + "/*";
     json!({
@@ -69,9 +89,22 @@ pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str, service: 
             {
                 "Sid": "FindTheServicesTasks",
                 "Effect": "Allow",
-                "Action": ["ecs:ListTasks", "ecs:DescribeTasks"],
+                "Action": "ecs:ListTasks",
                 "Resource": "*",
                 "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}
+            },
+            {
+                "Sid": "DescribeTheClustersTasks",
+                "Effect": "Allow",
+                "Action": "ecs:DescribeTasks",
+                "Resource": tasks_in_cluster,
+                "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}
+            },
+            {
+                "Sid": "SsmAgent",
+                "Effect": "Allow",
+                "Action": SSM_AGENT_ACTIONS,
+                "Resource": "*"
             }
         ]
     })
@@ -211,12 +244,6 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
             return Err(e);
         }
     }
-    iam.attach_role_policy()
-        .role_name(&name)
-        .policy_arn(SSM_CORE_POLICY)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("AttachRolePolicy", e))?;
     iam.put_role_policy()
         .role_name(&name)
         .policy_name(INLINE_POLICY)
@@ -264,9 +291,9 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
 /// Deletes the request's instance profile and role, whatever part of them exists.
 /// Returns true when something was deleted.
 ///
-/// The fast path undoes exactly what `ensure_role` did (5 calls); should the role carry
-/// anything else (someone attached a policy by hand), IAM refuses with `DeleteConflict` and
-/// the thorough path lists and removes everything.
+/// The fast path undoes exactly what `ensure_role` did (4 calls); should the role carry
+/// anything else (a policy attached by hand, or the managed policy earlier versions attached),
+/// IAM refuses with `DeleteConflict` and the thorough path lists and removes everything.
 pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<bool, AwsError> {
     let name = role_name(request_id);
     ignore_missing(
@@ -285,15 +312,6 @@ pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<
             .await
             .map(|_| ())
             .map_err(|e| AwsError::from_sdk("DeleteInstanceProfile", e)),
-    )?;
-    ignore_missing(
-        iam.detach_role_policy()
-            .role_name(&name)
-            .policy_arn(SSM_CORE_POLICY)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("DetachRolePolicy", e)),
     )?;
     ignore_missing(
         iam.delete_role_policy()
@@ -437,5 +455,12 @@ mod tests {
         assert_eq!(first["Condition"]["StringEquals"]["ecs:container-name"], "app");
         assert_eq!(policy["Statement"][1]["Resource"], "arn:aws:ecs:eu-west-1:1:task/prod/*");
         assert_eq!(policy["Statement"][1]["Condition"]["StringEquals"]["aws:ResourceTag/aws:ecs:serviceName"], "web");
+        // ListTasks is authorised on "*" narrowed by the cluster; nothing reads parameters.
+        assert_eq!(policy["Statement"][2]["Resource"], "*");
+        assert_eq!(
+            policy["Statement"][2]["Condition"]["ArnEquals"]["ecs:cluster"],
+            "arn:aws:ecs:eu-west-1:1:cluster/prod"
+        );
+        assert!(!policy.to_string().contains("ssm:GetParameter"), "{policy}");
     }
 }

@@ -88,9 +88,39 @@ variable "create_vpc_endpoints" {
 }
 
 variable "endpoint_subnet_ids" {
-  description = "Subnets for the SSM endpoints, when created."
+  description = "Subnets for the SSM and ECS interface endpoints, when created."
   type        = list(string)
   default     = []
+}
+
+variable "endpoint_route_table_ids" {
+  description = "Route tables of the bastions' subnets, for the S3 gateway endpoint (when endpoints are created)."
+  type        = list(string)
+  default     = []
+}
+
+variable "session_manager" {
+  description = "Let operators reach the bot's instance with Session Manager (adds the SSM agent's minimal permissions to the bot's role)."
+  type        = bool
+  default     = true
+}
+
+variable "ledger_volume_size" {
+  description = "Size in GiB of the ledger's EBS volume (gp3)."
+  type        = number
+  default     = 4
+}
+
+variable "ledger_kms_key_arn" {
+  description = "KMS key for the ledger's volume; null = the account's default EBS key."
+  type        = string
+  default     = null
+}
+
+variable "ledger_final_snapshot" {
+  description = "Snapshot the ledger's volume before Terraform deletes it (destroy, or a change that replaces it)."
+  type        = bool
+  default     = true
 }
 
 variable "tags" {
