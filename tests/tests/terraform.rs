@@ -54,6 +54,37 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// `deploy/iam/bot-policy.json` is the bot's policy as the module renders it, with the
+/// account, region, partition and bastion security group as `${…}` placeholders: the emulator's
+/// front enforces it on the bot in every test (`harness::iam`). It must stay the module's:
+/// `FARGATE_CONNECT_BLESS=1` rewrites it from the module.
+async fn assert_policy_template(policy: &serde_json::Value, account: &str, aws: &worker::aws::Aws) {
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("fargate-connect-bastion").build())
+        .send()
+        .await
+        .unwrap();
+    let group = groups.security_groups()[0].group_id().unwrap().to_string();
+    let text = serde_json::to_string_pretty(policy)
+        .unwrap()
+        .replace(&group, "${bastion_security_group}")
+        .replace(account, "${account}")
+        .replace(REGION, "${region}")
+        .replace("arn:aws:", "arn:${partition}:")
+        + "\n";
+    let path = repo_root().join("deploy/iam/bot-policy.json");
+    if std::env::var_os("FARGATE_CONNECT_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        kept, text,
+        "deploy/iam/bot-policy.json is not the module's policy: FARGATE_CONNECT_BLESS=1 rewrites it"
+    );
+}
+
 /// Runs the IAM lint (`deploy/iam/lint.py`, parliament from the emulator's venv) on `inputs`.
 fn lint_iam(inputs: &[&Path]) {
     let python = harness::moto::ensure_venv();
@@ -237,6 +268,7 @@ ingress_cidrs        = ["10.0.0.0/16"]
         .await
         .unwrap();
     let policy = decode(inline.policy_document());
+    assert_policy_template(&policy, &account, &aws).await;
     let boundary_arn = format!("arn:aws:iam::{account}:policy/fargate-connect/fargate-connect-bastion-boundary");
     let create = statement(&policy, "CreateBastionRolesWithTheBoundary");
     assert_eq!(create["Condition"]["StringEquals"]["iam:PermissionsBoundary"], boundary_arn.as_str());
