@@ -2,7 +2,8 @@
 """IAM lint: runs parliament on every IAM policy document of fargate-connect's Terraform.
 
 Inputs (any number, "-" for stdin):
-  * a policy document (a JSON object with a "Statement"), named by its path;
+  * a policy document (a JSON object with a "Statement"), named by its path (a trust policy
+    when every statement names a Principal);
   * `terraform show -json` output, of a state or of a saved plan. From it the lint takes every
     `aws_iam_policy_document` data source's `json`, `aws_iam_policy.policy`,
     `aws_iam_role_policy.policy` and `aws_iam_role.assume_role_policy`, in every module, and
@@ -154,7 +155,10 @@ def load_inputs(paths: list[str]) -> tuple[list[Document], list[str]]:
         except (OSError, json.JSONDecodeError) as e:
             die(f"cannot read {path}: {e}")
         if isinstance(data, dict) and "Statement" in data:
-            docs.append(Document(text=raw, names=[path]))
+            statements = data["Statement"] if isinstance(data["Statement"], list) else [data["Statement"]]
+            # A document whose every statement names a Principal is a trust (resource) policy.
+            trust = bool(statements) and all(isinstance(st, dict) and "Principal" in st for st in statements)
+            docs.append(Document(text=raw, names=[path], trust=trust))
         elif isinstance(data, dict) and ("format_version" in data or "values" in data or "planned_values" in data):
             found, unknown = documents_from_terraform(data, path)
             docs.extend(found)

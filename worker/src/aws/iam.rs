@@ -80,7 +80,8 @@ pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str, service: 
                 "Sid": "ExecIntoAReplacementTaskOfTheSameService",
                 "Effect": "Allow",
                 "Action": "ecs:ExecuteCommand",
-                "Resource": tasks_in_cluster,
+                // ECS authorises ExecuteCommand on the cluster and on the task (both required).
+                "Resource": [cluster_arn, &tasks_in_cluster],
                 "Condition": {"StringEquals": {
                     "ecs:container-name": container,
                     "aws:ResourceTag/aws:ecs:serviceName": service
@@ -453,7 +454,7 @@ mod tests {
         let first = &policy["Statement"][0];
         assert_eq!(first["Resource"][1], "arn:aws:ecs:eu-west-1:1:task/prod/abc");
         assert_eq!(first["Condition"]["StringEquals"]["ecs:container-name"], "app");
-        assert_eq!(policy["Statement"][1]["Resource"], "arn:aws:ecs:eu-west-1:1:task/prod/*");
+        assert_eq!(policy["Statement"][1]["Resource"][1], "arn:aws:ecs:eu-west-1:1:task/prod/*");
         assert_eq!(policy["Statement"][1]["Condition"]["StringEquals"]["aws:ResourceTag/aws:ecs:serviceName"], "web");
         // ListTasks is authorised on "*" narrowed by the cluster; nothing reads parameters.
         assert_eq!(policy["Statement"][2]["Resource"], "*");
