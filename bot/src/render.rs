@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use worker::duration::HumanDuration;
 use worker::events::{Check, LaunchInfo};
 use worker::ledger::{AuditEvent, Request};
+use worker::aws::partition::Partition;
 use worker::state::RequestState;
 
 /// Button action ids, shared with the interactivity route.
@@ -15,9 +16,10 @@ pub const DENY: &str = "deny";
 pub const EXTEND: &str = "extend";
 pub const END: &str = "end";
 
-/// The Session Manager console page for an instance.
-pub fn console_url(region: &str, instance_id: &str) -> String {
-    format!("https://{region}.console.aws.amazon.com/systems-manager/session-manager/{instance_id}?region={region}")
+/// The Session Manager console page for an instance, in the partition of `arn` (the request's
+/// task or cluster ARN; commercial AWS when it names none).
+pub fn console_url(arn: &str, region: &str, instance_id: &str) -> String {
+    Partition::of_arn(arn).unwrap_or_else(|| Partition::of_region(region)).console_url(region, instance_id)
 }
 
 /// The one-line CLI command that opens the session and runs `connect` on the bastion.
@@ -185,7 +187,7 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
         if let Some(instance_id) = &request.instance_id {
             blocks.push(section(format!(
                 "*Open a shell:* <{}|Session Manager console>, then type `connect`.",
-                console_url(region, instance_id)
+                console_url(request.task_arn.as_deref().unwrap_or(&request.cluster), region, instance_id)
             )));
             blocks.push(section(format!("*Or from your terminal:*\n```{}```", cli_command(region, instance_id))));
             let launched = request
@@ -320,7 +322,7 @@ mod tests {
     #[test]
     fn links_follow_the_documented_shapes() {
         assert_eq!(
-            console_url("eu-west-1", "i-0abc"),
+            console_url("arn:aws:ecs:eu-west-1:1:task/prod/abc", "eu-west-1", "i-0abc"),
             "https://eu-west-1.console.aws.amazon.com/systems-manager/session-manager/i-0abc?region=eu-west-1"
         );
         assert_eq!(

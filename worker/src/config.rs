@@ -34,6 +34,10 @@ pub struct AwsSettings {
     /// Fall back to on-demand when no spot capacity is left in any type and subnet.
     #[serde(default)]
     pub on_demand_fallback: bool,
+    /// Where bastions download the Session Manager plugin's RPM (`{arch}`: `linux_64bit` or
+    /// `linux_arm64`). Empty = AWS's own download; needed in aws-cn, where AWS documents none.
+    #[serde(default)]
+    pub session_manager_plugin_url: Option<String>,
 }
 
 fn default_instance_types() -> Vec<String> {
@@ -168,6 +172,14 @@ impl AwsSettings {
         }
         if self.instance_types.is_empty() {
             return Err("aws.instance_types must list at least one instance type".into());
+        }
+        if let Some(url) = &self.session_manager_plugin_url {
+            // It goes into the bastion's user data, inside double quotes: an https URL of
+            // plain characters only.
+            let plain = url.chars().all(|c| c.is_ascii_alphanumeric() || "-._~:/{}%+=?&".contains(c));
+            if !url.starts_with("https://") || !plain {
+                return Err(format!("aws.session_manager_plugin_url must be a plain https URL, not {url:?}"));
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 use crate::aws::ec2::{self, LaunchError, LaunchSpec, Subnet};
 use crate::aws::ecs::{self, Wanted};
 use crate::aws::iam::{self, RoleSpec};
+use crate::aws::partition::Partition;
 use crate::aws::ssm;
 use crate::aws::user_data::{self, BastionScript, READY_PROBE};
 use crate::aws::{Aws, AwsError};
@@ -246,6 +247,18 @@ impl Provisioner {
         let hard_stop_secs =
             self.worker.ready_timeout.as_secs() + request.ttl_secs as u64 + self.worker.shutdown_grace.as_secs();
         let hard_stop_ms = self.ledger.hard_stop(&request.id, now_ms() + hard_stop_secs as i64 * 1000).await?;
+        let partition = Partition::of_arn(task_arn).unwrap_or_else(|| Partition::of_region(&self.aws.region));
+        let plugin_url = match (&self.settings.session_manager_plugin_url, partition.plugin_url()) {
+            (Some(configured), _) => configured.as_str(),
+            (None, Some(aws)) => aws,
+            (None, None) => {
+                return Err(JobError::Fatal(format!(
+                    "AWS publishes the Session Manager plugin nowhere a bastion in {} can reach: set \
+                     aws.session_manager_plugin_url to a mirror",
+                    partition.name()
+                )))
+            }
+        };
         let script = BastionScript {
             request_id: &request.id,
             service: &request.service,
@@ -254,6 +267,7 @@ impl Provisioner {
             task_arn,
             container,
             deadline_epoch: user_data::deadline_secs(hard_stop_ms),
+            plugin_url,
         }
         .render();
         let expires = rfc3339(hard_stop_ms);

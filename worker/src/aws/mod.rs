@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod ecs;
 pub mod error;
 pub mod iam;
+pub mod partition;
 pub mod ssm;
 pub mod user_data;
 

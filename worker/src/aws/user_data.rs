@@ -19,6 +19,8 @@ pub struct BastionScript<'a> {
     pub container: &'a str,
     /// When the bastion powers itself off (and so terminates), UTC seconds.
     pub deadline_epoch: i64,
+    /// The Session Manager plugin's RPM; `{arch}` becomes `linux_64bit` or `linux_arm64`.
+    pub plugin_url: &'a str,
 }
 
 /// Written by the user data once `connect` and the plugin are in place.
@@ -161,7 +163,7 @@ case "$(uname -m)" in
   *) plugin_arch=linux_64bit ;;
 esac
 for attempt in 1 2 3 4 5; do
-  if dnf install -y "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/${{plugin_arch}}/session-manager-plugin.rpm"; then
+  if dnf install -y "{plugin_url}"; then
     break
   fi
   echo "plugin install attempt ${{attempt}} failed; retrying" >&2
@@ -183,6 +185,7 @@ touch {ready}
             deadline_helper = DEADLINE_HELPER,
             deadline = self.deadline_epoch,
             ready = READY_MARKER,
+            plugin_url = self.plugin_url.replace("{arch}", "${plugin_arch}"),
             connect = self.connect_script(),
         )
     }
@@ -202,6 +205,7 @@ mod tests {
             task_arn: "arn:aws:ecs:eu-west-1:1:task/prod/abc",
             container: "app",
             deadline_epoch: 1_800_000_000,
+            plugin_url: "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
         }
         .render();
         assert!(script.starts_with("#!/bin/bash"));
@@ -212,6 +216,9 @@ mod tests {
         let ready = script.find("touch /var/lib/fargate-connect/ready").unwrap();
         assert!(ready > script.find("chmod 0755 /usr/local/bin/connect").unwrap());
         assert!(READY_PROBE.contains(READY_MARKER));
+        assert!(script.contains(
+            r#"dnf install -y "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/${plugin_arch}/session-manager-plugin.rpm""#
+        ));
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }
