@@ -4,10 +4,10 @@
 //! as they are now, so drawing one twice gives the same message.
 
 use serde_json::{json, Value};
+use worker::aws::partition::Partition;
 use worker::duration::HumanDuration;
 use worker::events::{Check, LaunchInfo};
 use worker::ledger::{AuditEvent, Request};
-use worker::aws::partition::Partition;
 use worker::state::RequestState;
 
 /// Button action ids, shared with the interactivity route.

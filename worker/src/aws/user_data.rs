@@ -205,7 +205,8 @@ mod tests {
             task_arn: "arn:aws:ecs:eu-west-1:1:task/prod/abc",
             container: "app",
             deadline_epoch: 1_800_000_000,
-            plugin_url: "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
+            plugin_url:
+                "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
         }
         .render();
         assert!(script.starts_with("#!/bin/bash"));
