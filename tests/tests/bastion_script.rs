@@ -18,7 +18,8 @@ fn script() -> BastionScript<'static> {
         task_arn: TASK,
         container: "app",
         deadline_epoch: 1_800_000_000,
-        plugin_url: "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
+        plugin_url:
+            "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
     }
 }
 
