@@ -140,7 +140,8 @@ pub async fn run(setup: &Setup<'_>, aws: &Aws, services: &[(String, Option<Strin
     let cache = ecs::PreflightCache::default();
     for (cluster, service, container) in wanted {
         let target = Wanted { cluster: &cluster, service: &service, container: container.as_deref(), task: None };
-        match ecs::preflight(&aws.ecs, &aws.iam, &cache, &target).await {
+        let clients = ecs::Clients { ecs: &aws.ecs, iam: &aws.iam, ssm: &aws.ssm, settings: &file.aws };
+        match ecs::preflight(&clients, &cache, &target).await {
             Ok(report) => {
                 for mut c in report.checks {
                     c.name = format!("{service}: {}", c.name);
@@ -317,6 +318,7 @@ async fn dry_run(
         task_arn: &task_arn,
         container: "doctor",
         permissions_boundary: settings.permissions_boundary_arn.as_deref(),
+        grants: worker::aws::exec_settings::grant_statements(settings, cluster_arn),
     };
     let profile = match iam::ensure_role(&aws.iam, &role).await {
         Ok(profile) => profile,

@@ -93,6 +93,48 @@ data "aws_iam_policy_document" "boundary" {
     ]
     resources = ["*"]
   }
+  # What the account's settings ask of a session (all optional, see variables): the ECS Exec and
+  # Session Manager KMS keys, and the session log targets of the Session Manager preferences.
+  dynamic "statement" {
+    for_each = length(var.session_kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "SessionKeys"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = var.session_kms_key_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = var.session_log_bucket != "" ? [1] : []
+    content {
+      sid       = "SessionLogObjects"
+      actions   = ["s3:PutObject"]
+      resources = ["arn:${local.partition}:s3:::${var.session_log_bucket}/*"]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.session_log_bucket != "" ? [1] : []
+    content {
+      sid       = "SessionLogBucket"
+      actions   = ["s3:GetEncryptionConfiguration"]
+      resources = ["arn:${local.partition}:s3:::${var.session_log_bucket}"]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.session_log_group != "" ? [1] : []
+    content {
+      sid       = "SessionLogStreams"
+      actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      resources = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:${var.session_log_group}:*"]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.session_log_group != "" ? [1] : []
+    content {
+      sid       = "SessionLogGroups"
+      actions   = ["logs:DescribeLogGroups"]
+      resources = ["*"]
+    }
+  }
 }
 
 resource "aws_iam_policy" "boundary" {

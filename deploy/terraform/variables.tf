@@ -60,3 +60,21 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "session_kms_key_arns" {
+  description = "KMS keys bastions may use (kms:GenerateDataKey, kms:Decrypt): the cluster's ECS Exec key (executeCommandConfiguration.kmsKeyId) and the Session Manager preferences' key, when set. Must match aws.kms_key_arns in the bot's config."
+  type        = list(string)
+  default     = []
+}
+
+variable "session_log_bucket" {
+  description = "S3 bucket of the Session Manager preferences' session logs, which bastions may write (s3:PutObject). Empty = none. Must match aws.session_log_bucket in the bot's config."
+  type        = string
+  default     = ""
+}
+
+variable "session_log_group" {
+  description = "CloudWatch Logs group of the Session Manager preferences' session logs, which bastions may write. Empty = none. Must match aws.session_log_group in the bot's config."
+  type        = string
+  default     = ""
+}

@@ -20,6 +20,7 @@ fn script() -> BastionScript<'static> {
         deadline_epoch: 1_800_000_000,
         plugin_url:
             "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
+        run_as_user: Some("ops"),
     }
 }
 

@@ -48,6 +48,7 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
                 "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
                 "app",
                 "web",
+                &[],
             ),
         ),
         write(
@@ -58,13 +59,34 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
                 "arn:aws-cn:ecs:cn-north-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
                 "app",
                 "web",
+                &[],
+            ),
+        ),
+        write(
+            &dir.0,
+            "bastion-inline-with-session-settings.json",
+            &exec_policy(
+                "arn:aws:ecs:eu-west-1:123456789012:cluster/prod",
+                "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                "app",
+                "web",
+                &worker::aws::exec_settings::grant_statements(
+                    &serde_json::from_value(serde_json::json!({
+                        "cluster": "prod",
+                        "kms_key_arns": ["arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"],
+                        "session_log_bucket": "audit-sessions",
+                        "session_log_group": "/ssm/sessions",
+                    }))
+                    .unwrap(),
+                    "arn:aws:ecs:eu-west-1:123456789012:cluster/prod",
+                ),
             ),
         ),
         write(&dir.0, "readme-people.json", &readme_json_after("### Letting only the requester use their bastion")),
     ];
     let report = lint(&files);
     println!("{report}");
-    assert!(report.contains("4 document(s), 0 failure(s)"), "{report}");
+    assert!(report.contains("5 document(s), 0 failure(s)"), "{report}");
     assert!(report.contains("bastion-trust.json [trust policy]"), "{report}");
 }
 

@@ -38,6 +38,19 @@ pub struct AwsSettings {
     /// `linux_arm64`). Empty = AWS's own download; needed in aws-cn, where AWS documents none.
     #[serde(default)]
     pub session_manager_plugin_url: Option<String>,
+    /// KMS keys bastions may use (the cluster's ECS Exec key, the Session Manager preferences'
+    /// key). Preflight refuses a request that needs a key not listed here.
+    #[serde(default)]
+    pub kms_key_arns: Vec<String>,
+    /// The S3 bucket of the Session Manager preferences' session logs, which bastions may write.
+    #[serde(default)]
+    pub session_log_bucket: Option<String>,
+    /// The CloudWatch Logs group of the Session Manager preferences' session logs.
+    #[serde(default)]
+    pub session_log_group: Option<String>,
+    /// The OS user Session Manager's Run As preference starts sessions as; bastions create it.
+    #[serde(default)]
+    pub session_run_as_user: Option<String>,
 }
 
 fn default_instance_types() -> Vec<String> {
@@ -180,6 +193,19 @@ impl AwsSettings {
             if !url.starts_with("https://") || !plain {
                 return Err(format!("aws.session_manager_plugin_url must be a plain https URL, not {url:?}"));
             }
+        }
+        if let Some(user) = &self.session_run_as_user {
+            // It goes into the bastion's user data: a plain Linux user name.
+            let plain = !user.is_empty()
+                && user.len() <= 32
+                && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !plain {
+                return Err(format!("aws.session_run_as_user must be a plain Linux user name, not {user:?}"));
+            }
+        }
+        if let Some(key) = self.kms_key_arns.iter().find(|k| !k.starts_with("arn:") || !k.contains(":kms:")) {
+            return Err(format!("aws.kms_key_arns must hold KMS key ARNs, not {key:?}"));
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 use crate::aws::ec2::{self, LaunchError, LaunchSpec, Subnet};
 use crate::aws::ecs::{self, Wanted};
+use crate::aws::exec_settings;
 use crate::aws::iam::{self, RoleSpec};
 use crate::aws::partition::Partition;
 use crate::aws::ssm;
@@ -155,7 +156,9 @@ impl Provisioner {
                 container: request.container.as_deref(),
                 task: request.requested_task.as_deref(),
             };
-            let report = ecs::preflight(&self.aws.ecs, &self.aws.iam, &self.preflight, &wanted).await?;
+            let clients =
+                ecs::Clients { ecs: &self.aws.ecs, iam: &self.aws.iam, ssm: &self.aws.ssm, settings: &self.settings };
+            let report = ecs::preflight(&clients, &self.preflight, &wanted).await?;
             let Some(target) = report.target.clone().filter(|_| !report.failed()) else {
                 return Err(JobError::Refused { reason: report.reason(), checks: report.checks });
             };
@@ -180,6 +183,7 @@ impl Provisioner {
                 task_arn: &task_arn,
                 container: &container,
                 permissions_boundary: self.settings.permissions_boundary_arn.as_deref(),
+                grants: exec_settings::grant_statements(&self.settings, &cluster_arn),
             },
         )
         .await?;
@@ -268,6 +272,7 @@ impl Provisioner {
             container,
             deadline_epoch: user_data::deadline_secs(hard_stop_ms),
             plugin_url,
+            run_as_user: self.settings.session_run_as_user.as_deref(),
         }
         .render();
         let expires = rfc3339(hard_stop_ms);

@@ -4,8 +4,10 @@
 //! filtering alone), the newest healthy one or the one named; the container named, else the
 //! task's only essential non-sidecar container.
 
+use super::exec_settings::{self, SettingsCache};
 use super::iam::{allows_actions, RoleDocuments};
 use super::AwsError;
+use crate::config::AwsSettings;
 use crate::events::{Check, Outcome};
 use aws_sdk_ecs::types::{DesiredStatus, HealthStatus, Task, TaskDefinition};
 use std::collections::HashMap;
@@ -28,16 +30,16 @@ pub struct Report {
 }
 
 impl Report {
-    fn push(&mut self, name: &str, outcome: Outcome, detail: impl Into<String>, fix: Option<String>) {
+    pub(crate) fn push(&mut self, name: &str, outcome: Outcome, detail: impl Into<String>, fix: Option<String>) {
         self.checks.push(Check { name: name.to_string(), outcome, detail: detail.into(), fix });
     }
-    fn pass(&mut self, name: &str, detail: impl Into<String>) {
+    pub(crate) fn pass(&mut self, name: &str, detail: impl Into<String>) {
         self.push(name, Outcome::Pass, detail, None);
     }
-    fn warn(&mut self, name: &str, detail: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn warn(&mut self, name: &str, detail: impl Into<String>, fix: impl Into<String>) {
         self.push(name, Outcome::Warn, detail, Some(fix.into()));
     }
-    fn fail(&mut self, name: &str, detail: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn fail(&mut self, name: &str, detail: impl Into<String>, fix: impl Into<String>) {
         self.push(name, Outcome::Fail, detail, Some(fix.into()));
     }
     pub fn failed(&self) -> bool {
@@ -114,6 +116,7 @@ pub struct Wanted<'a> {
 pub struct PreflightCache {
     definitions: Mutex<HashMap<String, TaskDefinition>>,
     good_roles: Mutex<HashMap<String, Instant>>,
+    settings: SettingsCache,
 }
 
 /// How long a task role that passed is trusted without reading its policies again.
@@ -154,12 +157,16 @@ impl PreflightCache {
     }
 }
 
-pub async fn preflight(
-    ecs: &aws_sdk_ecs::Client,
-    iam: &aws_sdk_iam::Client,
-    cache: &PreflightCache,
-    wanted: &Wanted<'_>,
-) -> Result<Report, AwsError> {
+/// The AWS clients and settings preflight reads with.
+pub struct Clients<'a> {
+    pub ecs: &'a aws_sdk_ecs::Client,
+    pub iam: &'a aws_sdk_iam::Client,
+    pub ssm: &'a aws_sdk_ssm::Client,
+    pub settings: &'a AwsSettings,
+}
+
+pub async fn preflight(clients: &Clients<'_>, cache: &PreflightCache, wanted: &Wanted<'_>) -> Result<Report, AwsError> {
+    let (ecs, iam) = (clients.ecs, clients.iam);
     let (cluster, service) = (wanted.cluster, wanted.service);
     let mut report = Report::default();
     let described = ecs
@@ -189,6 +196,16 @@ pub async fn preflight(
             format!("aws ecs update-service --cluster {cluster} --service {service} --enable-execute-command --force-new-deployment"),
         );
     }
+    if !found.enable_ecs_managed_tags() {
+        report.warn(
+            "managed tags",
+            format!("`{service}` does not tag its tasks (ECS managed tags are off): should the task be replaced, `connect` cannot follow it to the new one"),
+            format!("aws ecs update-service --cluster {cluster} --service {service} --enable-ecs-managed-tags --force-new-deployment"),
+        );
+    }
+    let cluster_exec = cache.settings.cluster(ecs, &cluster_arn).await?;
+    let preferences = cache.settings.preferences(clients.ssm).await?;
+    exec_settings::check(&mut report, &cluster_exec, &preferences, clients.settings);
 
     let listed = ecs
         .list_tasks()

@@ -44,6 +44,9 @@ pub struct RoleSpec<'a> {
     pub task_arn: &'a str,
     pub container: &'a str,
     pub permissions_boundary: Option<&'a str>,
+    /// Further statements the account's session settings need (KMS keys, session log
+    /// targets), from `exec_settings::grant_statements`.
+    pub grants: Vec<serde_json::Value>,
 }
 
 pub fn trust_policy() -> String {
@@ -64,9 +67,15 @@ pub fn trust_policy() -> String {
 /// tasks in that cluster, and exec into a task of that service (by ECS's managed
 /// `aws:ecs:serviceName` tag, present when the service enables ECS managed tags), that
 /// container only; plus the SSM agent's own actions.
-pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str, service: &str) -> String {
+pub fn exec_policy(
+    cluster_arn: &str,
+    task_arn: &str,
+    container: &str,
+    service: &str,
+    grants: &[serde_json::Value],
+) -> String {
     let tasks_in_cluster = cluster_arn.replacen(":cluster/", ":task/", 1) + "/*";
-    json!({
+    let mut policy = json!({
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -108,8 +117,11 @@ pub fn exec_policy(cluster_arn: &str, task_arn: &str, container: &str, service: 
                 "Resource": "*"
             }
         ]
-    })
-    .to_string()
+    });
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.extend(grants.iter().cloned());
+    }
+    policy.to_string()
 }
 
 /// The policy documents of a role: its inline policies and the default versions of its
@@ -248,7 +260,7 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
     iam.put_role_policy()
         .role_name(&name)
         .policy_name(INLINE_POLICY)
-        .policy_document(exec_policy(spec.cluster_arn, spec.task_arn, spec.container, spec.service))
+        .policy_document(exec_policy(spec.cluster_arn, spec.task_arn, spec.container, spec.service, &spec.grants))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("PutRolePolicy", e))?;
@@ -449,6 +461,7 @@ mod tests {
             "arn:aws:ecs:eu-west-1:1:task/prod/abc",
             "app",
             "web",
+            &[],
         ))
         .unwrap();
         let first = &policy["Statement"][0];

@@ -5,6 +5,7 @@
 pub mod ec2;
 pub mod ecs;
 pub mod error;
+pub mod exec_settings;
 pub mod iam;
 pub mod partition;
 pub mod ssm;

@@ -21,6 +21,8 @@ pub struct BastionScript<'a> {
     pub deadline_epoch: i64,
     /// The Session Manager plugin's RPM; `{arch}` becomes `linux_64bit` or `linux_arm64`.
     pub plugin_url: &'a str,
+    /// The OS user Session Manager's Run As preference starts sessions as (created here).
+    pub run_as_user: Option<&'a str>,
 }
 
 /// Written by the user data once `connect` and the plugin are in place.
@@ -175,7 +177,7 @@ cat > /usr/local/bin/connect <<'CONNECT'
 {connect}CONNECT
 chmod 0755 /usr/local/bin/connect
 
-# 4. Usable: the bot's readiness probe looks for this (and for the plugin).
+{run_as}# 4. Usable: the bot's readiness probe looks for this (and for the plugin).
 command -v session-manager-plugin >/dev/null
 install -d -m 0755 /var/lib/fargate-connect
 touch {ready}
@@ -186,6 +188,13 @@ touch {ready}
             deadline = self.deadline_epoch,
             ready = READY_MARKER,
             plugin_url = self.plugin_url.replace("{arch}", "${plugin_arch}"),
+            run_as = match self.run_as_user {
+                Some(user) => format!(
+                    "# Session Manager's Run As user, whom sessions start as.\nid -u {u} >/dev/null 2>&1 || useradd --create-home {u}\n\n",
+                    u = shell_quote(user)
+                ),
+                None => String::new(),
+            },
             connect = self.connect_script(),
         )
     }
@@ -207,6 +216,7 @@ mod tests {
             deadline_epoch: 1_800_000_000,
             plugin_url:
                 "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
+            run_as_user: Some("ops"),
         }
         .render();
         assert!(script.starts_with("#!/bin/bash"));
@@ -217,6 +227,7 @@ mod tests {
         let ready = script.find("touch /var/lib/fargate-connect/ready").unwrap();
         assert!(ready > script.find("chmod 0755 /usr/local/bin/connect").unwrap());
         assert!(READY_PROBE.contains(READY_MARKER));
+        assert!(script.contains("id -u 'ops' >/dev/null 2>&1 || useradd --create-home 'ops'"));
         assert!(script.contains(
             r#"dnf install -y "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/${plugin_arch}/session-manager-plugin.rpm""#
         ));
