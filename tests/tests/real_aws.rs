@@ -5,7 +5,8 @@
 //! was lost is retried with the very same request (same ClientToken, same parameters); 5xx
 //! answers of IAM, SSM and ECS are retried, not fatal; the link comes only when the bastion is
 //! usable; an extension that the bastion does not confirm is reported; the reaper goes on past
-//! an orphan it may not remove.
+//! an orphan it may not remove; the account's session settings (Session Manager's KMS key and
+//! Run As) are checked before anything is spent, and met once the config grants them.
 
 use harness::app::TestApp;
 use harness::moto::{fail_commands, inject_fault, inject_fault_matching, lose_answers, set_consistency, usable_at};
@@ -178,5 +179,84 @@ async fn the_reaper_goes_on_past_an_orphan_it_may_not_remove() {
     // The next pass takes the one left.
     let reaped = worker::reaper::reap(&provisioner, Duration::ZERO).await.unwrap();
     assert_eq!(reaped.instances, vec![planted[0].clone()]);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounts_session_settings_are_checked_before_anything_is_spent() {
+    // Session Manager's preferences say: run sessions as `ops`, encrypt them with a KMS key.
+    let preferences = json!({
+        "schemaVersion": "1.0",
+        "description": "Session Manager preferences",
+        "sessionType": "Standard_Stream",
+        "inputs": {"kmsKeyId": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "runAsEnabled": true, "runAsDefaultUser": "ops",
+                   "s3BucketName": "", "cloudWatchLogGroupName": ""}
+    });
+    let t = TestApp::start().await;
+    t.aws
+        .ssm
+        .create_document()
+        .name("SSM-SessionManagerRunShell")
+        .document_type(aws_sdk_ssm::types::DocumentType::Session)
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
+        .content(preferences.to_string())
+        .send()
+        .await
+        .unwrap();
+    let id = t.connect(USER, "connect web").await;
+    let failed = t.slack.wait_for_all(&[&id, "failed"], WAIT).await.all_text();
+    assert!(
+        failed.contains("KMS key 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0") && failed.contains("aws.kms_key_arns"),
+        "{failed}"
+    );
+    assert!(failed.contains("runs sessions as `ops`"), "{failed}");
+    assert_eq!(t.launches().await, 0, "nothing spent");
+    assert_eq!(t.calls_of("CreateRole").await, 0);
+    t.stop().await;
+
+    // Granted in the config: the role may use the key, and the bastion creates the user.
+    let t = TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| {
+        c.aws.kms_key_arns = vec!["arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()];
+        c.aws.session_run_as_user = Some("ops".into());
+    })
+    .await;
+    t.aws
+        .ssm
+        .create_document()
+        .name("SSM-SessionManagerRunShell")
+        .document_type(aws_sdk_ssm::types::DocumentType::Session)
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
+        .content(preferences.to_string())
+        .send()
+        .await
+        .unwrap();
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let role = worker::aws::iam::role_name(&id);
+    let inline = t.aws.iam.get_role_policy().role_name(&role).policy_name("ecs-exec-one-task").send().await.unwrap();
+    let document = worker::aws::iam::parse_document(inline.policy_document()).unwrap().to_string();
+    assert!(
+        document.contains("kms:GenerateDataKey") && document.contains("key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+        "{document}"
+    );
+    let instance = t.ledger.get(&id).await.unwrap().instance_id.unwrap();
+    let user_data = t
+        .aws
+        .ec2
+        .describe_instance_attribute()
+        .instance_id(&instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let script = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            user_data.user_data().and_then(|v| v.value()).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(script.contains("useradd --create-home 'ops'"), "{script}");
     t.stop().await;
 }

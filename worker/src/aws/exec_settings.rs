@@ -108,9 +108,10 @@ impl SettingsCache {
     }
 }
 
-/// Whether the configured keys cover `key` (an ARN, an alias ARN or a key id).
+/// Whether the configured keys cover `key` (a key ARN, or a key id: the settings may name
+/// either).
 fn granted(settings: &AwsSettings, key: &str) -> bool {
-    settings.kms_key_arns.iter().any(|k| k == key || k.ends_with(&format!("/{key}")))
+    settings.kms_key_arns.iter().any(|k| k == key || k.ends_with(&format!(":key/{key}")))
 }
 
 /// Checks what the settings ask of a session against what the config grants.

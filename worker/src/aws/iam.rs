@@ -128,7 +128,8 @@ pub fn exec_policy(
 /// attached managed policies, parsed.
 pub struct RoleDocuments(pub Vec<serde_json::Value>);
 
-fn parse_document(text: &str) -> Option<serde_json::Value> {
+/// A policy document as IAM returns it (URL-encoded, or plain JSON), parsed.
+pub fn parse_document(text: &str) -> Option<serde_json::Value> {
     let decoded = if text.trim_start().starts_with('{') {
         text.to_string()
     } else {
