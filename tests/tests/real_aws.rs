@@ -260,3 +260,16 @@ async fn the_accounts_session_settings_are_checked_before_anything_is_spent() {
     assert!(script.contains("useradd --create-home 'ops'"), "{script}");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_profile_that_takes_over_half_a_minute_to_propagate_is_waited_for() {
+    // IAM documents propagation taking up to a couple of minutes; the bot used to give up
+    // after ~31 s and fail the request.
+    let t = TestApp::start().await;
+    set_consistency(&t.account, json!({"profile_propagation_secs": 35})).await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, Duration::from_secs(120)).await;
+    assert_eq!(t.launches().await, 1);
+    assert!(t.calls_of("RunInstances").await > 1, "refused while the profile propagated");
+    t.stop().await;
+}
