@@ -373,3 +373,127 @@ ingress_cidrs        = ["10.0.0.0/16"]
     let name = state.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
     assert!(name == "terminated" || name == "shutting-down", "the bot's instance is {name}");
 }
+
+/// Plans the module alone in `region` against the emulator, with `variables` (HCL), and returns
+/// `terraform show -json` of the plan.
+async fn plan_module(region: &str, variables: &str) -> serde_json::Value {
+    let plugins = plugin_dir();
+    // A fresh account: moto makes its default VPC on first use, in any region.
+    let account = new_account();
+    let work = TempDir::new();
+    copy_dir(&repo_root().join("deploy/terraform"), &work.0.join("module"));
+    let root = work.0.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let endpoint = &moto().endpoint;
+    std::fs::write(
+        root.join("main.tf"),
+        format!(
+            r#"terraform {{
+  required_providers {{
+    aws = {{ source = "hashicorp/aws" }}
+  }}
+}}
+provider "aws" {{
+  region                      = "{region}"
+  access_key                  = "ACCT{account}"
+  secret_key                  = "emulator"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {{
+    ec2 = "{endpoint}"
+    iam = "{endpoint}"
+    sts = "{endpoint}"
+    ssm = "{endpoint}"
+  }}
+}}
+data "aws_vpc" "default" {{
+  default = true
+}}
+module "fargate_connect" {{
+  source = "../module"
+  vpc_id = data.aws_vpc.default.id
+{variables}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let plugin_arg = format!("-plugin-dir={}", plugins.display());
+    ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
+    ok(&root, &["plan", "-input=false", "-no-color", "-out=tfplan"]);
+    let shown = ok(&root, &["show", "-json", "-no-color", "tfplan"]);
+    std::fs::write(root.join("plan.json"), &shown).unwrap();
+    // The documents a plan can render pass the IAM lint too.
+    let out = Command::new(harness::moto::ensure_venv())
+        .arg(repo_root().join("deploy/iam/lint.py"))
+        .arg("--allow-unknown")
+        .arg(root.join("plan.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the IAM lint failed on the plan:\n{}", String::from_utf8_lossy(&out.stdout));
+    serde_json::from_str(&shown).unwrap()
+}
+
+/// Every value of the plan (planned resources and data sources read while planning) at
+/// `address`.
+fn planned<'a>(plan: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    fn find<'a>(module: &'a serde_json::Value, address: &str) -> Option<&'a serde_json::Value> {
+        let here = module["resources"].as_array().into_iter().flatten().find(|r| r["address"] == address);
+        here.map(|r| &r["values"])
+            .or_else(|| module["child_modules"].as_array().into_iter().flatten().find_map(|child| find(child, address)))
+    }
+    find(&plan["prior_state"]["values"]["root_module"], address)
+        .or_else(|| find(&plan["planned_values"]["root_module"], address))
+        .unwrap_or_else(|| panic!("{address} is not in the plan"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    fc_skip_terraform,
+    ignore = "SKIPPED: terraform or its hashicorp/aws mirror not found (FARGATE_CONNECT_TERRAFORM, FARGATE_CONNECT_TF_PLUGINS)"
+)]
+async fn named_clusters_give_their_own_task_and_service_arns() {
+    let plan = plan_module(
+        REGION,
+        r#"  ecs_cluster_arns = ["arn:aws:ecs:eu-west-1:123456789012:cluster/prod", "arn:aws:ecs:eu-west-1:123456789012:cluster/staging"]"#,
+    )
+    .await;
+    let boundary = decode(
+        planned(&plan, "module.fargate_connect.data.aws_iam_policy_document.boundary")["json"].as_str().unwrap(),
+    );
+    let exec = statement(&boundary, "EcsExecIntoTasks");
+    let resources = exec["Resource"].to_string();
+    for arn in [
+        "arn:aws:ecs:eu-west-1:123456789012:cluster/prod",
+        "arn:aws:ecs:eu-west-1:123456789012:task/prod/*",
+        "arn:aws:ecs:eu-west-1:123456789012:task/staging/*",
+    ] {
+        assert!(resources.contains(arn), "{arn} not in {resources}");
+    }
+    assert!(!resources.contains("task/prod\""), "a task ARN without /*: {resources}");
+    let list = statement(&boundary, "ListTasksInTheClusters");
+    assert_eq!(list["Resource"], "*");
+    assert!(list["Condition"]["ArnLike"]["ecs:cluster"].to_string().contains("cluster/staging"), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    fc_skip_terraform,
+    ignore = "SKIPPED: terraform or its hashicorp/aws mirror not found (FARGATE_CONNECT_TERRAFORM, FARGATE_CONNECT_TF_PLUGINS)"
+)]
+async fn in_aws_cn_every_arn_and_endpoint_is_the_china_partitions() {
+    let plan = plan_module("cn-north-1", "  create_vpc_endpoints = true\n  endpoint_subnet_ids  = []").await;
+    let boundary = decode(
+        planned(&plan, "module.fargate_connect.data.aws_iam_policy_document.boundary")["json"].as_str().unwrap(),
+    );
+    let text = boundary.to_string();
+    assert!(text.contains("arn:aws-cn:ecs:cn-north-1:"), "{text}");
+    assert!(!text.contains("arn:aws:"), "a commercial ARN in aws-cn: {text}");
+    let mut services = Vec::new();
+    for key in ["ssm", "ssmmessages", "ec2messages", "ecs"] {
+        let address = format!("module.fargate_connect.aws_vpc_endpoint.interface[\"{key}\"]");
+        services.push(planned(&plan, &address)["service_name"].as_str().unwrap().to_string());
+    }
+    assert!(services.iter().all(|s| s.starts_with("cn.com.amazonaws.cn-north-1.")), "{services:?}");
+}
