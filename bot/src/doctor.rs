@@ -272,8 +272,8 @@ async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
     } else {
         out.push(check(
             "permissions boundary",
-            Outcome::Warn,
-            "none: per-request roles carry no boundary",
+            if settings.require_boundary { Outcome::Fail } else { Outcome::Warn },
+            "none: per-request roles carry no boundary (serve refuses to start so)",
             Some("set aws.permissions_boundary_arn (deploy/terraform creates one)"),
         ));
     }

@@ -134,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    config.aws.boundary_check().map_err(anyhow::Error::msg)?;
     let aws = worker::aws::Aws::from_env(config.aws.region.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await

@@ -24,9 +24,13 @@ pub struct AwsSettings {
     /// (no ingress rules) in the subnet's VPC.
     #[serde(default)]
     pub security_group_id: Option<String>,
-    /// Permissions boundary attached to every per-request role (recommended; see deploy/).
+    /// Permissions boundary attached to every per-request role (see deploy/).
     #[serde(default)]
     pub permissions_boundary_arn: Option<String>,
+    /// `serve` refuses to start without a boundary unless this is `false` (the emulator
+    /// sandbox): a per-request role with no boundary is bounded only by its inline policy.
+    #[serde(default = "yes")]
+    pub require_boundary: bool,
     /// Public SSM parameter that names the bastion AMI; `{arch}` becomes `x86_64` or `arm64`
     /// to match each instance type.
     #[serde(default = "default_ami_parameter")]
@@ -51,6 +55,10 @@ pub struct AwsSettings {
     /// The OS user Session Manager's Run As preference starts sessions as; bastions create it.
     #[serde(default)]
     pub session_run_as_user: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_instance_types() -> Vec<String> {
@@ -179,6 +187,19 @@ impl WorkerSettings {
 }
 
 impl AwsSettings {
+    /// What `serve` (and `doctor`) insist on before bastions are handed out for real.
+    pub fn boundary_check(&self) -> Result<(), String> {
+        match (&self.permissions_boundary_arn, self.require_boundary) {
+            (Some(_), _) | (None, false) => Ok(()),
+            (None, true) => {
+                Err("aws.permissions_boundary_arn is not set: every per-request role would be bounded only \
+                 by its own policy. Set it to deploy/terraform's permissions_boundary_arn output (or, for a \
+                 sandbox, aws.require_boundary = false)"
+                    .into())
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.cluster.trim().is_empty() {
             return Err("aws.cluster must name the default ECS cluster".into());
@@ -208,5 +229,34 @@ impl AwsSettings {
             return Err(format!("aws.kms_key_arns must hold KMS key ARNs, not {key:?}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws(extra: &str) -> AwsSettings {
+        toml::from_str(&format!("cluster = \"prod\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn a_boundary_is_required_unless_the_config_says_otherwise() {
+        let err = aws("").boundary_check().unwrap_err();
+        assert!(err.contains("aws.permissions_boundary_arn") && err.contains("require_boundary"), "{err}");
+        assert!(aws("permissions_boundary_arn = \"arn:aws:iam::1:policy/b\"").boundary_check().is_ok());
+        assert!(aws("require_boundary = false").boundary_check().is_ok());
+    }
+
+    #[test]
+    fn values_that_reach_the_user_data_are_plain() {
+        assert!(aws("session_manager_plugin_url = \"https://mirror.example.cn/{arch}/p.rpm\"").validate().is_ok());
+        for bad in ["http://x/p.rpm", "https://x/$(reboot).rpm", "https://x/\\\"; rm -rf /\\\""] {
+            let err = aws(&format!("session_manager_plugin_url = \"{bad}\"")).validate().unwrap_err();
+            assert!(err.contains("plain https URL"), "{bad}: {err}");
+        }
+        assert!(aws("session_run_as_user = \"ops\"").validate().is_ok());
+        assert!(aws("session_run_as_user = \"ops; reboot\"").validate().is_err());
+        assert!(aws("kms_key_arns = [\"alias/x\"]").validate().is_err());
     }
 }
