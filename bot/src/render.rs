@@ -4,6 +4,7 @@
 //! as they are now, so drawing one twice gives the same message.
 
 use serde_json::{json, Value};
+use worker::audit_line::person_text;
 use worker::aws::partition::Partition;
 use worker::duration::HumanDuration;
 use worker::events::{Check, LaunchInfo};
@@ -152,7 +153,7 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
     };
     let text = format!("Request {id} for {} in {}: {headline}", request.service, request.cluster);
     blocks.push(section(format!("{icon} {} — request `{id}`\n{headline}", target(request))));
-    if let Some(reason) = &request.reason {
+    if let Some(reason) = request.reason.as_deref().map(person_text) {
         let glass = if request.break_glass { " · :rotating_light: break-glass" } else { "" };
         blocks.push(context(format!("Reason: {reason}{glass}")));
     }
@@ -243,7 +244,7 @@ pub fn approval_card(request: &Request) -> Value {
     let id = &request.id;
     let ttl = HumanDuration::from_secs(request.ttl_secs.max(0) as u64);
     let ask = format!("<@{}> asks for a shell in {} for {ttl} — request `{id}`", request.requester_id, target(request));
-    let reason = request.reason.as_deref().unwrap_or("(no reason given)");
+    let reason = request.reason.as_deref().map(person_text).unwrap_or_else(|| "(no reason given)".into());
     let mut blocks = vec![section(format!(":key: {ask}\n*Reason:* {reason}"))];
     let outcome = match request.state() {
         RequestState::AwaitingApproval => {
@@ -301,7 +302,7 @@ pub fn request_line(request: &Request, show_requester: bool) -> String {
         _ => format!("asked {}", slack_date(request.created_at)),
     };
     let approver = request.decided_by.as_deref().map(|a| format!(" · decided by <@{a}>")).unwrap_or_default();
-    let reason = request.reason.as_deref().map(|r| format!(" · “{r}”")).unwrap_or_default();
+    let reason = request.reason.as_deref().map(|r| format!(" · “{}”", person_text(r))).unwrap_or_default();
     format!("`{}` {who}{} · {} · {when}{approver}{reason}", request.id, target(request), state_words(request))
 }
 

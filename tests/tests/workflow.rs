@@ -401,3 +401,36 @@ async fn audit_verify_catches_a_hand_edited_row_and_export_has_the_history() {
     assert!(report.contains(&format!("BROKEN at event {seq}")) && report.contains("edited"), "{report}");
     t.stop().await;
 }
+
+/// Holds `text` (as a person sees it in Slack) to show `evil` escaped and on one line.
+fn assert_defused(text: &str, place: &str) {
+    for ping in ["<!here>", "<!channel>", "<!subteam^S0LEADS>", "<@U0BOB>"] {
+        assert!(!text.contains(ping), "{place} lets {ping} through: {text}");
+    }
+    assert!(text.contains("&lt;!here&gt;") && text.contains("&amp; see"), "{place}: {text}");
+    assert!(!text.contains("\n*Approved by*"), "{place} has a forged line: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown() {
+    let t = start("15m").await;
+    let evil = "<!here> <!channel> <!subteam^S0LEADS> & see\n*Approved by* <@U0BOB>";
+    // The approval card.
+    let reply = t.reply(ALICE, &format!("connect api --reason \"{evil}\"")).await;
+    id_in(&reply);
+    let card = t.slack.wait_for_in(APPROVALS, "Reason", WAIT).await;
+    assert_defused(&card.all_text(), "the approval card");
+    // The list.
+    assert_defused(&t.reply(ALICE, "list").await, "list");
+    // The audit channel's break-glass line, and the requester's card.
+    let reply = t.reply(CAROL, &format!("connect api --break-glass --reason \"{evil}\"")).await;
+    let id = id_in(&reply);
+    let alert = t.slack.wait_for_in(AUDIT, "BREAK-GLASS", WAIT).await;
+    assert_defused(&alert.all_text(), "the audit line");
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let card = t.slack.wait_for_all(&[&id, "Reason"], WAIT).await;
+    assert_defused(&card.all_text(), "the requester's card");
+    // The history (an admin's view of everyone's).
+    assert_defused(&t.reply(ADMIN, "history api").await, "history");
+    t.stop().await;
+}

@@ -886,7 +886,7 @@ fn write_batch(
                                     request: id.as_str(),
                                 }
                                 .line(":rotating_light: BREAK-GLASS, without approval", None),
-                                new.reason.as_deref().unwrap_or("")
+                                crate::audit_line::person_text(new.reason.as_deref().unwrap_or(""))
                             ),
                         };
                         let line = serde_json::to_string(&line).expect("a notice serializes");
