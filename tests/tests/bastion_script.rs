@@ -162,6 +162,56 @@ fn the_deadline_is_a_persistent_timer_at_an_absolute_time() {
 }
 
 #[test]
+fn connect_hands_over_to_the_connect_user_and_nothing_else() {
+    use worker::aws::user_data::{CONNECT_PATH, CONNECT_USER, CONNECT_WRAPPER};
+    let dir = harness::app::TempDir::new();
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // `id -un` says we are the session user; `sudo` records what it was asked.
+    std::fs::write(bin.join("id"), "#!/bin/bash\necho ssm-user\n").unwrap();
+    std::fs::write(bin.join("sudo"), "#!/bin/bash\necho \"sudo $*\"\n").unwrap();
+    let wrapper = dir.0.join("connect");
+    std::fs::write(&wrapper, CONNECT_WRAPPER).unwrap();
+    Command::new("chmod").arg("+x").arg(bin.join("id")).arg(bin.join("sudo")).arg(&wrapper).status().unwrap();
+    let out = Command::new("bash")
+        .arg(&wrapper)
+        .args(["ls", "-la"])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("sudo -n -H -u {CONNECT_USER} -- {CONNECT_PATH} ls -la")
+    );
+    // The rules: one per session user, for connect only; the firewall before anything slow.
+    let script = script().render();
+    let sudoers = script.split("<<'SUDOERS'\n").nth(1).unwrap().split("SUDOERS\n").next().unwrap();
+    let rules: Vec<&str> = sudoers.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        rules,
+        [
+            format!("ssm-user ALL=({CONNECT_USER}) NOPASSWD: {CONNECT_PATH}"),
+            format!("ops ALL=({CONNECT_USER}) NOPASSWD: {CONNECT_PATH}")
+        ]
+    );
+    let firewall = script.split("<<'NFT'\n").nth(1).unwrap().split("NFT\n").next().unwrap();
+    for rule in [
+        "ip daddr 169.254.169.254 meta skuid 0 accept",
+        "ip daddr 169.254.169.254 meta skuid \"fargate-connect\" accept",
+        "ip daddr 169.254.169.254 reject",
+    ] {
+        assert!(firewall.contains(rule), "{rule} not in {firewall}");
+    }
+    assert!(script.contains("Before=network-pre.target amazon-ssm-agent.service"), "before any session");
+    // EC2 takes at most 16 KB of user data (before base64).
+    assert!(script.len() < 16 * 1024, "{} bytes of user data", script.len());
+    // The deadline is set before any of it, and the ready marker after all of it.
+    let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle} not in the user data"));
+    assert!(at("fargate-connect-deadline 1800000000") < at("imds.nft"));
+    assert!(at("chmod 0755 /usr/local/bin/connect") < at("touch /var/lib/fargate-connect/ready"));
+}
+
+#[test]
 fn user_data_and_connect_are_shellcheck_clean() {
     let python = harness::moto::ensure_venv();
     let shellcheck = python.parent().unwrap().join("shellcheck");
@@ -169,10 +219,12 @@ fn user_data_and_connect_are_shellcheck_clean() {
     let user_data = dir.0.join("user-data.sh");
     let connect = dir.0.join("connect.sh");
     let deadline = dir.0.join("deadline.sh");
+    let wrapper = dir.0.join("wrapper.sh");
     std::fs::write(&user_data, script().render()).unwrap();
     std::fs::write(&connect, script().connect_script()).unwrap();
     std::fs::write(&deadline, worker::aws::user_data::DEADLINE_HELPER).unwrap();
-    for file in [&user_data, &connect, &deadline] {
+    std::fs::write(&wrapper, worker::aws::user_data::CONNECT_WRAPPER).unwrap();
+    for file in [&user_data, &connect, &deadline, &wrapper] {
         let out = Command::new(&shellcheck)
             .args(["--shell=bash", "--severity=style"])
             .arg(file)

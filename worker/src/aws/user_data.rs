@@ -1,6 +1,8 @@
 //! The bastion's user data: set its own deadline first (so nothing below can keep it alive),
-//! install the Session Manager plugin for its architecture, write `/usr/local/bin/connect`,
-//! prefilled with region, cluster, task and container, and last mark the bastion ready.
+//! lock the instance's credentials away from the person (only root and the `connect` user reach
+//! the metadata service; the session user may only run `connect`), install the Session Manager
+//! plugin for its architecture, write `connect`, prefilled with region, cluster, task and
+//! container, and last mark the bastion ready.
 //!
 //! The deadline is absolute (UTC seconds) and kept by a persistent systemd timer, so a reboot
 //! neither resets nor loses it, and the same request renders the same user data on every
@@ -25,12 +27,63 @@ pub struct BastionScript<'a> {
     pub run_as_user: Option<&'a str>,
 }
 
+/// The user `connect` runs as: the only one besides root that may reach the instance metadata
+/// service, and so the role's credentials. The person's session user (`ssm-user`, or Session
+/// Manager's Run As user) may run `connect` as it through one sudoers rule, and nothing else.
+pub const CONNECT_USER: &str = "fargate-connect";
+
+/// Where the real `connect` lives; `/usr/local/bin/connect` only hands over to it.
+pub const CONNECT_PATH: &str = "/usr/local/libexec/fargate-connect/connect";
+
+/// `/usr/local/bin/connect`: runs the real one as the connect user.
+pub const CONNECT_WRAPPER: &str = r#"#!/bin/bash
+# connect: a shell in this bastion's ECS task. It runs as fargate-connect, the only user (with
+# root) that may use this bastion's credentials; you never hold them.
+if [ "$(id -un)" = fargate-connect ]; then
+  exec /usr/local/libexec/fargate-connect/connect "$@"
+fi
+exec sudo -n -H -u fargate-connect -- /usr/local/libexec/fargate-connect/connect "$@"
+"#;
+
+/// The firewall (nftables) that keeps everyone but root and the connect user away from the
+/// instance metadata service, loaded at every boot before the SSM agent starts.
+pub const IMDS_FIREWALL: &str = r#"table inet fargate_connect
+delete table inet fargate_connect
+table inet fargate_connect {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    ip daddr 169.254.169.254 meta skuid 0 accept
+    ip daddr 169.254.169.254 meta skuid "fargate-connect" accept
+    ip daddr 169.254.169.254 reject
+    ip6 daddr fd00:ec2::254 meta skuid 0 accept
+    ip6 daddr fd00:ec2::254 meta skuid "fargate-connect" accept
+    ip6 daddr fd00:ec2::254 reject
+  }
+}
+"#;
+
+/// Its unit: before the SSM agent (and so before any session), at every boot.
+pub const IMDS_FIREWALL_UNIT: &str = r#"[Unit]
+Description=fargate-connect: only root and fargate-connect reach the instance metadata service
+DefaultDependencies=no
+After=local-fs.target
+Before=network-pre.target amazon-ssm-agent.service
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f /etc/fargate-connect/imds.nft
+
+[Install]
+WantedBy=multi-user.target
+"#;
+
 /// Written by the user data once `connect` and the plugin are in place.
 pub const READY_MARKER: &str = "/var/lib/fargate-connect/ready";
 
 /// The readiness probe the bot runs through Run Command: succeeds only on a usable bastion.
-pub const READY_PROBE: &str =
-    "test -f /var/lib/fargate-connect/ready && test -x /usr/local/bin/connect && command -v session-manager-plugin";
+pub const READY_PROBE: &str = "test -f /var/lib/fargate-connect/ready && test -x /usr/local/bin/connect && test -x /usr/local/libexec/fargate-connect/connect && command -v session-manager-plugin";
 
 /// A deadline in UTC ms as the whole second at or after it, as the bastion takes it.
 pub fn deadline_secs(ms: i64) -> i64 {
@@ -144,6 +197,13 @@ exec aws ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TA
         )
     }
 
+    /// The one sudoers rule per session user: `connect` as the connect user, nothing else.
+    pub fn sudoers(&self) -> String {
+        let mut users = vec!["ssm-user"];
+        users.extend(self.run_as_user);
+        users.iter().map(|u| format!("{u} ALL=({CONNECT_USER}) NOPASSWD: {CONNECT_PATH}\n")).collect()
+    }
+
     /// The whole user data script.
     pub fn render(&self) -> String {
         format!(
@@ -159,7 +219,28 @@ cat > /usr/local/sbin/fargate-connect-deadline <<'DEADLINE'
 chmod 0755 /usr/local/sbin/fargate-connect-deadline
 /usr/local/sbin/fargate-connect-deadline {deadline}
 
-# 2. Session Manager plugin, for this machine's architecture.
+# 2. The person never holds this bastion's credentials: only root and {user} reach the instance
+#    metadata service (a firewall loaded at every boot, before the SSM agent); the session user
+#    may run connect as {user} and nothing else (no general sudo, so neither the firewall nor
+#    the deadline can be undone from a session).
+id -u {user} >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/fargate-connect/home --shell /sbin/nologin {user}
+install -d -m 0755 /etc/fargate-connect
+cat > /etc/fargate-connect/imds.nft <<'NFT'
+{firewall}NFT
+cat > /etc/systemd/system/fargate-connect-firewall.service <<'UNIT'
+{firewall_unit}UNIT
+systemctl daemon-reload
+systemctl enable --now fargate-connect-firewall.service
+# The SSM agent gives ssm-user sudo for everything when it creates it for the first session;
+# created here first (the agent then leaves it be), with this one rule instead.
+id -u ssm-user >/dev/null 2>&1 || useradd --create-home ssm-user
+{run_as}cat > /etc/sudoers.d/ssm-agent-users <<'SUDOERS'
+# fargate-connect: the session user may run connect as {user}, and nothing else.
+{sudoers}SUDOERS
+chmod 0440 /etc/sudoers.d/ssm-agent-users
+visudo -cf /etc/sudoers.d/ssm-agent-users
+
+# 3. Session Manager plugin, for this machine's architecture.
 case "$(uname -m)" in
   aarch64) plugin_arch=linux_arm64 ;;
   *) plugin_arch=linux_64bit ;;
@@ -172,12 +253,16 @@ for attempt in 1 2 3 4 5; do
   sleep $((attempt * 5))
 done
 
-# 3. The prefilled connect command.
-cat > /usr/local/bin/connect <<'CONNECT'
+# 4. The prefilled connect command, and the wrapper that runs it as {user}.
+install -d -m 0755 /usr/local/libexec/fargate-connect
+cat > {connect_path} <<'CONNECT'
 {connect}CONNECT
+chmod 0755 {connect_path}
+cat > /usr/local/bin/connect <<'WRAPPER'
+{wrapper}WRAPPER
 chmod 0755 /usr/local/bin/connect
 
-{run_as}# 4. Usable: the bot's readiness probe looks for this (and for the plugin).
+# 5. Usable: the bot's readiness probe looks for this (and for the plugin).
 command -v session-manager-plugin >/dev/null
 install -d -m 0755 /var/lib/fargate-connect
 touch {ready}
@@ -190,11 +275,17 @@ touch {ready}
             plugin_url = self.plugin_url.replace("{arch}", "${plugin_arch}"),
             run_as = match self.run_as_user {
                 Some(user) => format!(
-                    "# Session Manager's Run As user, whom sessions start as.\nid -u {u} >/dev/null 2>&1 || useradd --create-home {u}\n\n",
+                    "# Session Manager's Run As user, whom sessions start as.\nid -u {u} >/dev/null 2>&1 || useradd --create-home {u}\n",
                     u = shell_quote(user)
                 ),
                 None => String::new(),
             },
+            sudoers = self.sudoers(),
+            user = CONNECT_USER,
+            firewall = IMDS_FIREWALL,
+            firewall_unit = IMDS_FIREWALL_UNIT,
+            connect_path = CONNECT_PATH,
+            wrapper = CONNECT_WRAPPER,
             connect = self.connect_script(),
         )
     }
@@ -228,6 +319,15 @@ mod tests {
         assert!(ready > script.find("chmod 0755 /usr/local/bin/connect").unwrap());
         assert!(READY_PROBE.contains(READY_MARKER));
         assert!(script.contains("id -u 'ops' >/dev/null 2>&1 || useradd --create-home 'ops'"));
+        // The credentials stay with root and the connect user; the session users get one rule.
+        let firewall = script.find("systemctl enable --now fargate-connect-firewall.service").unwrap();
+        assert!(firewall < script.find("dnf install").unwrap(), "locked before anything slow");
+        assert!(script.contains("ip daddr 169.254.169.254 reject"));
+        assert!(
+            script.contains("ssm-user ALL=(fargate-connect) NOPASSWD: /usr/local/libexec/fargate-connect/connect\n")
+        );
+        assert!(script.contains("ops ALL=(fargate-connect) NOPASSWD: /usr/local/libexec/fargate-connect/connect\n"));
+        assert!(!script.contains("NOPASSWD: ALL"));
         assert!(script.contains(
             r#"dnf install -y "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/${plugin_arch}/session-manager-plugin.rpm""#
         ));
