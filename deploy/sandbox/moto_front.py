@@ -101,8 +101,35 @@ And it lets tests shape failures, which moto cannot do:
   task's ExecuteCommandAgent with that status.
 * ``GET /_front/calls?account=ID`` returns every AWS call seen for that account, in order, as
   ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0, "took": 0.012, "status": 200}, ...]``
-  (EC2 calls naming instances also carry ``"instances": [...]``); tests and the benchmarks
-  count and time AWS calls there, not in our own code.
+  (EC2 calls naming instances also carry ``"instances": [...]``; calls checked against an
+  enforced policy carry ``"principal"``, and those it refused ``"denied": "ec2:RunInstances on
+  arn:…"``); tests and the benchmarks count and time AWS calls there, not in our own code.
+
+And it holds a principal to its IAM policy, which moto ignores:
+
+* ``POST /_front/iam`` ``{"account": ID, "policy": {…identity policy document…}, "principal":
+  "fargate-connect-bot", "access_key_id": "AKID…", "missing_iam_entities": "not-found"}`` makes
+  every later call of that account signed with that access key id (every call of the account
+  when ``access_key_id`` is left out) pass the policy first, as AWS authorizes it: the front
+  derives the authorization requests AWS evaluates for the call, ``(action, resource ARN,
+  condition context)`` after the Service Authorization Reference, from the request and moto's
+  state (``iam_calls.py`` holds that table), and evaluates each against the policy
+  (``iam_eval.py``: Allow/Deny, wildcards, the condition operators). DryRun calls are checked
+  too (allowed, moto answers ``DryRunOperation``). The first request not allowed refuses the
+  call, naming action and resource: EC2 ``UnauthorizedOperation`` (403), ``You are not
+  authorized to perform this operation. User: ARN is not authorized to perform:
+  ec2:RunInstances on resource: arn:… because no identity-based policy allows the
+  ec2:RunInstances action`` (``with an explicit deny in an identity-based policy`` for a Deny;
+  for a spot launch that would have to create ``AWSServiceRoleForEC2Spot``:
+  ``AuthFailure.ServiceLinkedRoleCreationNotPermitted``); IAM ``AccessDenied`` (403, ``<Type>
+  Sender</Type>``); ECS and SSM ``AccessDeniedException`` (400). ``principal`` names the role
+  in the message (``arn:aws:sts::ID:assumed-role/NAME/fargate-connect``; a full ARN is used as
+  given). ``GetCallerIdentity`` needs no permission. IAM calls naming a role or instance
+  profile that does not exist have no path to authorize against: with ``missing_iam_entities``
+  ``not-found`` (the default) moto answers ``NoSuchEntity``, with ``default-path`` they are
+  authorized as if under ``/``. ``DELETE /_front/iam?account=ID`` lifts it; ``GET
+  /_front/iam?account=ID`` returns it. The first successful spot ``RunInstances`` of an account
+  creates ``AWSServiceRoleForEC2Spot`` in moto's IAM, as EC2 does.
 
 Run: ``python moto_front.py [--port 0] [--ssm-registration-delay 0] [--instance-not-found-secs 1]
 [--profile-propagation-secs 1] [--invocation-lag-secs 0.3] [--command-run-secs 0.2]
@@ -132,6 +159,9 @@ from xml.sax.saxutils import escape
 
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import iam_calls  # noqa: E402
+import iam_eval  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -178,6 +208,8 @@ class Front:
         # (account, command id) -> {"sent", "comment", "document", "invocations": {id: {...}}}
         self.commands: dict[tuple[str, str], dict] = {}
         self.command_faults: list[dict] = []
+        # account -> {"policy", "principal", "principal_arn", "access_key_id", "missing_iam_entities"}
+        self.enforced: dict[str, dict] = {}
 
     # ---- WSGI entry -------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -203,6 +235,10 @@ class Front:
             return start_response(status, headers, *rest)
 
         try:
+            refused = self.authorize(environ, recording_start_response, body, account, service, action, is_json,
+                                     entry)
+            if refused is not None:
+                return refused
             # The answer is built in full before it is returned, so this is the call's time.
             return self.answer(environ, recording_start_response, body, account, service, action, is_json)
         finally:
@@ -310,10 +346,80 @@ class Front:
                 usable = {i: r["usable_at"] for (a, i), r in self.launches.items()
                           if a == account and r["usable_at"] is not None}
             return json_answer(start_response, usable)
+        if path == "/_front/iam":
+            return self.iam_control(environ, start_response, method, body)
         if path == "/_front/health":
             return json_answer(start_response, {"ok": True})
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [b'{"ok":false}']
+
+    def iam_control(self, environ, start_response, method, body):
+        if method == "GET":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            with self.lock:
+                found = self.enforced.get(query.get("account", [DEFAULT_ACCOUNT])[0])
+            return json_answer(start_response, found or {})
+        spec = json.loads(body or b"{}")
+        if not spec.get("account"):
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            spec["account"] = query.get("account", [None])[0]
+        account = spec.get("account")
+        if not account:
+            return control_error(start_response, "account is required")
+        if method == "DELETE":
+            with self.lock:
+                self.enforced.pop(account, None)
+            return json_answer(start_response, {"ok": True})
+        try:
+            iam_eval.validate(spec.get("policy"))
+        except ValueError as e:
+            return control_error(start_response, f"policy: {e}")
+        missing = spec.get("missing_iam_entities", "not-found")
+        if missing not in ("not-found", "default-path"):
+            return control_error(start_response, "missing_iam_entities is not-found or default-path")
+        principal = spec.get("principal") or "principal"
+        principal_arn = principal if principal.startswith("arn:") else (
+            f"arn:aws:sts::{account}:assumed-role/{principal}/{spec.get('session', 'fargate-connect')}")
+        with self.lock:
+            self.enforced[account] = {"policy": spec["policy"], "principal": principal,
+                                      "principal_arn": principal_arn, "access_key_id": spec.get("access_key_id"),
+                                      "missing_iam_entities": missing}
+        return json_answer(start_response, {"ok": True})
+
+    def authorize(self, environ, start_response, body, account, service, action, is_json, entry):
+        """Refuses the call as AWS would (returns the answer) when the account enforces a policy on
+        its signer and one of the call's authorization requests is not allowed; else None."""
+        with self.lock:
+            enforced = self.enforced.get(account)
+        if enforced is None or (enforced["access_key_id"] and access_key_of(environ) != enforced["access_key_id"]):
+            return None
+        entry["principal"] = enforced["principal"]
+        params = json.loads(body or b"{}") if is_json else query_params(environ, body)
+        request = iam_calls.Call(
+            service=service, action=action, params=params, account=account, region=region_of(environ),
+            principal_arn=enforced["principal_arn"],
+            hidden_instance=lambda i: bool(self.hidden_instances(account, [i])),
+            hidden_profile=lambda name: self.profile_hidden(account, name))
+        try:
+            needed = iam_calls.authorizations(request)
+        except Exception as e:  # noqa: BLE001 - a gap in the table must not pass silently
+            import traceback
+
+            traceback.print_exc()
+            entry["denied"] = f"{service}:{action}: deriving its authorization failed: {e!r}"
+            return aws_error(start_response, service, is_json, {
+                "code": "InternalFailure", "status": 500,
+                "message": f"moto_front could not derive the authorization of {service}:{action}: {e!r}"})
+        for auth in needed:
+            if auth.missing and enforced["missing_iam_entities"] == "not-found":
+                continue  # IAM answers NoSuchEntity
+            decision = iam_eval.evaluate(enforced["policy"], auth)
+            if decision.allowed:
+                continue
+            entry["denied"] = auth.describe()
+            print(f"DENIED {account} {service}:{action}: {auth.describe()} {auth.context}", file=sys.stderr, flush=True)
+            return access_denied(start_response, service, is_json, enforced["principal_arn"], auth, decision)
+        return None
 
     def set_consistency(self, start_response, spec):
         account = spec.pop("account", None)
@@ -429,6 +535,8 @@ class Front:
         if token:
             with self.lock:
                 self.client_tokens[(account, token)] = (status, headers, payload, params)
+        if form.get("InstanceMarketOptions.MarketType", [""])[0].lower() == "spot":
+            iam_calls.create_spot_role(account)  # as EC2 does on an account's first spot launch
         self.record_launches(account, instance_ids_in(payload), form.get("UserData", [""])[0])
         start_response(status, headers)
         return [payload]
@@ -958,6 +1066,34 @@ def account_of(environ) -> str:
     return DEFAULT_ACCOUNT
 
 
+def access_key_of(environ) -> str:
+    """The access key id a SigV4 request is signed with."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" not in auth:
+        return ""
+    return auth.split("Credential=", 1)[1].split("/", 1)[0]
+
+
+def access_denied(start_response, service, is_json, principal_arn, auth, decision):
+    """AWS's refusal of an authorization request, in the service's shape."""
+    why = ("with an explicit deny in an identity-based policy" if decision.outcome == iam_eval.EXPLICIT_DENY
+           else f"because no identity-based policy allows the {auth.action} action")
+    message = f"User: {principal_arn} is not authorized to perform: {auth.action} on resource: {auth.resource} {why}"
+    if service == "ec2" and auth.action == "iam:CreateServiceLinkedRole":
+        return aws_error(start_response, service, False, {
+            "code": "AuthFailure.ServiceLinkedRoleCreationNotPermitted", "status": 403,
+            "message": "The provided credentials do not have permission to create the service-linked role for "
+                       f"EC2 Spot Instances. {message}"})
+    if service == "ec2":
+        return aws_error(start_response, service, False, {
+            "code": "UnauthorizedOperation", "status": 403,
+            "message": f"You are not authorized to perform this operation. {message}"})
+    if is_json:
+        return aws_error(start_response, service, True, {"code": "AccessDeniedException", "status": 400,
+                                                         "message": message})
+    return aws_error(start_response, service, False, {"code": "AccessDenied", "status": 403, "message": message})
+
+
 def region_of(environ):
     auth = environ.get("HTTP_AUTHORIZATION", "")
     if "Credential=" in auth:
@@ -979,7 +1115,8 @@ def aws_error(start_response, service, is_json, fault):
     code = fault["code"]
     message = fault.get("message", code)
     status = int(fault.get("status") or SERVER_ERROR_STATUS.get(code, 400))
-    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
+    reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
+              503: "Service Unavailable"}.get(status, "Error")
     request_id = str(uuid.uuid4())
     text = escape(message or "")
     if is_json:

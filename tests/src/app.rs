@@ -1,7 +1,12 @@
 //! One test's world: its own moto account (seeded), its own SQLite database, its own Slack
 //! stand-in, and the real bot process parts running in this test's runtime on port 0.
+//!
+//! The bot signs its AWS calls with its own key, and the emulator holds them to the module's
+//! bot policy (`crate::iam`), as AWS would; it is configured as the module's outputs say: the
+//! seeded bastion security group and permissions boundary. A test fails when it ends if the
+//! policy refused any of the bot's calls, naming them.
 
-use crate::seed::{aws_for, seed, Seeded};
+use crate::seed::{aws_for, bot_aws_for, seed, Seeded};
 use crate::signed::{command_body, now, post_signed, SIGNING_SECRET};
 use crate::slack::SlackStandIn;
 use bot::app::RunningApp;
@@ -15,7 +20,10 @@ pub struct TestApp {
     pub url: String,
     pub ledger: Ledger,
     pub slack: SlackStandIn,
+    /// The harness's clients: seeding, planting and inspecting, never held to the bot's policy.
     pub aws: Aws,
+    /// The bot's clients (signed with the bot's key, held to the bot's policy).
+    pub bot_aws: Aws,
     pub account: String,
     pub seeded: Seeded,
     pub config: Config,
@@ -23,6 +31,8 @@ pub struct TestApp {
     responses: std::sync::atomic::AtomicU32,
     /// AWS calls made while seeding, which are not the bot's.
     seed_calls: usize,
+    /// Whether the bot's refused calls were checked already (by `stop`).
+    denials_checked: bool,
 }
 
 /// A directory removed when the test ends.
@@ -109,17 +119,37 @@ impl TestApp {
         let account = crate::moto::new_account();
         let aws = aws_for(&account);
         let seeded = seed(&aws).await;
+        let bot_aws = bot_aws_for(&account);
+        crate::iam::enforce_bot_policy(&account, &seeded.bastion_security_group_id).await;
         let seed_calls = crate::moto::calls(&account).await.len();
         let slack = SlackStandIn::start().await;
         let dir = TempDir::new();
         let db_url = format!("sqlite://{}/ledger.db", dir.0.display());
         let mut config = test_config_with(&db_url, &slack.api_base(), time_box, policy);
+        // As the module's outputs configure it: its group (the policy lets the bot launch into
+        // no other, nor create one) and its boundary (the bot may create roles only with it).
+        config.aws.security_group_id = Some(seeded.bastion_security_group_id.clone());
+        config.aws.permissions_boundary_arn = Some(seeded.permissions_boundary_arn.clone());
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = bot::app::spawn(config.clone(), aws.clone(), listener).await.expect("the app starts");
+        let app = bot::app::spawn(config.clone(), bot_aws.clone(), listener).await.expect("the app starts");
         let url = format!("http://{}", app.addr);
         let ledger = app.ledger.clone();
-        Self { app: Some(app), url, ledger, slack, aws, account, seeded, config, dir, responses: 0.into(), seed_calls }
+        Self {
+            app: Some(app),
+            url,
+            ledger,
+            slack,
+            aws,
+            bot_aws,
+            account,
+            seeded,
+            config,
+            dir,
+            responses: 0.into(),
+            seed_calls,
+            denials_checked: false,
+        }
     }
 
     /// Sends `/fargate <text>` as `user`, signed now; returns status and JSON (if any).
@@ -252,7 +282,7 @@ impl TestApp {
         // OS would.
         self.ledger.pool().close().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = bot::app::spawn(self.config.clone(), self.aws.clone(), listener).await.expect("the app restarts");
+        let app = bot::app::spawn(self.config.clone(), self.bot_aws.clone(), listener).await.expect("the app restarts");
         self.url = format!("http://{}", app.addr);
         self.ledger = app.ledger.clone();
         self.app = Some(app);
@@ -280,9 +310,31 @@ impl TestApp {
         text[start..start + 11].to_string()
     }
 
+    /// Shuts the bot down, then fails the test if the bot's policy refused any of its calls.
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
+        }
+        self.denials_checked = true;
+        crate::iam::assert_nothing_denied(&self.account).await;
+    }
+}
+
+impl Drop for TestApp {
+    /// A test that ends without `stop` is checked here: the policy refused none of the bot's
+    /// calls. A test that failed otherwise (a wait that timed out, say) shows the refusals too:
+    /// they are often why.
+    fn drop(&mut self) {
+        if self.denials_checked {
+            return;
+        }
+        self.denials_checked = true;
+        if let Some(report) = crate::iam::denial_report_blocking(&self.account) {
+            if std::thread::panicking() {
+                eprintln!("{report}");
+            } else {
+                panic!("{report}");
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Test harness for fargate-connect's integration tests, all against real parts: the moto
 //! server (started here from a venv this harness creates), the real SQLite ledger, a recording
-//! stand-in for Slack's Web API, and requests signed exactly as Slack signs them.
+//! stand-in for Slack's Web API, and requests signed exactly as Slack signs them. The bot's AWS
+//! calls are held to the Terraform module's bot policy (`iam`).
 
 pub mod app;
+pub mod iam;
 pub mod moto;
 pub mod sandbox_ui;
 pub mod seed;

@@ -104,21 +104,31 @@ fn start() -> Moto {
 
 /// A minimal blocking HTTP POST (the harness must not need a runtime here).
 fn ureq_post(url: &str, body: &str) -> bool {
+    blocking_request("POST", url, body).is_some_and(|(status, _)| (200..300).contains(&status))
+}
+
+/// A minimal blocking HTTP GET of the front (no runtime needed, e.g. in `Drop`): the body of a
+/// 2xx answer.
+pub fn blocking_get(url: &str) -> Option<String> {
+    blocking_request("GET", url, "").filter(|(status, _)| (200..300).contains(status)).map(|(_, body)| body)
+}
+
+fn blocking_request(method: &str, url: &str, body: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let Ok(mut stream) = std::net::TcpStream::connect(host) else { return false };
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2'))
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
 }
 
 /// A fresh moto account id for one test.

@@ -13,15 +13,31 @@ use worker::aws::Aws;
 pub const REGION: &str = "eu-west-1";
 pub const CLUSTER: &str = "prod";
 
-/// AWS clients for one moto account (every request carries `x-moto-account-id`).
+/// The access key id the harness signs its own calls with (seeding, planting, inspecting):
+/// never held to a policy.
+pub const HARNESS_ACCESS_KEY: &str = "AKIDTEST";
+/// The access key id the bot's clients sign with: the emulator holds calls signed with it to
+/// the module's bot policy (`crate::iam`).
+pub const BOT_ACCESS_KEY: &str = "AKIDFCBOT";
+
+/// The harness's AWS clients for one moto account (every request carries `x-moto-account-id`).
 pub fn aws_for(account: &str) -> Aws {
+    aws_signed_by(account, HARNESS_ACCESS_KEY)
+}
+
+/// The bot's AWS clients for one moto account: as [`aws_for`], signed with [`BOT_ACCESS_KEY`].
+pub fn bot_aws_for(account: &str) -> Aws {
+    aws_signed_by(account, BOT_ACCESS_KEY)
+}
+
+fn aws_signed_by(account: &str, access_key: &str) -> Aws {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(&moto().endpoint)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-            "AKIDTEST", "secret", None, None, "static",
+            access_key, "secret", None, None, "static",
         )))
         .build();
     Aws::from_sdk_config(&sdk, &[("x-moto-account-id".to_string(), account.to_string())]).expect("clients")
@@ -34,6 +50,13 @@ pub struct Seeded {
     pub subnet_id: String,
     pub task_role_arn: String,
     pub security_group_id: String,
+    /// The bastions' group, as the Terraform module creates it: `fargate-connect-bastion` in
+    /// the default VPC, no ingress, HTTPS out. The bot is configured with it (the module's
+    /// policy lets the bot launch into this group only, and create none).
+    pub bastion_security_group_id: String,
+    /// The module's permissions boundary for per-request roles (the bot may create a role only
+    /// with it): `arn:aws:iam::ACCOUNT:policy/fargate-connect/fargate-connect-bastion-boundary`.
+    pub permissions_boundary_arn: String,
 }
 
 pub async fn seed(aws: &Aws) -> Seeded {
@@ -87,16 +110,87 @@ pub async fn seed(aws: &Aws) -> Seeded {
         .await
         .expect("task role policy");
 
+    let bastion_security_group_id = seed_bastion_group(aws, &vpc_id).await;
+    let permissions_boundary_arn = seed_boundary(aws).await;
+
     let mut seeded = Seeded {
         api_task_arn: String::new(),
         web_task_arn: String::new(),
         subnet_id,
         task_role_arn,
         security_group_id: default_sg,
+        bastion_security_group_id,
+        permissions_boundary_arn,
     };
     seeded.api_task_arn = seed_service(aws, &seeded, &ServiceSpec::healthy("api")).await.unwrap();
     seeded.web_task_arn = seed_service(aws, &seeded, &ServiceSpec::healthy("web")).await.unwrap();
     seeded
+}
+
+/// The bastions' security group as `deploy/terraform/network.tf` makes it: no ingress rule,
+/// one egress rule (HTTPS anywhere) instead of the default allow-all.
+async fn seed_bastion_group(aws: &Aws, vpc_id: &str) -> String {
+    use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+    let group = aws
+        .ec2
+        .create_security_group()
+        .group_name(worker::aws::ec2::BASTION_SECURITY_GROUP)
+        .description("fargate-connect bastions: no ingress, HTTPS out")
+        .vpc_id(vpc_id)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .tags(Tag::builder().key(worker::aws::tags::MANAGED).value("true").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bastion security group")
+        .group_id()
+        .expect("group id")
+        .to_string();
+    let everywhere = IpRange::builder().cidr_ip("0.0.0.0/0").build();
+    aws.ec2
+        .revoke_security_group_egress()
+        .group_id(&group)
+        .ip_permissions(IpPermission::builder().ip_protocol("-1").ip_ranges(everywhere.clone()).build())
+        .send()
+        .await
+        .expect("drop the default egress rule");
+    aws.ec2
+        .authorize_security_group_egress()
+        .group_id(&group)
+        .ip_permissions(
+            IpPermission::builder().ip_protocol("tcp").from_port(443).to_port(443).ip_ranges(everywhere).build(),
+        )
+        .send()
+        .await
+        .expect("HTTPS out");
+    group
+}
+
+/// The permissions boundary the module creates for per-request roles (its document abridged:
+/// the bot only names it).
+async fn seed_boundary(aws: &Aws) -> String {
+    let document = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "EcsExecIntoTasks", "Effect": "Allow", "Action": ["ecs:ExecuteCommand", "ecs:ListTasks", "ecs:DescribeTasks"], "Resource": "*"},
+            {"Sid": "SsmAgent", "Effect": "Allow", "Action": ["ssm:UpdateInstanceInformation", "ssmmessages:*", "ec2messages:*"], "Resource": "*"}
+        ]
+    });
+    aws.iam
+        .create_policy()
+        .policy_name("fargate-connect-bastion-boundary")
+        .path(worker::aws::IAM_PATH)
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .expect("permissions boundary")
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("boundary ARN")
+        .to_string()
 }
 
 /// A service to add to the seeded cluster, healthy or broken in one chosen way.

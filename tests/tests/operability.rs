@@ -55,7 +55,7 @@ async fn doctor_checks_slack_aws_permissions_network_and_each_services_preflight
     bot::install_crypto_provider();
     let account = harness::moto::new_account();
     let aws = harness::seed::aws_for(&account);
-    harness::seed::seed(&aws).await;
+    let seeded = harness::seed::seed(&aws).await;
     let slack = harness::slack::SlackStandIn::start().await;
     let dir = harness::app::TempDir::new();
     // A bastion group someone opened to SSH: doctor must flag it.
@@ -82,6 +82,9 @@ async fn doctor_checks_slack_aws_permissions_network_and_each_services_preflight
         .send()
         .await
         .unwrap();
+    // Doctor runs as the bot, held to the module's policy with this group as the bastions'.
+    let bot_aws = harness::seed::bot_aws_for(&account);
+    harness::iam::enforce_bot_policy(&account, &group).await;
     let text = format!(
         r#"[database]
 url = "sqlite://{}/doctor.db"
@@ -91,6 +94,7 @@ api_base_url = "{}"
 region = "eu-west-1"
 cluster = "prod"
 security_group_id = "{group}"
+permissions_boundary_arn = "{boundary}"
 [policy]
 [[policy.services]]
 name = "web"
@@ -100,7 +104,8 @@ name = "billing"
 allow = ["*"]
 "#,
         dir.0.display(),
-        slack.api_base()
+        slack.api_base(),
+        boundary = seeded.permissions_boundary_arn,
     );
     let file = bot::config::parse_file(&text, "doctor.toml").unwrap();
     let setup = bot::doctor::Setup {
@@ -108,12 +113,12 @@ allow = ["*"]
         signing_secret: Some(bot::config::Secret::new("s")),
         bot_token: Some(bot::config::Secret::new("xoxb-doctor")),
     };
-    let checks = bot::doctor::run(&setup, &aws, &[]).await;
+    let checks = bot::doctor::run(&setup, &bot_aws, &[]).await;
     let table = bot::doctor::table(&checks);
     let outcome = |name: &str| {
         checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name} in\n{table}")).outcome
     };
-    use worker::events::Outcome::{Fail, Pass, Warn};
+    use worker::events::Outcome::{Fail, Pass};
     for name in ["config", "database", "audit chain", "slack token", "aws identity", "ecs cluster", "bastion ami"] {
         assert_eq!(outcome(name), Pass, "{name}\n{table}");
     }
@@ -122,12 +127,13 @@ allow = ["*"]
     assert_eq!(outcome("launch (dry run)"), Pass, "{table}");
     assert_eq!(outcome("bastion security group"), Fail, "{table}");
     assert!(table.contains("1 inbound rule(s)") && table.contains("remove them"), "{table}");
-    assert_eq!(outcome("permissions boundary"), Warn, "{table}");
+    assert_eq!(outcome("permissions boundary"), Pass, "{table}");
     // Each configured service's preflight: web passes, billing does not exist.
     assert!(checks.iter().any(|c| c.name.starts_with("web: ") && c.outcome == Pass), "{table}");
     assert!(checks.iter().filter(|c| c.name.starts_with("web: ")).all(|c| c.outcome != Fail), "{table}");
     assert!(checks.iter().any(|c| c.name.starts_with("billing: ") && c.outcome == Fail), "{table}");
     assert!(slack.calls().iter().any(|c| c.path == "/api/auth.test"));
+    harness::iam::assert_nothing_denied(&account).await;
 }
 
 /// The systemd unit in deploy/ is one systemd accepts (`systemd-analyze verify`, with the binary
