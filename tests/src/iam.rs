@@ -54,6 +54,9 @@ pub async fn enforce(account: &str, policy: serde_json::Value, access_key: Optio
         "policy": policy,
         "principal": BOT_PRINCIPAL,
         "access_key_id": access_key,
+        // As AWS does, we hold: a call naming a role or profile that does not exist is
+        // authorised against its ARN without a path, which path-scoped statements refuse.
+        "missing_iam_entities": "default-path",
     });
     let response = reqwest::Client::new()
         .post(format!("{}/_front/iam", moto().endpoint))

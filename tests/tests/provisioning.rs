@@ -267,9 +267,10 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     plant_role(&t, "fargate-connect-fc-xxxxxxxy", "/other/").await;
     plant_role(&t, "hand-made-helper", IAM_PATH).await;
 
+    // The reaper is the bot's: its calls are held to the bot's policy.
     let provisioner = worker::provision::Provisioner::new(
         t.ledger.clone(),
-        t.aws.clone(),
+        t.bot_aws.clone(),
         t.config.aws.clone(),
         t.config.worker.clone(),
     );
@@ -312,7 +313,7 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
 /// price) are warm. Readiness polls (DescribeInstances by id, DescribeInstanceInformation,
 /// GetCommandInvocation of the readiness probe) are bounded separately by the backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_six() {
+async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_nine() {
     let t = TestApp::start().await;
     let first = t.connect(USER, "connect web").await;
     t.slack.wait_for_message(&format!("{first} for web in prod: has ended"), WAIT).await;
@@ -353,6 +354,9 @@ async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_
         [
             "TerminateInstances",
             "DescribeSessions",
+            "DescribeSessions",
+            "ListRoles",
+            "ListInstanceProfiles",
             "RemoveRoleFromInstanceProfile",
             "DeleteInstanceProfile",
             "DeleteRolePolicy",

@@ -103,6 +103,19 @@ pub fn cluster_arn_of_task(task_arn: &str) -> Option<String> {
     Some(format!("{prefix}:cluster/{cluster}"))
 }
 
+/// The ARN AWS gives the bastion role's instance credentials, as a session's owner:
+/// `arn:PARTITION:sts::ACCOUNT:assumed-role/<role>/<instance id>` (partition and account from the
+/// task ARN).
+pub fn role_session_arn(task_arn: Option<&str>, request_id: &str, instance_id: &str) -> Option<String> {
+    let mut parts = task_arn?.split(':');
+    let (Some("arn"), Some(partition), Some(_), Some(_), Some(account)) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some(format!("arn:{partition}:sts::{account}:assumed-role/{}/{instance_id}", iam::role_name(request_id)))
+}
+
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .ok()
@@ -506,6 +519,10 @@ impl Provisioner {
         let mut sessions = 0;
         if let Some(instance) = &request.instance_id {
             sessions = ssm::end_sessions(&self.aws.ssm, instance).await?;
+            // And the ECS Exec sessions the bastion's role opened (their target is the task).
+            if let Some(owner) = role_session_arn(request.task_arn.as_deref(), request_id, instance) {
+                sessions += ssm::end_sessions_owned_by(&self.aws.ssm, &owner).await?;
+            }
         }
         let role_deleted = iam::delete_role(&self.aws.iam, request_id).await?;
         let detail = json!({
@@ -519,6 +536,16 @@ impl Provisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_role_sessions_arn_is_the_owner_of_what_it_opened() {
+        assert_eq!(
+            role_session_arn(Some("arn:aws-cn:ecs:cn-north-1:123456789012:task/prod/abc"), "fc-abcdefgh", "i-0abc")
+                .as_deref(),
+            Some("arn:aws-cn:sts::123456789012:assumed-role/fargate-connect-fc-abcdefgh/i-0abc")
+        );
+        assert_eq!(role_session_arn(None, "fc-abcdefgh", "i-0abc"), None);
+    }
 
     #[test]
     fn cluster_arn_from_task_arn() {

@@ -113,6 +113,7 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
             names.push((role.role_name().to_string(), ms(Some(role.create_date()))));
         }
     }
+    let roles_found: std::collections::HashSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
     let mut profiles = aws.iam.list_instance_profiles().path_prefix(IAM_PATH).into_paginator().items().send();
     let mut found_profiles = Vec::new();
     while let Some(profile) = profiles.next().await {
@@ -123,6 +124,11 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
             names.push((profile.instance_profile_name().to_string(), ms(Some(profile.create_date()))));
         }
     }
+    let profiles_found: std::collections::HashSet<String> = found_profiles
+        .iter()
+        .filter(|p| p.path().starts_with(IAM_PATH))
+        .map(|p| p.instance_profile_name().to_string())
+        .collect();
     for (name, created) in names {
         // Only names we make: fargate-connect-<request id>.
         let Some(request_id) = name.strip_prefix("fargate-connect-").and_then(|id| RequestId::parse(id).ok()) else {
@@ -131,7 +137,9 @@ pub async fn reap(provisioner: &Provisioner, grace: Duration) -> Result<Reaped, 
         if !is_orphan(provisioner, Some(request_id.as_str()), created, grace).await? {
             continue;
         }
-        match iam::delete_role(&aws.iam, request_id.as_str()).await {
+        // Only the parts listed above exist: naming a missing one would be refused (iam.rs).
+        let parts = iam::Parts { role: roles_found.contains(&name), profile: profiles_found.contains(&name) };
+        match iam::delete_parts(&aws.iam, request_id.as_str(), parts).await {
             Ok(true) => {
                 tracing::warn!(request_id = request_id.as_str(), role = name, "reaped an orphaned role");
                 provisioner.ledger.record_reaped(Some(request_id.as_str()), json!({"role": name})).await?;

@@ -302,31 +302,71 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
     Ok(profile.arn().to_string())
 }
 
-/// Deletes the request's instance profile and role, whatever part of them exists.
-/// Returns true when something was deleted.
+/// Which of a request's role and instance profile exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub role: bool,
+    pub profile: bool,
+}
+
+/// Looks the request's role and instance profile up by listing the path (authorised on `*`).
+/// Never by name: IAM authorises a call that names an entity which does not exist against an
+/// ARN without its path (`role/NAME`), which the module's path-scoped statements refuse, so a
+/// teardown that "just tries" gets AccessDenied, not NoSuchEntity, for a part never created.
+pub async fn existing_parts(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<Parts, AwsError> {
+    let name = role_name(request_id);
+    let mut parts = Parts { role: false, profile: false };
+    let mut roles = iam.list_roles().path_prefix(IAM_PATH).into_paginator().items().send();
+    while let Some(role) = roles.next().await {
+        parts.role |= role.map_err(|e| AwsError::from_sdk("ListRoles", e))?.role_name() == name;
+    }
+    let mut profiles = iam.list_instance_profiles().path_prefix(IAM_PATH).into_paginator().items().send();
+    while let Some(profile) = profiles.next().await {
+        parts.profile |=
+            profile.map_err(|e| AwsError::from_sdk("ListInstanceProfiles", e))?.instance_profile_name() == name;
+    }
+    Ok(parts)
+}
+
+/// Deletes the request's instance profile and role, whatever part of them exists (looked up
+/// first). Returns true when something was deleted.
+pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<bool, AwsError> {
+    let parts = existing_parts(iam, request_id).await?;
+    delete_parts(iam, request_id, parts).await
+}
+
+/// Deletes the parts of the request's role and profile that `parts` says exist.
 ///
 /// The fast path undoes exactly what `ensure_role` did (4 calls); should the role carry
 /// anything else (a policy attached by hand, or the managed policy earlier versions attached),
 /// IAM refuses with `DeleteConflict` and the thorough path lists and removes everything.
-pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<bool, AwsError> {
+pub async fn delete_parts(iam: &aws_sdk_iam::Client, request_id: &str, parts: Parts) -> Result<bool, AwsError> {
     let name = role_name(request_id);
-    ignore_missing(
-        iam.remove_role_from_instance_profile()
-            .instance_profile_name(&name)
-            .role_name(&name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("RemoveRoleFromInstanceProfile", e)),
-    )?;
-    let mut deleted = ignore_missing(
-        iam.delete_instance_profile()
-            .instance_profile_name(&name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("DeleteInstanceProfile", e)),
-    )?;
+    let mut deleted = false;
+    if parts.profile {
+        if parts.role {
+            ignore_missing(
+                iam.remove_role_from_instance_profile()
+                    .instance_profile_name(&name)
+                    .role_name(&name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| AwsError::from_sdk("RemoveRoleFromInstanceProfile", e)),
+            )?;
+        }
+        deleted |= ignore_missing(
+            iam.delete_instance_profile()
+                .instance_profile_name(&name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| AwsError::from_sdk("DeleteInstanceProfile", e)),
+        )?;
+    }
+    if !parts.role {
+        return Ok(deleted);
+    }
     ignore_missing(
         iam.delete_role_policy()
             .role_name(&name)
@@ -352,38 +392,10 @@ pub async fn delete_role(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<
     }
 }
 
-/// Lists and removes every profile membership and policy of the role, then deletes it.
+/// Lists and removes every policy of the role (its profile is gone by now), then deletes it.
 async fn delete_role_thoroughly(iam: &aws_sdk_iam::Client, request_id: &str) -> Result<bool, AwsError> {
     let name = role_name(request_id);
     let mut deleted = false;
-    match iam.get_instance_profile().instance_profile_name(&name).send().await {
-        Ok(out) => {
-            if let Some(profile) = out.instance_profile() {
-                for role in profile.roles() {
-                    ignore_missing(
-                        iam.remove_role_from_instance_profile()
-                            .instance_profile_name(&name)
-                            .role_name(role.role_name())
-                            .send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| AwsError::from_sdk("RemoveRoleFromInstanceProfile", e)),
-                    )?;
-                }
-            }
-            deleted |= ignore_missing(
-                iam.delete_instance_profile()
-                    .instance_profile_name(&name)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| AwsError::from_sdk("DeleteInstanceProfile", e)),
-            )?;
-        }
-        Err(e) => {
-            ignore_missing(Err(AwsError::from_sdk("GetInstanceProfile", e)))?;
-        }
-    }
     let attached = match iam.list_attached_role_policies().role_name(&name).send().await {
         Ok(out) => out.attached_policies().to_vec(),
         Err(e) => {

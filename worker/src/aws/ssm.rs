@@ -35,27 +35,37 @@ pub async fn is_online(ssm: &aws_sdk_ssm::Client, instance_id: &str) -> Result<b
 
 /// Ends every active Session Manager session on the instance. Returns how many were ended.
 pub async fn end_sessions(ssm: &aws_sdk_ssm::Client, instance_id: &str) -> Result<usize, AwsError> {
-    let filter = SessionFilter::builder()
-        .key(SessionFilterKey::TargetId)
-        .value(instance_id)
-        .build()
-        .map_err(|e| AwsError::config(&e.to_string()))?;
-    let out = ssm
-        .describe_sessions()
-        .state(SessionState::Active)
-        .filters(filter)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeSessions", e))?;
+    end_sessions_where(ssm, SessionFilterKey::TargetId, instance_id).await
+}
+
+/// Ends every active session `owner` started, whatever its target: an ECS Exec session opened
+/// with the bastion's role (its target is the task, `ecs:<cluster>_<task>_<runtime id>`, not the
+/// bastion) ends with the access too. `owner` is the role session's ARN,
+/// `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/INSTANCE_ID` for instance credentials.
+pub async fn end_sessions_owned_by(ssm: &aws_sdk_ssm::Client, owner: &str) -> Result<usize, AwsError> {
+    end_sessions_where(ssm, SessionFilterKey::Owner, owner).await
+}
+
+async fn end_sessions_where(ssm: &aws_sdk_ssm::Client, key: SessionFilterKey, value: &str) -> Result<usize, AwsError> {
+    let filter =
+        SessionFilter::builder().key(key).value(value).build().map_err(|e| AwsError::config(&e.to_string()))?;
     let mut ended = 0;
-    for session in out.sessions() {
-        if let Some(id) = session.session_id() {
-            ssm.terminate_session()
-                .session_id(id)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("TerminateSession", e))?;
-            ended += 1;
+    let mut pages = ssm.describe_sessions().state(SessionState::Active).filters(filter).into_paginator().send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("DescribeSessions", e))?;
+        ids.extend(page.sessions().iter().filter_map(|s| s.session_id()).map(str::to_string));
+    }
+    for id in ids {
+        match ssm.terminate_session().session_id(&id).send().await {
+            Ok(_) => ended += 1,
+            Err(e) => {
+                let e = AwsError::from_sdk("TerminateSession", e);
+                // Ended meanwhile (by its owner, or its target going away).
+                if !e.code_is("DoesNotExistException") {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(ended)
