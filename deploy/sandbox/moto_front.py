@@ -6,8 +6,10 @@ moto's own state, shaped after the AWS API reference, and forwards everything el
 * SSM ``DescribeInstanceInformation``: a running EC2 instance with an instance profile counts as
   registered with SSM (``PingStatus: Online``) once ``--ssm-registration-delay`` seconds have
   passed since its launch. That is what the real SSM agent does on an AL2023 AMI.
-* SSM ``DescribeSessions`` / ``TerminateSession``: no Session Manager sessions exist here, so the
-  list is empty and terminating one is a no-op success.
+* SSM ``DescribeSessions`` / ``TerminateSession``: moto has no sessions. The layer keeps the
+  sessions a test plants (``POST /_front/sessions``; nobody can start a real one here): the
+  Active ones are listed, filtered by ``Target`` and ``Owner`` as Session Manager filters them,
+  and terminating one ends it.
 * ECS ``enableExecuteCommand``: moto does not store it. The layer remembers it from
   ``CreateService`` / ``UpdateService`` / ``RunTask`` requests and puts it back into
   ``DescribeServices`` / ``DescribeTasks`` answers, together with the ``ExecuteCommandAgent``
@@ -99,6 +101,9 @@ And it lets tests shape failures, which moto cannot do:
   registering with SSM (an agent that never comes up); ``true`` restores it.
 * ``POST /_front/ecs-agent`` ``{"account": ID, "task_arn": ARN, "status": "STOPPED"}`` reports that
   task's ExecuteCommandAgent with that status.
+* ``POST /_front/sessions`` ``{"account": ID, "target": "i-…" or "ecs:<cluster>_<task>_<runtime>",
+  "owner": ARN}`` plants an active Session Manager session; ``GET /_front/sessions?account=ID``
+  lists them with their status.
 * ``GET /_front/calls?account=ID`` returns every AWS call seen for that account, in order, as
   ``[{"service": "ec2", "action": "RunInstances", "at": 1700000000.0, "took": 0.012, "status": 200}, ...]``
   (EC2 calls naming instances also carry ``"instances": [...]``; calls checked against an
@@ -198,6 +203,8 @@ class Front:
         self.exec_tasks: dict[tuple[str, str], bool] = {}
         self.ssm_offline: set[str] = set()
         self.agent_status: dict[tuple[str, str], str] = {}
+        # account -> planted Session Manager sessions
+        self.sessions: dict[str, list[dict]] = {}
         self.client_tokens: dict[tuple[str, str], tuple[str, list, bytes, list]] = {}
         self.consistency_defaults = dict(CONSISTENCY, **(consistency or {}))
         self.consistency: dict[str, dict[str, float]] = {}
@@ -263,9 +270,14 @@ class Front:
         if service == "ssm" and action == "DescribeInstanceInformation":
             return json_answer(start_response, self.instance_information(account, region, body))
         if service == "ssm" and action == "DescribeSessions":
-            return json_answer(start_response, {"Sessions": []})
+            return json_answer(start_response, self.describe_sessions(account, body))
         if service == "ssm" and action == "TerminateSession":
-            return json_answer(start_response, {"SessionId": json.loads(body or b"{}").get("SessionId")})
+            session_id = json.loads(body or b"{}").get("SessionId")
+            with self.lock:
+                for session in self.sessions.get(account, []):
+                    if session["SessionId"] == session_id:
+                        session["Status"] = "Terminated"
+            return json_answer(start_response, {"SessionId": session_id})
         if service == "ssm" and action == "SendCommand":
             return self.send_command(environ, start_response, account, region, body)
         if service == "ssm" and action == "GetCommandInvocation":
@@ -289,6 +301,20 @@ class Front:
             return self.ecs_exec(environ, start_response, account, action, body)
         return self.app(environ, start_response)
 
+    def describe_sessions(self, account, body):
+        """Active sessions (``State: Active``), or ended ones (``History``), by the filters."""
+        request = json.loads(body or b"{}")
+        active = request.get("State", "Active") == "Active"
+        filters = {f.get("key"): f.get("value") for f in request.get("Filters", [])}
+        with self.lock:
+            sessions = [dict(s) for s in self.sessions.get(account, [])]
+        found = [
+            s for s in sessions
+            if (s["Status"] != "Terminated") == active
+            and all(s.get(key) == value for key, value in filters.items() if key in ("Target", "Owner"))
+        ]
+        return {"Sessions": found}
+
     # ---- control endpoints ------------------------------------------------------------------
     def control(self, environ, start_response, path, body):
         method = environ["REQUEST_METHOD"]
@@ -310,6 +336,20 @@ class Front:
                 else:
                     self.ssm_offline.add(spec["account"])
             return json_answer(start_response, {"ok": True})
+        if path == "/_front/sessions" and method == "POST":
+            spec = json.loads(body or b"{}")
+            owner = spec["owner"]
+            session = {"SessionId": f"{owner.rsplit('/', 1)[-1]}-{uuid.uuid4().hex[:17]}",
+                       "Target": spec["target"], "Owner": owner, "Status": "Connected",
+                       "StartDate": time.time()}
+            with self.lock:
+                self.sessions.setdefault(spec["account"], []).append(session)
+            return json_answer(start_response, session)
+        if path == "/_front/sessions":
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            account = query.get("account", [DEFAULT_ACCOUNT])[0]
+            with self.lock:
+                return json_answer(start_response, list(self.sessions.get(account, [])))
         if path == "/_front/ecs-agent" and method == "POST":
             spec = json.loads(body or b"{}")
             with self.lock:

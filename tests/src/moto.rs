@@ -250,3 +250,18 @@ pub async fn usable_at(account: &str) -> std::collections::HashMap<String, f64> 
     let url = format!("{}/_front/usable?account={account}", moto().endpoint);
     reqwest::get(url).await.expect("front usable").json().await.expect("json")
 }
+
+/// Plants an active Session Manager session (nobody can start a real one here); returns its id.
+pub async fn plant_session(account: &str, target: &str, owner: &str) -> String {
+    let url = format!("{}/_front/sessions", moto().endpoint);
+    let spec = serde_json::json!({"account": account, "target": target, "owner": owner});
+    let session: serde_json::Value =
+        reqwest::Client::new().post(url).json(&spec).send().await.expect("front").json().await.expect("json");
+    session["SessionId"].as_str().expect("a session id").to_string()
+}
+
+/// The account's planted sessions with their status (`Connected`, `Terminated`).
+pub async fn sessions(account: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/_front/sessions?account={account}", moto().endpoint);
+    reqwest::get(url).await.expect("front sessions").json().await.expect("json")
+}

@@ -133,7 +133,36 @@ allow = ["*"]
     assert!(checks.iter().filter(|c| c.name.starts_with("web: ")).all(|c| c.outcome != Fail), "{table}");
     assert!(checks.iter().any(|c| c.name.starts_with("billing: ") && c.outcome == Fail), "{table}");
     assert!(slack.calls().iter().any(|c| c.path == "/api/auth.test"));
+
+    // A correct deployment (the SSH rule gone, and only services that exist): nothing fails.
+    aws.ec2
+        .revoke_security_group_ingress()
+        .group_id(&group)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let correct = text.replace("[[policy.services]]\nname = \"billing\"\nallow = [\"*\"]\n", "");
+    assert_ne!(correct, text, "billing is dropped");
+    let file = bot::config::parse_file(&correct, "doctor.toml").unwrap();
+    let setup = bot::doctor::Setup {
+        file: &file,
+        signing_secret: Some(bot::config::Secret::new("s")),
+        bot_token: Some(bot::config::Secret::new("xoxb-doctor")),
+    };
+    let checks = bot::doctor::run(&setup, &bot_aws, &[]).await;
+    let table = bot::doctor::table(&checks);
+    let failed: Vec<&str> = checks.iter().filter(|c| c.outcome == Fail).map(|c| c.name.as_str()).collect();
+    assert!(failed.is_empty(), "doctor fails a correct deployment on {failed:?}:\n{table}");
+    assert_eq!(outcome_in(&checks, "bastion security group"), Pass, "{table}");
     harness::iam::assert_nothing_denied(&account).await;
+}
+
+fn outcome_in(checks: &[worker::events::Check], name: &str) -> worker::events::Outcome {
+    checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}")).outcome
 }
 
 /// The systemd unit in deploy/ is one systemd accepts (`systemd-analyze verify`, with the binary

@@ -273,3 +273,33 @@ async fn an_instance_profile_that_takes_over_half_a_minute_to_propagate_is_waite
     assert!(t.calls_of("RunInstances").await > 1, "refused while the profile propagated");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_also_ends_the_exec_sessions_the_bastions_role_opened() {
+    let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    let instance = request.instance_id.clone().unwrap();
+    let task_id = request.task_id().unwrap().to_string();
+    let role = format!("arn:aws:sts::{}:assumed-role/fargate-connect-{id}/{instance}", t.account);
+    // The person's session on the bastion, the ECS Exec session the bastion's role opened into
+    // the task (its target is the task, not the bastion), and someone else's session.
+    let on_bastion = harness::moto::plant_session(&t.account, &instance, "arn:aws:iam::1:user/carol").await;
+    let exec = harness::moto::plant_session(&t.account, &format!("ecs:prod_{task_id}_{task_id}-1"), &role).await;
+    let other = harness::moto::plant_session(&t.account, "i-0someoneelse", "arn:aws:iam::1:user/dave").await;
+
+    let reply = t.reply(USER, &format!("end {id}")).await;
+    assert!(reply.contains("End"), "{reply}");
+    t.wait_for_audit(&id, "torn_down", WAIT).await;
+    let status = |sessions: &[serde_json::Value], id: &str| {
+        sessions.iter().find(|s| s["SessionId"] == id).unwrap()["Status"].as_str().unwrap().to_string()
+    };
+    let sessions = harness::moto::sessions(&t.account).await;
+    assert_eq!(status(&sessions, &on_bastion), "Terminated");
+    assert_eq!(status(&sessions, &exec), "Terminated", "the exec session into the task outlived End");
+    assert_eq!(status(&sessions, &other), "Connected", "someone else's session is not ours to end");
+    let torn = t.ledger.audit_for(&id).await.unwrap().into_iter().find(|e| e.kind == "torn_down").unwrap();
+    assert!(torn.detail.contains("\"sessions_ended\":2"), "{}", torn.detail);
+    t.stop().await;
+}
