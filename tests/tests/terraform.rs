@@ -351,6 +351,38 @@ ingress_cidrs        = ["10.0.0.0/16"]
         ]
     );
 
+    // Private DNS sends the whole VPC to those endpoints: they admit HTTPS from the VPC's CIDR,
+    // not only from the bastions (the bot's own secrets fetch goes there too).
+    let vpc_cidr =
+        aws.ec2.describe_vpcs().vpc_ids(&vpc).send().await.unwrap().vpcs()[0].cidr_block().unwrap().to_string();
+    let endpoint_groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder().name("group-name").values("fargate-connect-ssm-endpoints").build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ingress = format!("{:?}", endpoint_groups.security_groups()[0].ip_permissions());
+    assert!(ingress.contains(&vpc_cidr), "the endpoints do not admit the VPC ({vpc_cidr}): {ingress}");
+
+    // The ledger lives on its own encrypted volume, attached to the bot's instance.
+    let volumes = aws
+        .ec2
+        .describe_volumes()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Name").values("fargate-connect-ledger").build())
+        .send()
+        .await
+        .unwrap();
+    let ledger = &volumes.volumes()[0];
+    assert_eq!(ledger.encrypted(), Some(true));
+    assert!(
+        ledger.attachments().iter().any(|a| a.instance_id() == instance.instance_id()),
+        "the ledger volume is not attached to the bot: {:?}",
+        ledger.attachments()
+    );
+
     // Every IAM document of the module and the example passes the IAM lint (parliament), with
     // only the reviewed exceptions of deploy/iam/parliament-exceptions.yml.
     let state = ok(&root, &["show", "-json", "-no-color"]);
