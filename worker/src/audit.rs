@@ -7,9 +7,23 @@
 //! leaves a valid shorter chain. The audit channel (one line per grant, extension, end and
 //! denial) is the copy outside the database that makes that visible.
 
-use crate::ledger::AuditEvent;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+
+/// One row of the audit history (`audit_events`), as the ledger reads it.
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub request_id: Option<String>,
+    pub at: i64,
+    pub actor: String,
+    pub kind: String,
+    pub detail: String,
+    /// The chain (see `audit`); none on events written before it existed.
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
 
 /// The hash of an event, given the hash of the one before (`None` for the first).
 pub fn event_hash(

@@ -1,6 +1,7 @@
 //! The lines the bot posts to the audit channel (Slack mrkdwn): one per grant, extension, end,
 //! denial and break-glass, each naming the person, the service, the cluster and the request
-//! the same way, so the channel reads as one history and is easy to search.
+//! the same way, so the channel reads as one history and is easy to search. A leaf: the ledger
+//! builds these from its requests (`Request::subject`), this module knows nothing of it.
 
 /// A person's own words (a `--reason`), made safe to show in Slack mrkdwn: `&`, `<` and `>`
 /// escaped as Slack asks, so `<!here>`, `<!channel>`, `<!subteam^…>` or `<@U…>` typed by one
@@ -37,16 +38,7 @@ pub struct Subject<'a> {
     pub request: &'a str,
 }
 
-impl<'a> Subject<'a> {
-    pub fn of(request: &'a crate::ledger::Request) -> Self {
-        Self {
-            requester: &request.requester_id,
-            service: &request.service,
-            cluster: &request.cluster,
-            request: &request.id,
-        }
-    }
-
+impl Subject<'_> {
     /// `<what>: <@U…> → <service> in <cluster>[ until <time>] (request fc-…)`. `until` is Unix
     /// milliseconds, shown by Slack in each reader's own time zone.
     pub fn line(&self, what: &str, until_ms: Option<i64>) -> String {

@@ -141,6 +141,11 @@ impl Request {
         self.state.0
     }
 
+    /// Who asked for what, as the audit channel's lines name it.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject { requester: &self.requester_id, service: &self.service, cluster: &self.cluster, request: &self.id }
+    }
+
     /// The task id: the last part of the task ARN.
     pub fn task_id(&self) -> Option<&str> {
         self.task_arn.as_deref().and_then(|arn| arn.rsplit('/').next())
@@ -184,18 +189,7 @@ pub enum CreateOutcome {
     AlreadyOpen(Request),
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct AuditEvent {
-    pub seq: i64,
-    pub request_id: Option<String>,
-    pub at: i64,
-    pub actor: String,
-    pub kind: String,
-    pub detail: String,
-    /// The chain (see `audit`); none on events written before it existed.
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
-}
+pub use crate::audit::AuditEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -457,7 +451,7 @@ impl Ledger {
         crate::metrics::METRICS.ready_after(now - request.created_at);
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
-        let line = Subject::of(&request).line(what, Some(expires_at));
+        let line = request.subject().line(what, Some(expires_at));
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
@@ -541,7 +535,7 @@ impl Ledger {
                 _ => String::new(),
             };
             let what = format!("ended ({}){by}", reason.as_str().replace('_', " "));
-            let line = Subject::of(&request).line(&what, None);
+            let line = request.subject().line(&what, None);
             push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         } else {
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;

@@ -4,7 +4,6 @@
 //! that writes its audit event and outbox rows in the same transaction.
 
 use crate::audit::{ExportRow, Verdict, Verifier, EXPORT_SQL};
-use crate::audit_line::Subject;
 use crate::events::Notice;
 use crate::ledger::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, JobKind, Ledger, LedgerError,
@@ -98,7 +97,7 @@ impl Ledger {
         push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         if !approve {
-            let text = Subject::of(&request).line(&format!("denied by <@{approver}>"), None);
+            let text = request.subject().line(&format!("denied by <@{approver}>"), None);
             push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
         }
         tx.commit().await?;
@@ -200,7 +199,7 @@ impl Ledger {
         enqueue_job(&mut tx, id, JobKind::Reschedule, now).await?;
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         let by = crate::duration::HumanDuration::from_secs(by_secs as u64);
-        let text = Subject::of(&request).line(&format!("extended by <@{actor}> by {by}"), Some(new_expiry));
+        let text = request.subject().line(&format!("extended by <@{actor}> by {by}"), Some(new_expiry));
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
