@@ -303,3 +303,36 @@ async fn end_also_ends_the_exec_sessions_the_bastions_role_opened() {
     assert!(torn.detail.contains("\"sessions_ended\":2"), "{}", torn.detail);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_is_torn_down_on_time_while_every_provisioning_slot_waits_for_readiness() {
+    let t = TestApp::start_custom("default = \"15s\"\nmin = \"1s\"\nmax = \"1h\"", |c| {
+        c.worker.concurrency = 4;
+    })
+    .await;
+    let first = t.connect(USER, "connect web").await;
+    t.wait_for_state(&first, RequestState::Ready, WAIT).await;
+    // From now on no bastion comes online: every provision holds its slot in the readiness
+    // wait (up to worker.ready_timeout, 30 s here), three times as many as there are slots.
+    harness::moto::set_ssm_online(&t.account, false).await;
+    for n in 0..12 {
+        t.connect(&format!("U0STUCK{n:02}"), "connect web").await;
+    }
+    harness::wait_for("every provisioning slot to be taken", WAIT, || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE state = 'provisioning' AND instance_id IS NOT NULL",
+        )
+        .fetch_one(t.ledger.pool())
+        .await
+        .unwrap();
+        (waiting >= 4).then_some(())
+    })
+    .await;
+    // The first request's time box ends meanwhile: its teardown must not queue behind them.
+    let expires_at = t.ledger.get(&first).await.unwrap().expires_at.unwrap();
+    t.wait_for_audit(&first, "torn_down", WAIT).await;
+    let torn = t.ledger.audit_for(&first).await.unwrap().into_iter().find(|e| e.kind == "torn_down").unwrap();
+    let late_ms = torn.at - expires_at;
+    assert!(late_ms < 5_000, "torn down {late_ms} ms after its expiry, behind the provisioning");
+    t.stop().await;
+}

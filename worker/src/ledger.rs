@@ -61,9 +61,12 @@ struct Intake {
 // so their cost stays flat however many requests the ledger holds.
 const EXPIRE_DUE_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at";
 const NEXT_EXPIRY_SQL: &str = "SELECT MIN(expires_at) FROM requests WHERE state = 'ready'";
-const CLAIM_JOB_SQL: &str = "UPDATE jobs SET lease_until = ?, attempts = attempts + 1
-     WHERE id = (SELECT id FROM jobs WHERE run_at <= ?
-                   AND (lease_until IS NULL OR lease_until < ?)
+/// Claims the earliest due job whose kind is (`?4 = 1`) or is not (`?4 = 0`) a teardown: the
+/// two have their own slots, so a teardown never waits behind provisioning.
+const CLAIM_JOB_SQL: &str = "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1
+     WHERE id = (SELECT id FROM jobs WHERE run_at <= ?2
+                   AND (lease_until IS NULL OR lease_until < ?3)
+                   AND (kind = 'teardown') = ?4
                  ORDER BY run_at, id LIMIT 1)
      RETURNING id, request_id, kind, attempts";
 const DUE_OUTBOX_SQL: &str = "SELECT o.id, o.request_id, o.notice, o.attempts FROM outbox o
@@ -562,12 +565,14 @@ impl Ledger {
     // ---- jobs -------------------------------------------------------------------------------
 
     /// Claims the next due job whose lease (if any) has run out.
-    pub async fn claim_job(&self, lease: Duration) -> Result<Option<Job>, LedgerError> {
+    /// Claims the earliest due job of the given pool: teardowns, or everything else.
+    pub async fn claim_job(&self, lease: Duration, teardown: bool) -> Result<Option<Job>, LedgerError> {
         let now = now_ms();
         let row: Option<(i64, String, String, i64)> = sqlx::query_as(CLAIM_JOB_SQL)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
             .bind(now)
+            .bind(teardown)
             .fetch_optional(&self.pool)
             .await?;
         let Some((id, request_id, kind, attempts)) = row else { return Ok(None) };
@@ -1116,11 +1121,13 @@ mod tests {
         let audit = ledger.audit_for(&first.id).await.unwrap();
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].kind, "requested");
-        let job = ledger.claim_job(Duration::from_secs(60)).await.unwrap().unwrap();
+        // Not a teardown: the teardown pool does not see it.
+        assert!(ledger.claim_job(Duration::from_secs(60), true).await.unwrap().is_none());
+        let job = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().unwrap();
         assert_eq!(job.request_id, first.id);
         assert_eq!(job.kind, JobKind::Provision);
         // Leased: nobody else gets it.
-        assert!(ledger.claim_job(Duration::from_secs(60)).await.unwrap().is_none());
+        assert!(ledger.claim_job(Duration::from_secs(60), false).await.unwrap().is_none());
         match ledger.create_request(new_request("U1")).await.unwrap() {
             CreateOutcome::AlreadyOpen(existing) => assert_eq!(existing.id, first.id),
             CreateOutcome::Created(_) => panic!("a second open request for the same service"),

@@ -1,6 +1,7 @@
-//! The worker loops: claim due jobs (provision, teardown) and run them with a lease kept
-//! alive by a heartbeat; move requests whose time box is over to `ending`. One loop, woken
-//! by the ingress through a `Notify` or by its poll interval, whichever comes first.
+//! The worker loops: claim due jobs (provision, teardown, reschedule) and run them with a lease
+//! kept alive by a heartbeat; move requests whose time box is over to `ending`. One loop, woken
+//! by the ingress through a `Notify` or by its poll interval, whichever comes first. Teardowns
+//! have their own `worker.concurrency` slots, so they never wait behind provisioning.
 
 use crate::ledger::{now_ms, Job, JobKind, Ledger};
 use crate::provision::{JobError, Provisioner};
@@ -51,7 +52,10 @@ impl Runner {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let settings = self.provisioner.worker.clone();
+        // Two pools of `worker.concurrency` slots: teardowns never wait behind provisioning
+        // (a provision holds its slot through the readiness wait).
         let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let teardown_permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let mut running: JoinSet<()> = JoinSet::new();
         let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
         let mut next_reap = tokio::time::Instant::now() + settings.reaper_interval.as_duration();
@@ -93,22 +97,24 @@ impl Runner {
                 last_housekeeping = Some(tokio::time::Instant::now());
                 self.housekeeping(settings.reminder_before.as_secs() as i64 * 1000).await;
             }
-            // Jobs: as many as there are free permits.
-            while let Ok(permit) = permits.clone().try_acquire_owned() {
-                match self.ledger().claim_job(settings.lease()).await {
-                    Ok(Some(job)) => {
-                        let provisioner = self.provisioner.clone();
-                        let job_id = job.id;
-                        let handle = running.spawn(async move {
-                            run_job(&provisioner, job).await;
-                            drop(permit);
-                        });
-                        in_flight.insert(handle.id(), job_id);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "claiming a job failed");
-                        break;
+            // Jobs: as many as there are free permits, teardowns first, each from its own pool.
+            for (pool, teardown) in [(&teardown_permits, true), (&permits, false)] {
+                while let Ok(permit) = pool.clone().try_acquire_owned() {
+                    match self.ledger().claim_job(settings.lease(), teardown).await {
+                        Ok(Some(job)) => {
+                            let provisioner = self.provisioner.clone();
+                            let job_id = job.id;
+                            let handle = running.spawn(async move {
+                                run_job(&provisioner, job).await;
+                                drop(permit);
+                            });
+                            in_flight.insert(handle.id(), job_id);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "claiming a job failed");
+                            break;
+                        }
                     }
                 }
             }
