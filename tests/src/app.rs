@@ -263,6 +263,16 @@ impl TestApp {
         out.instances()[0].instance_id().unwrap().to_string()
     }
 
+    /// Every instance ever launched for the request (any state), found by its tag.
+    pub async fn instances_of(&self, request_id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+        let tag = aws_sdk_ec2::types::Filter::builder()
+            .name(format!("tag:{}", worker::aws::tags::REQUEST_ID))
+            .values(request_id)
+            .build();
+        let out = self.aws.ec2.describe_instances().filters(tag).send().await.unwrap();
+        out.reservations().iter().flat_map(|r| r.instances()).cloned().collect()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.ledger.pool()).await.unwrap()
     }

@@ -18,19 +18,10 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// The request's instances that are not terminated.
 async fn live_instances(t: &TestApp, id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
-    let out = t
-        .aws
-        .ec2
-        .describe_instances()
-        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", tags::REQUEST_ID)).values(id).build())
-        .send()
+    t.instances_of(id)
         .await
-        .unwrap();
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
+        .into_iter()
         .filter(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() != "terminated"))
-        .cloned()
         .collect()
 }
 

@@ -18,19 +18,6 @@ use worker::state::RequestState;
 const USER: &str = "U0CAROL";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Every instance ever launched for the request (any state), by tag.
-async fn instances_of(t: &TestApp, id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
-    let out = t
-        .aws
-        .ec2
-        .describe_instances()
-        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{}", tags::REQUEST_ID)).values(id).build())
-        .send()
-        .await
-        .unwrap();
-    out.reservations().iter().flat_map(|r| r.instances()).cloned().collect()
-}
-
 async fn state_name(t: &TestApp, instance_id: &str) -> Option<String> {
     let out = t.aws.ec2.describe_instances().instance_ids(instance_id).send().await.ok()?;
     out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name()).map(|n| n.as_str().into())
@@ -81,7 +68,7 @@ async fn a_launch_whose_answer_was_lost_is_retried_with_the_same_request_and_lau
     assert_eq!(&launches[..3], [503, 503, 503], "{launches:?}");
     assert!(launches[3..].contains(&200), "the job's retry got the first instance back: {launches:?}");
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
-    assert_eq!(instances_of(&t, &id).await.len(), 1, "one instance, however often it was asked for");
+    assert_eq!(t.instances_of(&id).await.len(), 1, "one instance, however often it was asked for");
     t.stop().await;
 }
 
@@ -182,6 +169,20 @@ async fn the_reaper_goes_on_past_an_orphan_it_may_not_remove() {
     t.stop().await;
 }
 
+/// Saves Session Manager preferences in the test's account, as the console does.
+async fn save_preferences(t: &TestApp, preferences: &serde_json::Value) {
+    t.aws
+        .ssm
+        .create_document()
+        .name("SSM-SessionManagerRunShell")
+        .document_type(aws_sdk_ssm::types::DocumentType::Session)
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
+        .content(preferences.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_accounts_session_settings_are_checked_before_anything_is_spent() {
     // Session Manager's preferences say: run sessions as `ops`, encrypt them with a KMS key.
@@ -193,16 +194,7 @@ async fn the_accounts_session_settings_are_checked_before_anything_is_spent() {
                    "s3BucketName": "", "cloudWatchLogGroupName": ""}
     });
     let t = TestApp::start().await;
-    t.aws
-        .ssm
-        .create_document()
-        .name("SSM-SessionManagerRunShell")
-        .document_type(aws_sdk_ssm::types::DocumentType::Session)
-        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
-        .content(preferences.to_string())
-        .send()
-        .await
-        .unwrap();
+    save_preferences(&t, &preferences).await;
     let id = t.connect(USER, "connect web").await;
     let failed = t.slack.wait_for_all(&[&id, "failed"], WAIT).await.all_text();
     assert!(
@@ -220,16 +212,7 @@ async fn the_accounts_session_settings_are_checked_before_anything_is_spent() {
         c.aws.session_run_as_user = Some("ops".into());
     })
     .await;
-    t.aws
-        .ssm
-        .create_document()
-        .name("SSM-SessionManagerRunShell")
-        .document_type(aws_sdk_ssm::types::DocumentType::Session)
-        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
-        .content(preferences.to_string())
-        .send()
-        .await
-        .unwrap();
+    save_preferences(&t, &preferences).await;
     let id = t.connect(USER, "connect web").await;
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let role = worker::aws::iam::role_name(&id);

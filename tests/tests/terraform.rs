@@ -85,6 +85,29 @@ async fn assert_policy_template(policy: &serde_json::Value, account: &str, aws: 
     );
 }
 
+/// The provider pointed at the emulator: every endpoint there, the account named by an
+/// `ACCT<id>` access key (Terraform cannot send the account header).
+fn emulator_provider(region: &str, account: &str) -> String {
+    let endpoint = &moto().endpoint;
+    format!(
+        r#"provider "aws" {{
+  region                      = "{region}"
+  access_key                  = "ACCT{account}"
+  secret_key                  = "emulator"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {{
+    ec2 = "{endpoint}"
+    iam = "{endpoint}"
+    sts = "{endpoint}"
+    ssm = "{endpoint}"
+  }}
+}}
+"#
+    )
+}
+
 /// Runs the IAM lint (`deploy/iam/lint.py`, parliament from the emulator's venv) on `inputs`.
 fn lint_iam(inputs: &[&Path]) {
     let python = harness::moto::ensure_venv();
@@ -205,28 +228,7 @@ async fn the_module_and_example_apply_replan_clean_and_destroy_against_the_emula
     copy_dir(&module, &work.0.join("deploy/terraform"));
     copy_dir(&repo.join("deploy/systemd"), &work.0.join("deploy/systemd"));
     let root = work.0.join("deploy/terraform/examples/ec2");
-    let endpoint = &moto().endpoint;
-    std::fs::write(
-        root.join("emulator_override.tf"),
-        format!(
-            r#"provider "aws" {{
-  region                      = "{REGION}"
-  access_key                  = "ACCT{account}"
-  secret_key                  = "emulator"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {{
-    ec2 = "{endpoint}"
-    iam = "{endpoint}"
-    sts = "{endpoint}"
-    ssm = "{endpoint}"
-  }}
-}}
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(root.join("emulator_override.tf"), emulator_provider(REGION, &account)).unwrap();
     std::fs::write(
         root.join("test.tfvars"),
         format!(
@@ -416,7 +418,6 @@ async fn plan_module(region: &str, variables: &str) -> serde_json::Value {
     copy_dir(&repo_root().join("deploy/terraform"), &work.0.join("module"));
     let root = work.0.join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let endpoint = &moto().endpoint;
     std::fs::write(
         root.join("main.tf"),
         format!(
@@ -425,20 +426,7 @@ async fn plan_module(region: &str, variables: &str) -> serde_json::Value {
     aws = {{ source = "hashicorp/aws" }}
   }}
 }}
-provider "aws" {{
-  region                      = "{region}"
-  access_key                  = "ACCT{account}"
-  secret_key                  = "emulator"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {{
-    ec2 = "{endpoint}"
-    iam = "{endpoint}"
-    sts = "{endpoint}"
-    ssm = "{endpoint}"
-  }}
-}}
+{provider}
 data "aws_vpc" "default" {{
   default = true
 }}
@@ -447,7 +435,8 @@ module "fargate_connect" {{
   vpc_id = data.aws_vpc.default.id
 {variables}
 }}
-"#
+"#,
+            provider = emulator_provider(region, &account),
         ),
     )
     .unwrap();

@@ -224,12 +224,22 @@ impl Provisioner {
                 }
                 found
             }
-            None => {
-                if let Some(gone) = &request.instance_id {
-                    return Err(JobError::Fatal(format!("the bastion {gone} stopped before it was ready")));
-                }
-                self.launch(&request, &task_arn, &container, &profile_arn).await?
-            }
+            None => match &request.instance_id {
+                // Launched by an earlier attempt but not listed by tag: a lookup by filter may
+                // leave out an instance EC2 does not show yet (eventual consistency), so ask for
+                // it by id; only a stopped one is gone.
+                Some(known) => match ec2::instance_state(&self.aws.ec2, known).await?.as_deref() {
+                    None | Some("pending") | Some("running") => ec2::Bastion {
+                        instance_id: known.clone(),
+                        instance_type: request.instance_type.clone().unwrap_or_default(),
+                        ..Default::default()
+                    },
+                    Some(state) => {
+                        return Err(JobError::Fatal(format!("the bastion {known} is {state} before it was ready")))
+                    }
+                },
+                None => self.launch(&request, &task_arn, &container, &profile_arn).await?,
+            },
         };
 
         // Ended or cancelled while we were creating things: hand what exists to teardown

@@ -34,7 +34,7 @@ pub struct Subnet {
 }
 
 /// The bastion as found or launched.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bastion {
     pub instance_id: String,
     pub instance_type: String,
