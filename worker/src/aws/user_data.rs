@@ -223,8 +223,9 @@ chmod 0755 /usr/local/sbin/fargate-connect-deadline
 #    metadata service (a firewall loaded at every boot, before the SSM agent); the session user
 #    may run connect as {user} and nothing else (no general sudo, so neither the firewall nor
 #    the deadline can be undone from a session).
+install -d -m 0755 /var/lib/fargate-connect /etc/fargate-connect
 id -u {user} >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/fargate-connect/home --shell /sbin/nologin {user}
-install -d -m 0755 /etc/fargate-connect
+command -v nft >/dev/null 2>&1 || dnf install -y nftables
 cat > /etc/fargate-connect/imds.nft <<'NFT'
 {firewall}NFT
 cat > /etc/systemd/system/fargate-connect-firewall.service <<'UNIT'
@@ -321,7 +322,7 @@ mod tests {
         assert!(script.contains("id -u 'ops' >/dev/null 2>&1 || useradd --create-home 'ops'"));
         // The credentials stay with root and the connect user; the session users get one rule.
         let firewall = script.find("systemctl enable --now fargate-connect-firewall.service").unwrap();
-        assert!(firewall < script.find("dnf install").unwrap(), "locked before anything slow");
+        assert!(firewall < script.find("dnf install -y \"https://").unwrap(), "locked before the plugin's download");
         assert!(script.contains("ip daddr 169.254.169.254 reject"));
         assert!(
             script.contains("ssm-user ALL=(fargate-connect) NOPASSWD: /usr/local/libexec/fargate-connect/connect\n")
