@@ -263,6 +263,12 @@ impl TestApp {
         out.instances()[0].instance_id().unwrap().to_string()
     }
 
+    /// The instance's state name (`running`, `terminated`, …), or `None` while EC2 does not show it.
+    pub async fn instance_state(&self, instance_id: &str) -> Option<String> {
+        let out = self.aws.ec2.describe_instances().instance_ids(instance_id).send().await.ok()?;
+        out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name()).map(|n| n.as_str().into())
+    }
+
     /// Every instance ever launched for the request (any state), found by its tag.
     pub async fn instances_of(&self, request_id: &str) -> Vec<aws_sdk_ec2::types::Instance> {
         let tag = aws_sdk_ec2::types::Filter::builder()

@@ -235,11 +235,6 @@ async fn plant_role(t: &TestApp, name: &str, path: &str) {
     t.aws.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await.unwrap();
 }
 
-async fn state_of(t: &TestApp, instance_id: &str) -> String {
-    let out = t.aws.ec2.describe_instances().instance_ids(instance_id).send().await.unwrap();
-    out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
@@ -281,11 +276,11 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     assert_eq!(reaped.roles, vec!["fargate-connect-fc-yyyyyyyy".to_string()]);
 
     for gone in [&orphan_unknown, &orphan_of_failed] {
-        let state = state_of(&t, gone).await;
+        let state = t.instance_state(gone).await.unwrap();
         assert!(state == "terminated" || state == "shutting-down", "{gone} is {state}");
     }
-    assert_eq!(state_of(&t, &not_ours).await, "running");
-    assert_eq!(state_of(&t, &live_instance).await, "running");
+    assert_eq!(t.instance_state(&not_ours).await.unwrap(), "running");
+    assert_eq!(t.instance_state(&live_instance).await.unwrap(), "running");
     let roles = our_roles(&t).await;
     assert!(roles.contains(&format!("fargate-connect-{live}")), "{roles:?}");
     assert!(roles.contains(&"hand-made-helper".to_string()), "{roles:?}");

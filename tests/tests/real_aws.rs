@@ -18,11 +18,6 @@ use worker::state::RequestState;
 const USER: &str = "U0CAROL";
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn state_name(t: &TestApp, instance_id: &str) -> Option<String> {
-    let out = t.aws.ec2.describe_instances().instance_ids(instance_id).send().await.ok()?;
-    out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name()).map(|n| n.as_str().into())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_instance_unknown_to_ec2_for_a_while_is_waited_for_at_launch_and_at_end() {
     let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
@@ -39,7 +34,7 @@ async fn a_new_instance_unknown_to_ec2_for_a_while_is_waited_for_at_launch_and_a
     let reply = t.reply("U0FRANK", &format!("end {second}")).await;
     assert!(reply.contains("End"), "{reply}");
     t.wait_for_audit(&second, "torn_down", WAIT).await;
-    assert_eq!(state_name(&t, &instance).await.as_deref(), Some("terminated"), "the instance really went");
+    assert_eq!(t.instance_state(&instance).await.as_deref(), Some("terminated"), "the instance really went");
     let detail = t.ledger.audit_for(&second).await.unwrap();
     let torn = detail.iter().find(|e| e.kind == "torn_down").unwrap();
     assert!(torn.detail.contains(&instance), "{}", torn.detail);
