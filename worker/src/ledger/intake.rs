@@ -1,0 +1,351 @@
+//! Intake: new requests written in groups by one writer thread (one sync for many requests),
+//! and the WAL kept short beside it.
+
+use super::{now_ms, Intake, LedgerError, NewRequest, Request, StateColumn, LAST_HASH_SQL};
+use crate::audit_line::Subject;
+use crate::events::Notice;
+use crate::ids::{RequestId, RequestIds};
+use crate::state::RequestState;
+use rusqlite::OptionalExtension;
+use serde_json::{json, Value};
+use sqlx::sqlite::SqlitePool;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub(super) const OPEN_REQUEST_ID_SQL: &str =
+    "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
+       AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
+/// How often the WAL is copied into the database beside the intake (`checkpointer`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Bytes the WAL file is cut back to when it starts again (64 MiB).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+/// Most requests committed in one transaction.
+pub(super) const INTAKE_BATCH: usize = 256;
+
+/// The one writer of new requests, on a thread of its own with its own connection (rusqlite:
+/// one plain call per statement, no hand-off per statement as in an async driver). It takes
+/// every request waiting (up to `INTAKE_BATCH`), writes them in one transaction and answers
+/// each only after the commit, so an acknowledged request is durable and a burst costs one
+/// sync instead of one each. Between two batches it finishes the latest background checkpoint
+/// (`WalRestart`). It ends when the last `Ledger` is dropped.
+pub(super) fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, checkpoints: Arc<AtomicU64>) {
+    let mut batch = Vec::with_capacity(INTAKE_BATCH);
+    let mut connection: Option<rusqlite::Connection> = None;
+    let mut ids = RequestIds::new();
+    let mut wal = WalRestart::default();
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < INTAKE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if connection.is_none() {
+            connection = open_intake(&path).map_err(|e| tracing::error!(error = %e, "intake connection")).ok();
+        }
+        let written = match connection.as_mut() {
+            Some(conn) => write_batch(conn, &mut ids, &batch).map_err(|e| e.to_string()),
+            None => Err("no database connection".to_string()),
+        };
+        match written {
+            Ok(outcomes) => {
+                for (intake, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = intake.reply.send(Ok(outcome));
+                }
+                if let Some(conn) = connection.as_ref() {
+                    wal.after_batch(conn, checkpoints.load(Ordering::Acquire));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "could not record new requests");
+                connection = None; // do not reuse a connection that failed
+                for intake in batch.drain(..) {
+                    let _ = intake.reply.send(Err(LedgerError::Batch(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Copies the WAL into the database every `CHECKPOINT_EVERY`, off the intake's commit path
+/// (PASSIVE: it never waits for, nor blocks, a writer), and counts each one in `done` for
+/// [`WalRestart`]. Ends when the pool is closed.
+pub(super) async fn checkpointer(pool: SqlitePool, done: Arc<AtomicU64>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+            Ok((busy, log, copied)) => {
+                tracing::trace!(busy, log, copied, "background checkpoint");
+                done.fetch_add(1, Ordering::Release);
+            }
+            Err(e) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    }
+}
+
+/// Brings the WAL back to its beginning under a steady stream of requests, run by the intake
+/// writer between two batches. SQLite starts the WAL again only at a commit that finds every
+/// frame already copied into the database and no reader still using them; the background
+/// checkpoint alone never catches up with a writer that never pauses, and the WAL file then
+/// grows for as long as the stream lasts. A growing file also makes each commit's sync dearer
+/// (the file's size is metadata the sync must write too), where overwriting the same blocks
+/// is not (docs/PERFORMANCE.md).
+///
+/// After each background checkpoint, the writer copies the few frames committed meanwhile
+/// (`finish_checkpoint`), and again after each following batch until it sees the WAL shorter
+/// than the time before (it started again), at most `WAL_RESTART_TRIES` times a round: a
+/// reader that began before the copy holds the start back until it ends.
+#[derive(Debug, Default)]
+struct WalRestart {
+    rounds_seen: u64,
+    tries_left: u32,
+    frames_before: Option<i64>,
+}
+
+/// Most checkpoints the intake writer runs after one background checkpoint.
+const WAL_RESTART_TRIES: u32 = 8;
+
+impl WalRestart {
+    fn after_batch(&mut self, conn: &rusqlite::Connection, rounds: u64) {
+        if rounds != self.rounds_seen {
+            self.rounds_seen = rounds;
+            self.tries_left = WAL_RESTART_TRIES;
+            self.frames_before = None;
+        }
+        if self.tries_left == 0 {
+            return;
+        }
+        self.tries_left -= 1;
+        if let Some(frames) = finish_checkpoint(conn) {
+            if self.frames_before.is_some_and(|before| frames < before) {
+                tracing::trace!(frames, tries_left = self.tries_left, "the WAL started again");
+                self.tries_left = 0;
+                return;
+            }
+            self.frames_before = Some(frames);
+        }
+        if self.tries_left == 0 {
+            tracing::debug!(frames = ?self.frames_before, "the WAL did not start again this round (a reader was in the way)");
+        }
+    }
+}
+
+/// A PASSIVE checkpoint on the intake's connection. Returns the frames in the WAL when all of
+/// them are now in the database; None when a reader or writer kept some back, or it failed
+/// (only logged: the next one tries again).
+fn finish_checkpoint(conn: &rusqlite::Connection) -> Option<i64> {
+    let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    });
+    match outcome {
+        Ok((_, log, copied)) if log == copied => Some(log),
+        Ok((_, log, copied)) => {
+            tracing::debug!(log, copied, "WAL not wholly checkpointed (a reader or writer was in the way)");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL checkpoint by the intake writer failed");
+            None
+        }
+    }
+}
+
+fn open_intake(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints (copying the WAL into the database, with its own syncs) would land on
+    // whichever commit crosses the threshold; `checkpointer` does them beside the intake.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the WAL starts again from its beginning, a file that grew past this (a burst while a
+    // reader held the checkpoint back) is cut back, so the disk is given back.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    Ok(conn)
+}
+
+/// What the intake writer did with one request.
+#[derive(Debug)]
+pub(super) enum Written {
+    Created(Box<Request>),
+    /// The id of the person's open request for the same service.
+    AlreadyOpen(String),
+}
+
+fn write_batch(
+    conn: &mut rusqlite::Connection,
+    ids: &mut RequestIds,
+    batch: &[Intake],
+) -> rusqlite::Result<Vec<Written>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        // A second open request of the same person and service (the partial unique index) or
+        // an id already taken is skipped by ON CONFLICT; the open-request lookup tells which.
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
+                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at,
+                max_ttl_secs, reason, break_glass, approvals_channel, decide_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut open = tx.prepare_cached(OPEN_REQUEST_ID_SQL)?;
+        let mut audit = tx.prepare_cached(
+            "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6)",
+        )?;
+        let mut job = tx.prepare_cached("INSERT INTO jobs (request_id, kind, run_at) VALUES (?1, 'provision', ?2)")?;
+        let mut outbox = tx.prepare_cached(
+            "INSERT INTO outbox (request_id, notice, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
+        )?;
+        let mut last_hash: Option<String> = tx.query_row(LAST_HASH_SQL, [], |row| row.get(0)).optional()?.flatten();
+        for intake in batch {
+            let new = &intake.new;
+            let state = if new.approval.is_some() { "awaiting_approval" } else { "requested" };
+            let mut collided = false;
+            let outcome = loop {
+                let id = if collided { RequestId::generate() } else { ids.next_at(now) };
+                let inserted = insert.execute(rusqlite::params![
+                    id.as_str(),
+                    state,
+                    new.requester_id,
+                    new.requester_name,
+                    new.team_id,
+                    new.channel_id,
+                    new.service,
+                    new.cluster,
+                    new.container,
+                    new.task,
+                    new.ttl_secs,
+                    new.response_url,
+                    now,
+                    new.max_ttl_secs,
+                    new.reason,
+                    new.break_glass,
+                    new.approval.as_ref().map(|a| a.channel.as_str()),
+                    new.approval.as_ref().map(|a| a.decide_by_ms),
+                ])?;
+                if inserted == 1 {
+                    let detail = requested_detail(new).to_string();
+                    let hash = crate::audit::event_hash(
+                        last_hash.as_deref(),
+                        Some(id.as_str()),
+                        now,
+                        &new.requester_id,
+                        "requested",
+                        &detail,
+                    );
+                    audit.execute(rusqlite::params![id.as_str(), now, new.requester_id, detail, last_hash, hash])?;
+                    last_hash = Some(hash);
+                    if new.approval.is_some() {
+                        // Nothing starts until someone decides: both cards go out now.
+                        outbox.execute(rusqlite::params![id.as_str(), CARD_JSON, now])?;
+                        outbox.execute(rusqlite::params![id.as_str(), APPROVAL_CARD_JSON, now])?;
+                    } else {
+                        // The card is first posted when provisioning starts (`transition`), a
+                        // moment later; the acknowledgement already says it is on its way.
+                        job.execute(rusqlite::params![id.as_str(), now])?;
+                    }
+                    if new.break_glass {
+                        let line = Notice::AuditLine {
+                            text: format!(
+                                "{}: {}",
+                                Subject {
+                                    requester: &new.requester_id,
+                                    service: &new.service,
+                                    cluster: &new.cluster,
+                                    request: id.as_str(),
+                                }
+                                .line(":rotating_light: BREAK-GLASS, without approval", None),
+                                crate::audit_line::person_text(new.reason.as_deref().unwrap_or(""))
+                            ),
+                        };
+                        let line = serde_json::to_string(&line).expect("a notice serializes");
+                        outbox.execute(rusqlite::params![id.as_str(), line, now])?;
+                    }
+                    break Written::Created(Box::new(stored_request(new, id.as_str(), now)));
+                }
+                let existing: Option<String> = open
+                    .query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0))
+                    .optional()?;
+                if let Some(existing) = existing {
+                    break Written::AlreadyOpen(existing);
+                }
+                // Otherwise the id was taken (by another writer, or before a restart): draw
+                // again at random, and move the counter on for the requests after this one.
+                collided = true;
+                ids.jump();
+            };
+            outcomes.push(outcome);
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+const CARD_JSON: &str = r#"{"kind":"card"}"#;
+const APPROVAL_CARD_JSON: &str = r#"{"kind":"approval_card"}"#;
+
+fn requested_detail(new: &NewRequest) -> Value {
+    json!({
+        "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
+        "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
+        "requester_name": new.requester_name, "reason": new.reason, "break_glass": new.break_glass,
+        "approval_needed": new.approval.is_some(),
+    })
+}
+
+/// The row just inserted for `new`, without reading it back.
+fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
+    Request {
+        id: id.to_string(),
+        state: StateColumn(if new.approval.is_some() {
+            RequestState::AwaitingApproval
+        } else {
+            RequestState::Requested
+        }),
+        requester_id: new.requester_id.clone(),
+        requester_name: new.requester_name.clone(),
+        team_id: new.team_id.clone(),
+        channel_id: new.channel_id.clone(),
+        service: new.service.clone(),
+        cluster: new.cluster.clone(),
+        container: new.container.clone(),
+        requested_task: new.task.clone(),
+        ttl_secs: new.ttl_secs,
+        response_url: new.response_url.clone(),
+        created_at: now,
+        updated_at: now,
+        ready_at: None,
+        expires_at: None,
+        ended_at: None,
+        task_arn: None,
+        instance_id: None,
+        instance_type: None,
+        role_name: None,
+        launch: None,
+        warnings: None,
+        end_reason: None,
+        reason: new.reason.clone(),
+        break_glass: new.break_glass,
+        approvals_channel: new.approval.as_ref().map(|a| a.channel.clone()),
+        decide_by: new.approval.as_ref().map(|a| a.decide_by_ms),
+        decided_by: None,
+        decided_at: None,
+        max_ttl_secs: Some(new.max_ttl_secs),
+        reminded_at: None,
+        ended_by: None,
+        hard_stop_at: None,
+    }
+}

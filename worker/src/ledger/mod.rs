@@ -1,0 +1,300 @@
+//! The ledger: SQLite (WAL, `synchronous=FULL`) holding requests, their audit history, the
+//! worker's jobs and the outbox. Every state change is a guarded update that writes its audit
+//! event (and, where Slack must hear of it, an outbox row) in the same transaction; zero rows
+//! changed means someone else won and nothing is written.
+//!
+//! This file holds what every part shares (the types, opening the database, the guarded update
+//! and the audit append); `intake` writes new requests in groups, `requests` moves them through
+//! their states, `jobs` hands the worker its jobs and `outbox` the notifier its messages.
+
+mod intake;
+mod jobs;
+mod outbox;
+mod requests;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use jobs::enqueue_job;
+pub use jobs::{Job, JobKind};
+pub(crate) use outbox::push_outbox;
+pub use outbox::OutboxRow;
+
+use crate::audit_line::Subject;
+use crate::state::RequestState;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, FromRow, Sqlite, Transaction};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("request {0} not found")]
+    NotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the ledger is shutting down")]
+    Closed,
+    #[error("the batch this request was written in failed: {0}")]
+    Batch(String),
+}
+
+/// The database file behind a `sqlite:` URL.
+fn options_path(url: &str) -> Result<PathBuf, LedgerError> {
+    Ok(SqliteConnectOptions::from_str(url)?.get_filename().to_path_buf())
+}
+
+/// Milliseconds since the Unix epoch, the ledger's unit of time.
+pub fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pool: SqlitePool,
+    intake: mpsc::Sender<Intake>,
+}
+
+/// A new request waiting for the intake writer, with where to send its outcome.
+#[derive(Debug)]
+struct Intake {
+    new: NewRequest,
+    reply: oneshot::Sender<Result<intake::Written, LedgerError>>,
+}
+
+const LAST_HASH_SQL: &str = "SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+/// One access request, as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct Request {
+    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub state: StateColumn,
+    pub requester_id: String,
+    pub requester_name: String,
+    pub team_id: String,
+    pub channel_id: String,
+    pub service: String,
+    pub cluster: String,
+    pub container: Option<String>,
+    pub requested_task: Option<String>,
+    pub ttl_secs: i64,
+    pub response_url: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub ready_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub task_arn: Option<String>,
+    pub instance_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub role_name: Option<String>,
+    pub launch: Option<String>,
+    pub warnings: Option<String>,
+    pub end_reason: Option<String>,
+    pub reason: Option<String>,
+    pub break_glass: bool,
+    pub approvals_channel: Option<String>,
+    pub decide_by: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub max_ttl_secs: Option<i64>,
+    pub reminded_at: Option<i64>,
+    pub ended_by: Option<String>,
+    /// The bastion's own deadline (UTC ms), fixed at the first launch attempt.
+    pub hard_stop_at: Option<i64>,
+}
+
+/// `RequestState` as read from its text column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateColumn(pub RequestState);
+
+impl TryFrom<String> for StateColumn {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse().map(StateColumn)
+    }
+}
+
+impl Request {
+    pub fn state(&self) -> RequestState {
+        self.state.0
+    }
+
+    /// Who asked for what, as the audit channel's lines name it.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject { requester: &self.requester_id, service: &self.service, cluster: &self.cluster, request: &self.id }
+    }
+
+    /// The task id: the last part of the task ARN.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_arn.as_deref().and_then(|arn| arn.rsplit('/').next())
+    }
+}
+
+/// What the ingress knows when a person asks for access.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub requester_id: String,
+    pub requester_name: String,
+    pub team_id: String,
+    pub channel_id: String,
+    pub service: String,
+    pub cluster: String,
+    pub container: Option<String>,
+    /// A task id or ARN the person named.
+    pub task: Option<String>,
+    pub ttl_secs: i64,
+    pub response_url: String,
+    /// The most the time box may grow to by extensions.
+    pub max_ttl_secs: i64,
+    pub reason: Option<String>,
+    /// Approval skipped under the policy's break-glass rule (always told to the audit channel).
+    pub break_glass: bool,
+    /// Set when the request waits for a decision before anything is started.
+    pub approval: Option<ApprovalNeeded>,
+}
+
+/// Where the approval card goes and until when a decision is awaited.
+#[derive(Debug, Clone)]
+pub struct ApprovalNeeded {
+    pub channel: String,
+    pub decide_by_ms: i64,
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Request),
+    /// The same person already has an open request for the same service (Enter pressed twice).
+    AlreadyOpen(Request),
+}
+
+pub use crate::audit::AuditEvent;
+
+const WORKER: &str = "worker";
+
+impl Ledger {
+    /// Opens (creating if missing) the database at `url` and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            // 1 MiB of page cache per connection: the loops read little, and memory is a budget.
+            .pragma("cache_size", "-1024");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            // sqlx 0.8 `begin_with`: a future dropped after its BEGIN ran but before it handed
+            // over the transaction (a Slack client hanging up, a job stopped at shutdown) puts
+            // the connection back still inside it, holding SQLite's one write lock for good.
+            // Such a connection is closed instead (which rolls it back). The ping first lets a
+            // rollback already queued by a dropped `Transaction` run.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        let (intake, queue) = mpsc::channel(4 * intake::INTAKE_BATCH);
+        let checkpoints = Arc::new(AtomicU64::new(0));
+        tokio::spawn(intake::checkpointer(pool.clone(), checkpoints.clone()));
+        let path = options_path(url)?;
+        std::thread::Builder::new()
+            .name("ledger-intake".into())
+            .spawn(move || intake::intake_writer(path, queue, checkpoints))
+            .map_err(|e| LedgerError::Batch(format!("cannot start the intake writer: {e}")))?;
+        Ok(Self { pool, intake })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A write transaction that takes the write lock up front, so it never fails half-way
+    /// on a lock upgrade.
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+pub(crate) async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {
+    sqlx::query_as("SELECT * FROM requests WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| LedgerError::NotFound(id.to_string()))
+}
+
+pub(crate) async fn guarded(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    from: &[RequestState],
+    to: RequestState,
+    now: i64,
+) -> Result<bool, LedgerError> {
+    let placeholders = vec!["?"; from.len()].join(",");
+    let sql = format!("UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state IN ({placeholders})");
+    let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(id);
+    for state in from {
+        query = query.bind(state.as_str());
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
+}
+
+pub(crate) async fn append_audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    request_id: &str,
+    actor: &str,
+    kind: &str,
+    detail: Value,
+    at: i64,
+) -> Result<(), LedgerError> {
+    append_audit_opt(tx, Some(request_id), actor, kind, detail, at).await
+}
+
+/// Appends an event linked to the one before it (the write transaction holds the lock, so
+/// "the one before" cannot change underneath).
+pub(crate) async fn append_audit_opt(
+    tx: &mut Transaction<'_, Sqlite>,
+    request_id: Option<&str>,
+    actor: &str,
+    kind: &str,
+    detail: Value,
+    at: i64,
+) -> Result<(), LedgerError> {
+    let prev: Option<Option<String>> = sqlx::query_scalar(LAST_HASH_SQL).fetch_optional(&mut **tx).await?;
+    let prev = prev.flatten();
+    let detail = detail.to_string();
+    let hash = crate::audit::event_hash(prev.as_deref(), request_id, at, actor, kind, &detail);
+    sqlx::query(
+        "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(request_id)
+    .bind(at)
+    .bind(actor)
+    .bind(kind)
+    .bind(detail)
+    .bind(prev)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Requests through their states: each change a guarded update with its audit event, outbox
+//! rows and jobs in the same transaction.
+
+use super::intake::Written;
+use super::{
+    append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, AuditEvent, CreateOutcome,
+    Intake, JobKind, Ledger, LedgerError, NewRequest, Request, WORKER,
+};
+use crate::events::{Check, EndReason, LaunchInfo, Notice};
+use crate::state::RequestState;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+// The queries the loops run every tick; a test holds each to an index (EXPLAIN QUERY PLAN),
+// so their cost stays flat however many requests the ledger holds.
+pub(super) const EXPIRE_DUE_SQL: &str =
+    "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at";
+pub(super) const NEXT_EXPIRY_SQL: &str = "SELECT MIN(expires_at) FROM requests WHERE state = 'ready'";
+
+impl Ledger {
+    /// Records a new request with its first audit event and its provisioning job, in one
+    /// transaction, unless the same person already has an open request for that service.
+    /// Returns once the transaction is durable. Concurrent calls are committed together by one
+    /// writer (group commit: one sync for many requests); see `intake_writer`.
+    pub async fn create_request(&self, new: NewRequest) -> Result<CreateOutcome, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        self.intake.send(Intake { new, reply }).await.map_err(|_| LedgerError::Closed)?;
+        match answer.await.map_err(|_| LedgerError::Closed)?? {
+            Written::Created(request) => Ok(CreateOutcome::Created(*request)),
+            Written::AlreadyOpen(id) => Ok(CreateOutcome::AlreadyOpen(self.get(&id).await?)),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Request, LedgerError> {
+        sqlx::query_as("SELECT * FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound(id.to_string()))
+    }
+
+    /// Moves `id` from `from` to `to`, writing `kind` to the audit history (and, on the way to
+    /// `provisioning`, the requester's card to the outbox). Returns false (and writes nothing)
+    /// when the request was not in `from`.
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: RequestState,
+        to: RequestState,
+        kind: &str,
+        detail: Value,
+    ) -> Result<bool, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        if !guarded(&mut tx, id, &[from], to, now).await? {
+            return Ok(false);
+        }
+        append_audit(&mut tx, id, WORKER, kind, detail, now).await?;
+        if to == RequestState::Provisioning {
+            push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a provisioning step that changed no state, e.g. `role_created`.
+    pub async fn record_step(&self, id: &str, kind: &str, detail: Value) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        append_audit(&mut tx, id, WORKER, kind, detail, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Preflight chose the task and container; `warnings` are the checks that warned.
+    pub async fn set_target(
+        &self,
+        id: &str,
+        task_arn: &str,
+        container: &str,
+        warnings: &[Check],
+        detail: Value,
+    ) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let warnings = serde_json::to_string(warnings).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE requests SET task_arn = ?, container = ?, warnings = ?, updated_at = ? WHERE id = ?")
+            .bind(task_arn)
+            .bind(container)
+            .bind(warnings)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, WORKER, "preflight_passed", detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The bastion's own deadline: `proposed` (UTC ms) on the first call for the request, the
+    /// stored one on every later call, so each launch attempt renders the same user data.
+    pub async fn hard_stop(&self, id: &str, proposed: i64) -> Result<i64, LedgerError> {
+        let mut tx = self.write().await?;
+        let (stored,): (i64,) = sqlx::query_as(
+            "UPDATE requests SET hard_stop_at = COALESCE(hard_stop_at, ?) WHERE id = ? RETURNING hard_stop_at",
+        )
+        .bind(proposed)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub async fn set_role(&self, id: &str, role_name: &str, detail: Value) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        sqlx::query("UPDATE requests SET role_name = ?, updated_at = ? WHERE id = ?")
+            .bind(role_name)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, WORKER, "role_created", detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The instance exists (launched now, or found by tag after a restart).
+    pub async fn set_instance(
+        &self,
+        id: &str,
+        instance_id: &str,
+        launch: &LaunchInfo,
+        kind: &str,
+        detail: Value,
+    ) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let launch_json = serde_json::to_string(launch).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE requests SET instance_id = ?, instance_type = ?, launch = ?, updated_at = ? WHERE id = ?")
+            .bind(instance_id)
+            .bind(&launch.instance_type)
+            .bind(launch_json)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, WORKER, kind, detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// provisioning → ready: the time box starts now. Writes the audit event and the notice.
+    pub async fn mark_ready(&self, id: &str, region: &str) -> Result<Option<Request>, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let request = fetch(&mut tx, id).await?;
+        let expires_at = now + request.ttl_secs * 1000;
+        let changed = sqlx::query(
+            "UPDATE requests SET state = 'ready', ready_at = ?, expires_at = ?, updated_at = ?
+             WHERE id = ? AND state = 'provisioning'",
+        )
+        .bind(now)
+        .bind(expires_at)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        let (Some(instance_id), Some(_)) = (&request.instance_id, &request.task_arn) else {
+            return Err(LedgerError::Corrupt(format!("{id} is ready without instance or task")));
+        };
+        let detail = json!({"instance_id": instance_id, "expires_at": expires_at, "region": region});
+        append_audit(&mut tx, id, WORKER, "ready", detail, now).await?;
+        crate::metrics::METRICS.request("ready");
+        crate::metrics::METRICS.ready_after(now - request.created_at);
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
+        let line = request.subject().line(what, Some(expires_at));
+        push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
+        let request = fetch(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Some(request))
+    }
+
+    /// Any open state → failed, with the reason told to the person, and a teardown job for
+    /// whatever was created. Returns false when the request was already final.
+    pub async fn mark_failed(&self, id: &str, reason: &str, checks: &[Check]) -> Result<bool, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        // Not `ending`: a request someone ended is already being torn down, and ends as ended.
+        let open: Vec<RequestState> =
+            RequestState::ALL.into_iter().filter(|s| s.is_open() && *s != RequestState::Ending).collect();
+        if !guarded(&mut tx, id, &open, RequestState::Failed, now).await? {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE requests SET end_reason = ?, ended_at = ? WHERE id = ?")
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, WORKER, "failed", json!({"reason": reason, "checks": checks}), now).await?;
+        crate::metrics::METRICS.request("failed");
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// ready → ending for every request whose time box is over, each with its audit event and
+    /// a teardown job. Returns the ids moved.
+    pub async fn expire_due(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+        let due: Vec<String> = sqlx::query_scalar(EXPIRE_DUE_SQL).bind(now).fetch_all(&self.pool).await?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let mut tx = self.write().await?;
+        let mut moved = Vec::with_capacity(due.len());
+        for id in due {
+            if guarded(&mut tx, &id, &[RequestState::Ready], RequestState::Ending, now).await? {
+                sqlx::query("UPDATE requests SET end_reason = 'expired' WHERE id = ?")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                append_audit(&mut tx, &id, WORKER, "expired", json!({}), now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::Card, now).await?;
+                enqueue_job(&mut tx, &id, JobKind::Teardown, now).await?;
+                moved.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Earliest expiry among ready requests, so the expiry loop can sleep until then.
+    pub async fn next_expiry(&self) -> Result<Option<i64>, LedgerError> {
+        Ok(sqlx::query_scalar(NEXT_EXPIRY_SQL).fetch_one(&self.pool).await?)
+    }
+
+    /// Teardown finished: ending → ended with the notice, or, for a failed request, the audit
+    /// event that its resources are gone.
+    pub async fn mark_torn_down(&self, id: &str, detail: Value) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let request = fetch(&mut tx, id).await?;
+        if guarded(&mut tx, id, &[RequestState::Ending], RequestState::Ended, now).await? {
+            sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
+            let reason = match request.end_reason.as_deref() {
+                Some("ended_by_user") => EndReason::EndedByUser,
+                Some("cancelled") => EndReason::Cancelled,
+                _ => EndReason::Expired,
+            };
+            append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
+            append_audit(&mut tx, id, WORKER, "ended", json!({"reason": reason.as_str()}), now).await?;
+            crate::metrics::METRICS.request("ended");
+            push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+            let by = match (&request.ended_by, reason) {
+                (Some(by), EndReason::EndedByUser | EndReason::Cancelled) => format!(" by <@{by}>"),
+                _ => String::new(),
+            };
+            let what = format!("ended ({}){by}", reason.as_str().replace('_', " "));
+            let line = request.subject().line(&what, None);
+            push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
+        } else {
+            append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The reaper removed something of `request_id` (or of no request this ledger knows).
+    pub async fn record_reaped(&self, request_id: Option<&str>, detail: Value) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        append_audit_opt(&mut tx, request_id, "reaper", "reaped", detail, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn audit_for(&self, id: &str) -> Result<Vec<AuditEvent>, LedgerError> {
+        Ok(sqlx::query_as("SELECT * FROM audit_events WHERE request_id = ? ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,243 @@
+//! The ledger's own tests: intake, transitions, jobs, the loops' indexes.
+
+use super::intake::OPEN_REQUEST_ID_SQL;
+use super::jobs::CLAIM_JOB_SQL;
+use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_SQL};
+use super::requests::{EXPIRE_DUE_SQL, NEXT_EXPIRY_SQL};
+use super::*;
+use crate::events::LaunchInfo;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+async fn ledger() -> (Ledger, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let url = format!("sqlite://{}/t.db", dir.0.display());
+    (Ledger::open(&url).await.unwrap(), dir)
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("fc-ledger-{}", rand::random::<u64>()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn new_request(user: &str) -> NewRequest {
+    NewRequest {
+        requester_id: user.into(),
+        requester_name: "alice".into(),
+        team_id: "T1".into(),
+        channel_id: "C1".into(),
+        service: "web".into(),
+        cluster: "prod".into(),
+        container: None,
+        task: None,
+        ttl_secs: 60,
+        response_url: "http://127.0.0.1/x".into(),
+        max_ttl_secs: 3600,
+        reason: None,
+        break_glass: false,
+        approval: None,
+    }
+}
+
+#[tokio::test]
+async fn create_writes_request_audit_and_job_and_refuses_a_duplicate() {
+    let (ledger, _dir) = ledger().await;
+    let CreateOutcome::Created(first) = ledger.create_request(new_request("U1")).await.unwrap() else {
+        panic!("expected a new request")
+    };
+    assert_eq!(first.state(), RequestState::Requested);
+    let audit = ledger.audit_for(&first.id).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].kind, "requested");
+    // Not a teardown: the teardown pool does not see it.
+    assert!(ledger.claim_job(Duration::from_secs(60), true).await.unwrap().is_none());
+    let job = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().unwrap();
+    assert_eq!(job.request_id, first.id);
+    assert_eq!(job.kind, JobKind::Provision);
+    // Leased: nobody else gets it.
+    assert!(ledger.claim_job(Duration::from_secs(60), false).await.unwrap().is_none());
+    match ledger.create_request(new_request("U1")).await.unwrap() {
+        CreateOutcome::AlreadyOpen(existing) => assert_eq!(existing.id, first.id),
+        CreateOutcome::Created(_) => panic!("a second open request for the same service"),
+    }
+    assert!(matches!(ledger.create_request(new_request("U2")).await.unwrap(), CreateOutcome::Created(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_committed_together_and_duplicates_still_caught() {
+    let (ledger, _dir) = ledger().await;
+    let mut calls = Vec::new();
+    for i in 0..300 {
+        let ledger = ledger.clone();
+        // Every third call is the same person asking for the same service again.
+        let user = if i % 3 == 0 { "U0SAME".to_string() } else { format!("U{i}") };
+        calls.push(tokio::spawn(async move { ledger.create_request(new_request(&user)).await.unwrap() }));
+    }
+    let mut created = 0;
+    let mut already = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            CreateOutcome::Created(_) => created += 1,
+            CreateOutcome::AlreadyOpen(_) => already += 1,
+        }
+    }
+    assert_eq!((created, already), (201, 99));
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(ledger.pool()).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(ledger.pool()).await.unwrap();
+    let audits: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(ledger.pool()).await.unwrap();
+    assert_eq!((stored, jobs, audits), (201, 201, 201));
+}
+
+/// A write whose future is dropped while it begins (a Slack client that hangs up, a job
+/// stopped at shutdown) must not leave its connection inside the transaction: that would
+/// hold SQLite's one write lock, and every later write, the intake's too, would wait for
+/// it until it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_dropped_while_it_begins_leaves_no_lock_behind() {
+    let (ledger, _dir) = ledger().await;
+    for i in 0..3000u64 {
+        // Dropped at every point of `begin`, including after BEGIN ran but before the
+        // transaction was handed over.
+        let _ = tokio::time::timeout(Duration::from_micros(i % 300), ledger.write()).await;
+    }
+    for i in 0..8 {
+        let write = async {
+            let mut tx = ledger.write().await?;
+            sqlx::query("UPDATE jobs SET attempts = attempts WHERE id = -1").execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, LedgerError>(())
+        };
+        let done = tokio::time::timeout(Duration::from_secs(5), write).await;
+        assert!(matches!(done, Ok(Ok(()))), "write {i} after the dropped ones: {done:?}");
+    }
+    let intake = tokio::time::timeout(Duration::from_secs(5), ledger.create_request(new_request("U1"))).await;
+    assert!(matches!(intake, Ok(Ok(CreateOutcome::Created(_)))), "the intake: {intake:?}");
+}
+
+/// `mxFrame` of the WAL index header (the frames in the WAL now): a u32 at byte 16 of the
+/// `-shm` file, in the machine's byte order (https://sqlite.org/walformat.html).
+fn wal_frames(dir: &std::path::Path) -> u32 {
+    let shm = std::fs::read(dir.join("t.db-shm")).unwrap();
+    u32::from_ne_bytes(shm[16..20].try_into().unwrap())
+}
+
+/// Under a stream of requests that never leaves the writer idle, the WAL still starts
+/// again from its beginning (the intake finishes each background checkpoint), instead of
+/// growing for as long as the stream lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_again_under_steady_load() {
+    let (ledger, dir) = ledger().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let (ledger, stop) = (ledger.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                ledger.create_request(new_request(&format!("U{w}x{i}"))).await.unwrap();
+                i += 1;
+            }
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut restarts, mut last) = (0, 0);
+    while restarts < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let frames = wal_frames(&dir.0);
+        if frames < last {
+            restarts += 1;
+        }
+        last = frames;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(restarts >= 3, "the WAL started again {restarts} times in 20 s of steady writes");
+}
+
+/// The loops' queries stay index lookups with 1,000 live requests in the ledger.
+#[tokio::test]
+async fn the_loops_queries_use_indexes() {
+    let (ledger, _dir) = ledger().await;
+    for i in 0..1000 {
+        ledger.create_request(new_request(&format!("U{i}"))).await.unwrap();
+    }
+    sqlx::query(
+        "UPDATE requests SET state = CASE WHEN rowid % 2 = 0 THEN 'ready' ELSE 'awaiting_approval' END,
+           ready_at = created_at, expires_at = created_at + 3600000, decide_by = created_at + 900000",
+    )
+    .execute(ledger.pool())
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(ledger.pool()).await.unwrap();
+    for (sql, index) in [
+        (EXPIRE_DUE_SQL, "requests_due"),
+        (NEXT_EXPIRY_SQL, "requests_due"),
+        (CLAIM_JOB_SQL, "jobs_due"),
+        (DUE_OUTBOX_SQL, "outbox_pending"),
+        (NEXT_OUTBOX_SQL, "outbox_next"),
+        (crate::workflow::LOOP_QUERIES[0].0, crate::workflow::LOOP_QUERIES[0].1),
+        (crate::workflow::LOOP_QUERIES[1].0, crate::workflow::LOOP_QUERIES[1].1),
+        (OPEN_REQUEST_ID_SQL, "requests_open_by_user"),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(ledger.pool()).await.unwrap();
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(details.iter().any(|d| d.contains(index)), "{sql}\n{details:?}");
+        for detail in &details {
+            let full_scan = detail.starts_with("SCAN ") && !detail.contains("INDEX");
+            assert!(!full_scan, "a full scan in {sql}\n{details:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn guarded_transitions_let_exactly_one_writer_win() {
+    let (ledger, _dir) = ledger().await;
+    let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
+    let (a, b) = tokio::join!(
+        ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "provisioning", json!({})),
+        ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "provisioning", json!({})),
+    );
+    assert!(a.unwrap() ^ b.unwrap());
+    assert_eq!(ledger.audit_for(&r.id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn audit_rows_cannot_be_changed_or_deleted() {
+    let (ledger, _dir) = ledger().await;
+    let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
+    let update =
+        sqlx::query("UPDATE audit_events SET kind = 'x' WHERE request_id = ?").bind(&r.id).execute(ledger.pool()).await;
+    assert!(update.is_err());
+    let delete = sqlx::query("DELETE FROM audit_events").execute(ledger.pool()).await;
+    assert!(delete.is_err());
+}
+
+#[tokio::test]
+async fn expiry_moves_only_due_ready_requests() {
+    let (ledger, _dir) = ledger().await;
+    let CreateOutcome::Created(r) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
+    ledger.transition(&r.id, RequestState::Requested, RequestState::Provisioning, "p", json!({})).await.unwrap();
+    ledger.set_target(&r.id, "arn:task", "app", &[], json!({})).await.unwrap();
+    let launch = LaunchInfo { instance_type: "t3.micro".into(), spot: true, ..Default::default() };
+    ledger.set_instance(&r.id, "i-1", &launch, "instance_launched", json!({})).await.unwrap();
+    let ready = ledger.mark_ready(&r.id, "eu-west-1").await.unwrap().unwrap();
+    let expires = ready.expires_at.unwrap();
+    assert!(ledger.expire_due(expires - 1).await.unwrap().is_empty());
+    assert_eq!(ledger.expire_due(expires).await.unwrap(), vec![r.id.clone()]);
+    assert!(ledger.expire_due(expires + 1).await.unwrap().is_empty());
+    assert_eq!(ledger.get(&r.id).await.unwrap().state(), RequestState::Ending);
+}
