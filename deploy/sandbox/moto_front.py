@@ -82,7 +82,8 @@ And it lets tests shape failures, which moto cannot do:
   ``ServiceUnavailable`` / ``Unavailable``, else 400. ``"after": true`` lets the call take
   effect first and loses only its answer (a launch whose answer never arrived). ``delay``
   (seconds) holds the answer
-  first; ``code`` may be omitted to only delay. ``match`` (optional) must occur in the raw
+  first; ``code`` may be omitted to only delay, and with ``"after": true`` (and no ``code``)
+  the call takes effect at once and only its answer is held. ``match`` (optional) must occur in the raw
   request body. ``DELETE /_front/faults`` clears them.
 * ``POST /_front/consistency`` ``{"account": ID, "instance_not_found_secs": 0,
   "profile_propagation_secs": 0, "invocation_lag_secs": 0, "command_run_secs": 0,
@@ -255,6 +256,12 @@ class Front:
         region = region_of(environ)
         fault = self.take_fault(account, action, body) if faults else None
         if fault is not None:
+            if fault.get("delay") and fault.get("after") and not fault.get("code"):
+                # The call takes effect now; its answer arrives only after the hold.
+                answered = self.answer(environ, start_response, body, account, service, action, is_json,
+                                       faults=False)
+                time.sleep(float(fault["delay"]))
+                return answered
             if fault.get("delay"):
                 time.sleep(float(fault["delay"]))
             if fault.get("code") and fault.get("after"):

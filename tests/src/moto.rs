@@ -159,6 +159,16 @@ async fn front_post(path: &str, spec: serde_json::Value) {
     assert!(response.status().is_success(), "{path}: {}", response.status());
 }
 
+/// Lets the next call of `action` take effect at once but holds its answer for `secs` (a
+/// launch that happened while the bot still waits to hear of it).
+pub async fn hold_answer(account: &str, action: &str, secs: f64) {
+    front_post(
+        "/_front/faults",
+        serde_json::json!({"account": account, "action": action, "delay": secs, "after": true, "times": 1}),
+    )
+    .await;
+}
+
 /// Holds the next `times` calls of `action` (whose body contains `matching`) for `secs`.
 pub async fn inject_delay(account: &str, action: &str, matching: &str, secs: f64, times: u32) {
     front_post(

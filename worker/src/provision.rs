@@ -13,8 +13,9 @@ use crate::aws::user_data::{self, BastionScript, READY_PROBE};
 use crate::aws::{Aws, AwsError};
 use crate::config::{AwsSettings, WorkerSettings};
 use crate::events::{Check, LaunchInfo, Outcome};
-use crate::ledger::{now_ms, Ledger, LedgerError, Request};
+use crate::ledger::{now_ms, Job, Ledger, LedgerError, Request};
 use crate::state::RequestState;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,8 +68,20 @@ pub struct Provisioner {
     pub notices: Arc<Notify>,
 }
 
+/// What a job's run left to do.
+#[derive(Debug)]
+pub enum Step {
+    Done,
+    /// Waiting for something outside (the bastion becoming ready, an extension confirmed):
+    /// run again after `after`, from `progress`, without holding a worker slot meanwhile.
+    Later {
+        after: Duration,
+        progress: String,
+    },
+}
+
 /// How far a bastion has got towards ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Readiness {
     /// Launched; EC2 may not even know the id yet.
     Launching,
@@ -80,7 +93,38 @@ enum Readiness {
     Usable,
 }
 
+/// A provision job's progress while its bastion becomes ready: kept in the job's row between
+/// two looks (`Step::Later`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Waiting {
+    stage: Readiness,
+    /// When the bastion was launched (UTC ms); `worker.ready_timeout` counts from here.
+    since: i64,
+    /// The pause before the next look; doubles up to 10 s.
+    delay_ms: u64,
+}
+
+/// An extension's progress: the command that moves the bastion's deadline, until it confirms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Moving {
+    command_id: String,
+    deadline: i64,
+    /// When to stop waiting for the bastion's answer (UTC ms).
+    give_up_at: i64,
+    delay_ms: u64,
+}
+
 impl Readiness {
+    /// How far along: a look that moves this up is progress, whatever the clock says.
+    fn rank(&self) -> u8 {
+        match self {
+            Readiness::Launching => 0,
+            Readiness::Running => 1,
+            Readiness::Online(_) => 2,
+            Readiness::Usable => 3,
+        }
+    }
+
     fn waiting_for(&self) -> &'static str {
         match self {
             Readiness::Launching => "running",
@@ -143,9 +187,14 @@ impl Provisioner {
         self
     }
 
-    /// `attempt` counts from 1; a first attempt cannot have launched anything yet, so it skips
-    /// the lookup by tag.
-    pub async fn provision(&self, request_id: &str, attempt: i64) -> Result<(), JobError> {
+    /// One run of a provision job. Its `attempts` count from 1 (a first attempt cannot have
+    /// launched anything yet, so it skips the lookup by tag); with `progress`, the bastion
+    /// exists and this run only looks whether it is ready yet. Before each step that creates
+    /// something (the role, the instance) and after the launch, the request's state is read
+    /// again: ended meanwhile, what exists is handed to teardown.
+    pub async fn provision(&self, job: &Job) -> Result<Step, JobError> {
+        let request_id = job.request_id.as_str();
+        let attempt = job.attempts;
         let mut request = self.ledger.get(request_id).await?;
         match request.state() {
             RequestState::Requested | RequestState::Approved => {
@@ -153,12 +202,21 @@ impl Provisioner {
                 let detail = json!({"service": request.service, "cluster": request.cluster});
                 if !self.ledger.transition(request_id, from, RequestState::Provisioning, "provisioning", detail).await?
                 {
-                    return Ok(()); // someone else moved it
+                    return Ok(Step::Done); // someone else moved it
                 }
                 self.notices.notify_one(); // the requester's card is queued
             }
             RequestState::Provisioning => {}
-            _ => return Ok(()), // cancelled, failed or already further along
+            _ => return Ok(Step::Done), // cancelled, failed or already further along
+        }
+
+        // A later look while the bastion becomes ready.
+        if let (Some(progress), Some(instance_id)) = (job.progress.as_deref(), request.instance_id.clone()) {
+            let waiting = serde_json::from_str(progress).unwrap_or_else(|e| {
+                tracing::warn!(request_id, error = %e, "unreadable readiness progress; starting the wait again");
+                self.start_waiting(&request)
+            });
+            return self.ready_pass(request_id, &instance_id, waiting).await;
         }
 
         // 1. Preflight, before any money is spent.
@@ -185,7 +243,11 @@ impl Provisioner {
         let container = request.container.clone().unwrap_or_default();
         let cluster_arn = cluster_arn_of_task(&task_arn).unwrap_or_else(|| request.cluster.clone());
 
-        // 2. The per-request role and instance profile.
+        // 2. The per-request role and instance profile; not for a request ended meanwhile
+        // (its teardown may have run already and would miss a role created now).
+        if !self.still_provisioning(request_id).await? {
+            return Ok(Step::Done);
+        }
         let profile_arn = iam::ensure_role(
             &self.aws.iam,
             &RoleSpec {
@@ -196,7 +258,10 @@ impl Provisioner {
                 task_arn: &task_arn,
                 container: &container,
                 permissions_boundary: self.settings.permissions_boundary_arn.as_deref(),
-                grants: exec_settings::grant_statements(&self.settings, &cluster_arn),
+                grants: iam::perimeter_statements(self.settings.exec_through_vpc_endpoint)
+                    .into_iter()
+                    .chain(exec_settings::grant_statements(&self.settings, &cluster_arn))
+                    .collect(),
             },
         )
         .await?;
@@ -238,26 +303,48 @@ impl Provisioner {
                         return Err(JobError::Fatal(format!("the bastion {known} is {state} before it was ready")))
                     }
                 },
-                None => self.launch(&request, &task_arn, &container, &profile_arn).await?,
+                None => {
+                    // Nothing launched for a request ended meanwhile; the role made above may
+                    // postdate its teardown, so tear down once more.
+                    if !self.still_provisioning(request_id).await? {
+                        self.ledger.ensure_teardown(request_id).await?;
+                        return Ok(Step::Done);
+                    }
+                    self.launch(&request, &task_arn, &container, &profile_arn).await?
+                }
             },
         };
 
         // Ended or cancelled while we were creating things: hand what exists to teardown
         // (which may already have run and missed the instance launched just now).
-        if self.ledger.get(request_id).await?.state() != RequestState::Provisioning {
+        if !self.still_provisioning(request_id).await? {
             self.ledger.ensure_teardown(request_id).await?;
-            return Ok(());
+            return Ok(Step::Done);
         }
 
-        // 4. Ready = running and online in SSM, within a bound.
-        self.wait_ready(&bastion.instance_id).await?;
-        // The instance's expires-at tag keeps the bastion's own hard stop; the ledger holds the
-        // time box.
-        if self.ledger.mark_ready(request_id, &self.aws.region).await?.is_none() {
-            // Ended while we waited for SSM: teardown again, in case it ran before the launch.
-            self.ledger.ensure_teardown(request_id).await?;
+        // 4. Ready = running, online in SSM and usable, within a bound: a first look now, the
+        // next ones as later runs of this job.
+        let request = self.ledger.get(request_id).await?;
+        self.ready_pass(request_id, &bastion.instance_id, self.start_waiting(&request)).await
+    }
+
+    async fn still_provisioning(&self, request_id: &str) -> Result<bool, JobError> {
+        Ok(self.ledger.get(request_id).await?.state() == RequestState::Provisioning)
+    }
+
+    /// The wait for readiness, from its first look. It counts from the launch (so a retried
+    /// job, which starts the wait again, is not given more time).
+    fn start_waiting(&self, request: &Request) -> Waiting {
+        let launched_at = request
+            .launch
+            .as_deref()
+            .and_then(|l| serde_json::from_str::<LaunchInfo>(l).ok())
+            .and_then(|l| l.launched_at);
+        Waiting {
+            stage: Readiness::Launching,
+            since: launched_at.unwrap_or_else(now_ms),
+            delay_ms: self.worker.ready_poll_ms.max(10),
         }
-        Ok(())
     }
 
     async fn launch(
@@ -296,6 +383,7 @@ impl Provisioner {
             deadline_epoch: user_data::deadline_secs(hard_stop_ms),
             plugin_url,
             run_as_user: self.settings.session_run_as_user.as_deref(),
+            plugin_sha256: &self.settings.session_manager_plugin_sha256,
         }
         .render();
         let expires = rfc3339(hard_stop_ms);
@@ -415,28 +503,38 @@ impl Provisioner {
         Ok((cache.placements.clone().unwrap_or_default(), cache.amis.clone().unwrap_or_default()))
     }
 
-    /// Ready = running, online in SSM, and usable: the readiness probe (Run Command) finds the
-    /// marker the user data writes last, so the person never gets a link to a bastion whose
-    /// `connect` or plugin is not there yet. Within `worker.ready_timeout`.
-    async fn wait_ready(&self, instance_id: &str) -> Result<(), JobError> {
-        let deadline = tokio::time::Instant::now() + self.worker.ready_timeout.as_duration();
-        let mut delay = Duration::from_millis(self.worker.ready_poll_ms.max(10));
-        let mut stage = Readiness::Launching;
-        loop {
-            stage = self.readiness_step(instance_id, stage).await?;
-            if stage == Readiness::Usable {
-                return Ok(());
+    /// One look at the bastion. Ready = running, online in SSM, and usable: the readiness probe
+    /// (Run Command) finds the marker the user data writes last, so the person never gets a
+    /// link to a bastion whose `connect` or plugin is not there yet. Not yet: look again after
+    /// a pause (1×, 2×, 4× `worker.ready_poll_ms`, at most 10 s), up to `worker.ready_timeout`
+    /// after the launch. Ready: the time box starts (`mark_ready`).
+    async fn ready_pass(&self, request_id: &str, instance_id: &str, mut waiting: Waiting) -> Result<Step, JobError> {
+        let before = waiting.stage.rank();
+        waiting.stage = self.readiness_step(instance_id, waiting.stage).await?;
+        if waiting.stage == Readiness::Usable {
+            // The instance's expires-at tag keeps the bastion's own hard stop; the ledger holds
+            // the time box.
+            if self.ledger.mark_ready(request_id, &self.aws.region).await?.is_none() {
+                // Ended while we waited: teardown again, in case it ran before the launch.
+                self.ledger.ensure_teardown(request_id).await?;
             }
-            if tokio::time::Instant::now() + delay > deadline {
-                return Err(JobError::Fatal(format!(
-                    "the bastion {instance_id} was not {} within {}",
-                    stage.waiting_for(),
-                    self.worker.ready_timeout
-                )));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
+            return Ok(Step::Done);
         }
+        let delay = Duration::from_millis(waiting.delay_ms.max(10));
+        let timeout = self.worker.ready_timeout.as_duration();
+        // Past the bound, a look that found no progress ends the wait (one that did, e.g. the
+        // first look after the bot was down a while, earns the next look).
+        let past = now_ms() + delay.as_millis() as i64 > waiting.since + timeout.as_millis() as i64;
+        if past && waiting.stage.rank() <= before {
+            return Err(JobError::Fatal(format!(
+                "the bastion {instance_id} was not {} within {}",
+                waiting.stage.waiting_for(),
+                self.worker.ready_timeout
+            )));
+        }
+        waiting.delay_ms = (delay * 2).min(Duration::from_secs(10)).as_millis() as u64;
+        let progress = serde_json::to_string(&waiting).map_err(|e| JobError::Fatal(e.to_string()))?;
+        Ok(Step::Later { after: delay, progress })
     }
 
     /// One look at the bastion: moves `stage` on as far as AWS says it has got.
@@ -477,46 +575,54 @@ impl Provisioner {
     }
 
     /// After an extension: moves the bastion's own deadline to the new expiry plus the grace,
-    /// and waits for the bastion to confirm it (a failed command is retried, then reported).
-    pub async fn reschedule_shutdown(&self, request_id: &str) -> Result<(), JobError> {
+    /// and waits (as later runs, holding no slot) for the bastion to confirm it; a failed
+    /// command is retried, then reported. An extension while one is moving runs the job again
+    /// once this one is done (a new generation), with the newest expiry.
+    pub async fn reschedule_shutdown(&self, job: &Job) -> Result<Step, JobError> {
+        let request_id = job.request_id.as_str();
         let request = self.ledger.get(request_id).await?;
         let (RequestState::Ready, Some(instance_id), Some(expires_at)) =
             (request.state(), request.instance_id.as_deref(), request.expires_at)
         else {
-            return Ok(()); // ended meanwhile: teardown takes it from here
+            return Ok(Step::Done); // ended meanwhile: teardown takes it from here
         };
-        let deadline_ms = expires_at + self.worker.shutdown_grace.as_secs() as i64 * 1000;
-        let deadline = user_data::deadline_secs(deadline_ms);
-        let comment = format!("fargate-connect {request_id}: extend");
-        let command = user_data::move_deadline_command(deadline);
-        let command_id = ssm::run_command(&self.aws.ssm, instance_id, &command, &comment, 60).await?;
-        let give_up = tokio::time::Instant::now() + COMMAND_WAIT;
-        let mut delay = Duration::from_millis(250);
-        loop {
-            match ssm::command_outcome(&self.aws.ssm, &command_id, instance_id).await? {
-                ssm::CommandOutcome::Succeeded => break,
-                ssm::CommandOutcome::Failed(why) => {
-                    return Err(JobError::Retry(format!("moving the bastion's deadline failed: {why}")))
-                }
-                ssm::CommandOutcome::Pending if tokio::time::Instant::now() + delay > give_up => {
-                    return Err(JobError::Retry(format!(
-                        "the bastion did not confirm its new deadline within {}s",
-                        COMMAND_WAIT.as_secs()
-                    )))
-                }
-                ssm::CommandOutcome::Pending => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+        let moving = match job.progress.as_deref().and_then(|p| serde_json::from_str::<Moving>(p).ok()) {
+            Some(moving) => moving,
+            None => {
+                let deadline_ms = expires_at + self.worker.shutdown_grace.as_secs() as i64 * 1000;
+                let deadline = user_data::deadline_secs(deadline_ms);
+                let comment = format!("fargate-connect {request_id}: extend");
+                let command = user_data::move_deadline_command(deadline);
+                let command_id = ssm::run_command(&self.aws.ssm, instance_id, &command, &comment, 60).await?;
+                Moving { command_id, deadline, give_up_at: now_ms() + COMMAND_WAIT.as_millis() as i64, delay_ms: 250 }
+            }
+        };
+        match ssm::command_outcome(&self.aws.ssm, &moving.command_id, instance_id).await? {
+            ssm::CommandOutcome::Succeeded => {
+                let detail = json!({"command_id": moving.command_id, "deadline": rfc3339(moving.deadline * 1000)});
+                self.ledger.record_step(request_id, "shutdown_rescheduled", detail).await?;
+                Ok(Step::Done)
+            }
+            ssm::CommandOutcome::Failed(why) => {
+                Err(JobError::Retry(format!("moving the bastion's deadline failed: {why}")))
+            }
+            ssm::CommandOutcome::Pending if now_ms() + moving.delay_ms as i64 > moving.give_up_at => {
+                Err(JobError::Retry(format!(
+                    "the bastion did not confirm its new deadline within {}s",
+                    COMMAND_WAIT.as_secs()
+                )))
+            }
+            ssm::CommandOutcome::Pending => {
+                let after = Duration::from_millis(moving.delay_ms);
+                let next = Moving { delay_ms: (moving.delay_ms * 2).min(5000), ..moving };
+                let progress = serde_json::to_string(&next).map_err(|e| JobError::Fatal(e.to_string()))?;
+                Ok(Step::Later { after, progress })
             }
         }
-        let detail = json!({"command_id": command_id, "deadline": rfc3339(deadline * 1000)});
-        self.ledger.record_step(request_id, "shutdown_rescheduled", detail).await?;
-        Ok(())
     }
 
     /// Terminates the instance, ends its sessions, deletes profile and role; then records it.
-    pub async fn teardown(&self, request_id: &str) -> Result<(), JobError> {
+    pub async fn teardown(&self, request_id: &str) -> Result<Step, JobError> {
         let request = self.ledger.get(request_id).await?;
         // The instance first: its going away is what ends the access, so it must not wait.
         let launched_at = request
@@ -539,7 +645,7 @@ impl Provisioner {
             "terminated": terminated, "role_deleted": role_deleted, "sessions_ended": sessions,
         });
         self.ledger.mark_torn_down(request_id, detail).await?;
-        Ok(())
+        Ok(Step::Done)
     }
 }
 

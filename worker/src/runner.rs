@@ -3,13 +3,16 @@
 //! by the ingress through a `Notify` or by its poll interval, whichever comes first. Teardowns
 //! have their own `worker.concurrency` slots, so they never wait behind provisioning.
 
-use crate::ledger::{now_ms, Job, JobKind, Ledger};
-use crate::provision::{JobError, Provisioner};
+use crate::ledger::{now_ms, Job, JobKind, Lease, Ledger, LedgerError};
+use crate::provision::{JobError, Provisioner, Step};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+
+/// How long a request keeps its `response_url` (Slack honours one for 30 minutes).
+const RESPONSE_URL_KEPT_MS: i64 = 30 * 60 * 1000;
 
 /// The shortest time between two passes of the loop.
 const MIN_PASS_GAP: Duration = Duration::from_millis(2);
@@ -39,6 +42,12 @@ impl Runner {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "approval expiry check failed"),
         }
+        // Slack honours a response_url for 30 minutes; none is kept longer.
+        match self.ledger().forget_response_urls(now_ms() - RESPONSE_URL_KEPT_MS).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::debug!(forgotten, "response URLs past Slack's 30 minutes forgotten"),
+            Err(e) => tracing::error!(error = %e, "forgetting old response URLs failed"),
+        }
         match self.ledger().remind_due(now_ms(), reminder_before_ms).await {
             Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
             Ok(_) => {}
@@ -52,12 +61,13 @@ impl Runner {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let settings = self.provisioner.worker.clone();
-        // Two pools of `worker.concurrency` slots: teardowns never wait behind provisioning
-        // (a provision holds its slot through the readiness wait).
+        // Two pools of `worker.concurrency` slots: teardowns never wait behind provisioning.
+        // A provision waiting for its bastion to become ready gives its slot back between two
+        // looks (`Step::Later`).
         let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let teardown_permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut in_flight: std::collections::HashMap<tokio::task::Id, i64> = Default::default();
+        let mut in_flight: std::collections::HashMap<tokio::task::Id, Job> = Default::default();
         let mut next_reap = tokio::time::Instant::now() + settings.reaper_interval.as_duration();
         let mut reaping: Option<tokio::task::JoinHandle<()>> = None;
         let mut last_housekeeping: Option<tokio::time::Instant> = None;
@@ -103,12 +113,12 @@ impl Runner {
                     match self.ledger().claim_job(settings.lease(), teardown).await {
                         Ok(Some(job)) => {
                             let provisioner = self.provisioner.clone();
-                            let job_id = job.id;
+                            let claimed = job.clone();
                             let handle = running.spawn(async move {
                                 run_job(&provisioner, job).await;
                                 drop(permit);
                             });
-                            in_flight.insert(handle.id(), job_id);
+                            in_flight.insert(handle.id(), claimed);
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -121,6 +131,11 @@ impl Runner {
             let mut sleep = settings.poll_interval();
             if let Ok(Some(next)) = self.ledger().next_expiry().await {
                 let until = Duration::from_millis((next - now_ms()).max(0) as u64);
+                sleep = sleep.min(until);
+            }
+            // A postponed job (a bastion not ready yet) is due before the next poll.
+            if let Ok(Some(next)) = self.ledger().next_job_at().await {
+                let until = Duration::from_millis((next - now_ms()).max(MIN_PASS_GAP.as_millis() as i64) as u64);
                 sleep = sleep.min(until);
             }
             tokio::select! {
@@ -146,93 +161,118 @@ impl Runner {
                 Ok((id, ())) => id,
                 Err(e) => e.id(),
             };
-            if let Some(job_id) = in_flight.remove(&id) {
-                if let Err(e) = self.ledger().retry_job(job_id, Duration::ZERO, "interrupted by shutdown").await {
-                    tracing::warn!(job_id, error = %e, "could not release a job at shutdown");
+            if let Some(job) = in_flight.remove(&id) {
+                if let Err(e) = self.ledger().retry_job(&job, Duration::ZERO, "interrupted by shutdown").await {
+                    tracing::warn!(job_id = job.id, error = %e, "could not release a job at shutdown");
                 }
             }
         }
     }
 }
 
-/// Runs one job with a heartbeat on its lease, and settles it: done, retried with backoff,
-/// or (for provisioning) failed with a reason and handed to teardown. Teardown is never
-/// given up: nothing may be left behind.
+/// Runs one job with a heartbeat on its lease, and settles it: done, postponed (waiting for
+/// its bastion), retried with backoff, or (for provisioning) failed with a reason and handed to
+/// teardown. Teardown is never given up: nothing may be left behind. A job whose lease is found
+/// lost (another worker took it over) is stopped at once and settles nothing.
 pub async fn run_job(provisioner: &Provisioner, job: Job) {
     let ledger = &provisioner.ledger;
     let lease = provisioner.worker.lease();
+    let (lost, mut lost_rx) = tokio::sync::oneshot::channel::<()>();
     let heartbeat = {
         let ledger = ledger.clone();
-        let job_id = job.id;
+        let job = job.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
-                if let Err(e) = ledger.renew_lease(job_id, lease).await {
-                    tracing::warn!(job_id, error = %e, "lease renewal failed");
+                match ledger.renew_lease(&job, lease).await {
+                    Ok(Lease::Held) => {}
+                    Ok(Lease::Lost) => {
+                        tracing::warn!(job_id = job.id, request_id = %job.request_id, "lease lost to another worker; stopping this run");
+                        let _ = lost.send(());
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job_id = job.id, error = %e, "lease renewal failed"),
                 }
             }
         })
     };
     let _stop_heartbeat = AbortOnDrop(heartbeat);
     let request_id = job.request_id.as_str();
-    let result = match job.kind {
-        JobKind::Provision => provisioner.provision(request_id, job.attempts).await,
-        JobKind::Teardown => provisioner.teardown(request_id).await,
-        JobKind::Reschedule => provisioner.reschedule_shutdown(request_id).await,
+    let work = async {
+        match job.kind {
+            JobKind::Provision => provisioner.provision(&job).await,
+            JobKind::Teardown => provisioner.teardown(request_id).await,
+            JobKind::Reschedule => provisioner.reschedule_shutdown(&job).await,
+        }
     };
-    let max_attempts = i64::from(provisioner.worker.max_attempts.max(1));
-    let settled = match result {
-        Ok(()) => ledger.complete_job(job.id).await,
+    let result = tokio::select! {
+        result = work => result,
+        Ok(()) = &mut lost_rx => return,
+    };
+    let settled = settle(ledger, &job, result, i64::from(provisioner.worker.max_attempts.max(1))).await;
+    match settled {
+        Ok(Lease::Held) => {}
+        Ok(Lease::Lost) => {
+            tracing::warn!(
+                request_id,
+                job_id = job.id,
+                "the job was taken over before this run settled it; left to the new owner"
+            )
+        }
+        Err(e) => {
+            tracing::error!(request_id, error = %e, "could not record the job's outcome; its lease will run out and it will run again")
+        }
+    }
+    provisioner.notices.notify_one();
+}
+
+async fn settle(
+    ledger: &Ledger,
+    job: &Job,
+    result: Result<Step, JobError>,
+    max_attempts: i64,
+) -> Result<Lease, LedgerError> {
+    let request_id = job.request_id.as_str();
+    match result {
+        Ok(Step::Done) => ledger.complete_job(job).await,
+        Ok(Step::Later { after, progress }) => ledger.postpone_job(job, after, &progress).await,
         Err(JobError::Retry(reason)) if job.kind == JobKind::Teardown || job.attempts < max_attempts => {
             let backoff = backoff(job.attempts, job.kind == JobKind::Teardown);
             tracing::warn!(request_id, kind = job.kind.as_str(), attempt = job.attempts, ?backoff, %reason, "job will be retried");
-            ledger.retry_job(job.id, backoff, &reason).await
+            ledger.retry_job(job, backoff, &reason).await
         }
         Err(JobError::Ledger(e)) => {
             tracing::error!(request_id, error = %e, "ledger error in job; will retry");
-            ledger.retry_job(job.id, backoff(job.attempts, true), &e.to_string()).await
+            ledger.retry_job(job, backoff(job.attempts, true), &e.to_string()).await
         }
         Err(JobError::Refused { reason, checks }) => {
             tracing::info!(request_id, %reason, "preflight refused the request");
-            match ledger.mark_failed(request_id, &reason, &checks).await {
-                Ok(_) => ledger.complete_job(job.id).await,
-                Err(e) => Err(e),
-            }
+            ledger.mark_failed(request_id, &reason, &checks).await?;
+            ledger.complete_job(job).await
         }
         Err(JobError::Retry(reason) | JobError::Fatal(reason)) => match job.kind {
             JobKind::Provision => {
                 tracing::warn!(request_id, %reason, "provisioning failed");
-                match ledger.mark_failed(request_id, &reason, &[]).await {
-                    Ok(true) => ledger.complete_job(job.id).await,
+                if !ledger.mark_failed(request_id, &reason, &[]).await? {
                     // Ended under us (someone pressed End): its teardown may have run before
                     // this attempt created something, so tear down once more.
-                    Ok(false) => match ledger.ensure_teardown(request_id).await {
-                        Ok(()) => ledger.complete_job(job.id).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
+                    ledger.ensure_teardown(request_id).await?;
                 }
+                ledger.complete_job(job).await
             }
             JobKind::Teardown => {
                 tracing::error!(request_id, %reason, "teardown failed; will keep trying");
-                ledger.retry_job(job.id, backoff(job.attempts, true), &reason).await
+                ledger.retry_job(job, backoff(job.attempts, true), &reason).await
             }
             JobKind::Reschedule => {
                 // The bastion keeps its earlier hard stop; the ledger's expiry still ends it
                 // on time, and the card says the shutdown could not be moved.
                 tracing::error!(request_id, %reason, "could not re-schedule the bastion's shutdown");
-                let detail = serde_json::json!({"error": reason});
-                match ledger.record_step(request_id, "reschedule_failed", detail).await {
-                    Ok(()) => ledger.complete_job(job.id).await,
-                    Err(e) => Err(e),
-                }
+                ledger.record_step(request_id, "reschedule_failed", serde_json::json!({"error": reason})).await?;
+                ledger.complete_job(job).await
             }
         },
-    };
-    if let Err(e) = settled {
-        tracing::error!(request_id, error = %e, "could not record the job's outcome; its lease will run out and it will run again");
     }
-    provisioner.notices.notify_one();
 }
 
 /// 1 s, 2 s, 4 s … capped at 60 s (5 min for teardown, which retries forever).

@@ -1,17 +1,28 @@
-//! Jobs: the worker's provision, teardown and reschedule work, claimed under a lease.
+//! Jobs: the worker's provision, teardown and reschedule work, claimed under a fenced lease.
+//!
+//! A claim draws a `lease_token`; renewing, finishing, retrying or postponing a job is done
+//! only with it, so a worker whose lease ran out (and whose job another worker took over)
+//! changes nothing. Asking again for a job that is running bumps its `generation`; the run
+//! that finishes deletes the row only if it claimed the latest generation, else the job runs
+//! once more. A job that waits (a bastion becoming ready) is postponed with its `progress`
+//! instead of sleeping in a worker slot.
 
 use super::{now_ms, Ledger, LedgerError};
 use sqlx::{Sqlite, Transaction};
 use std::time::Duration;
 
 /// Claims the earliest due job whose kind is (`?4 = 1`) or is not (`?4 = 0`) a teardown: the
-/// two have their own slots, so a teardown never waits behind provisioning.
-pub(super) const CLAIM_JOB_SQL: &str = "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1
+/// two have their own slots, so a teardown never waits behind provisioning. `run_at` moves to
+/// the lease's end, so `MIN(run_at)` is when the next job may be claimed (a crashed worker's
+/// included) and the runner can sleep until then.
+pub(super) const CLAIM_JOB_SQL: &str = "UPDATE jobs SET lease_until = ?1, run_at = ?1, lease_token = ?5,
+            attempts = attempts + 1
      WHERE id = (SELECT id FROM jobs WHERE run_at <= ?2
                    AND (lease_until IS NULL OR lease_until < ?3)
                    AND (kind = 'teardown') = ?4
                  ORDER BY run_at, id LIMIT 1)
-     RETURNING id, request_id, kind, attempts";
+     RETURNING id, request_id, kind, attempts, COALESCE(covers, generation), lease_token, progress";
+pub(super) const NEXT_JOB_SQL: &str = "SELECT MIN(run_at) FROM jobs";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -29,66 +40,162 @@ impl JobKind {
             JobKind::Reschedule => "reschedule",
         }
     }
+
+    fn parse(s: &str) -> Result<Self, LedgerError> {
+        match s {
+            "provision" => Ok(JobKind::Provision),
+            "teardown" => Ok(JobKind::Teardown),
+            "reschedule" => Ok(JobKind::Reschedule),
+            other => Err(LedgerError::Corrupt(format!("job kind `{other}`"))),
+        }
+    }
 }
 
+/// A claimed job: what to do, and the lease that proves it is ours.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
     pub request_id: String,
     pub kind: JobKind,
-    /// Including this one.
+    /// Including this one (passes that only waited are not counted).
     pub attempts: i64,
+    /// The generation this run's work covers: the row's when claimed, or, for a later pass of
+    /// postponed work, the one that work began for.
+    pub generation: i64,
+    /// Drawn at the claim; every later write about this run carries it.
+    pub lease_token: i64,
+    /// Where an earlier pass left off (see `postpone_job`).
+    pub progress: Option<String>,
 }
 
+/// Whether a write about a claimed job took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Still ours: the write took effect.
+    Held,
+    /// Another worker took the job over after our lease ran out; nothing was written.
+    Lost,
+}
+
+impl Lease {
+    fn of(rows: u64) -> Self {
+        if rows == 1 {
+            Lease::Held
+        } else {
+            Lease::Lost
+        }
+    }
+}
+
+type ClaimedRow = (i64, String, String, i64, i64, i64, Option<String>);
+
 impl Ledger {
-    /// Claims the next due job whose lease (if any) has run out.
-    /// Claims the earliest due job of the given pool: teardowns, or everything else.
+    /// Claims the earliest due job of the given pool (teardowns, or everything else) whose
+    /// lease, if any, has run out.
     pub async fn claim_job(&self, lease: Duration, teardown: bool) -> Result<Option<Job>, LedgerError> {
         let now = now_ms();
-        let row: Option<(i64, String, String, i64)> = sqlx::query_as(CLAIM_JOB_SQL)
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let row: Option<ClaimedRow> = sqlx::query_as(CLAIM_JOB_SQL)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
             .bind(now)
             .bind(teardown)
-            .fetch_optional(&self.pool)
+            .bind(token)
+            .fetch_optional(self.pool())
             .await?;
-        let Some((id, request_id, kind, attempts)) = row else { return Ok(None) };
-        let kind = match kind.as_str() {
-            "provision" => JobKind::Provision,
-            "teardown" => JobKind::Teardown,
-            "reschedule" => JobKind::Reschedule,
-            other => return Err(LedgerError::Corrupt(format!("job kind `{other}`"))),
-        };
-        Ok(Some(Job { id, request_id, kind, attempts }))
+        let Some((id, request_id, kind, attempts, generation, lease_token, progress)) = row else { return Ok(None) };
+        Ok(Some(Job { id, request_id, kind: JobKind::parse(&kind)?, attempts, generation, lease_token, progress }))
     }
 
-    pub async fn renew_lease(&self, job_id: i64, lease: Duration) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE jobs SET lease_until = ? WHERE id = ?")
-            .bind(now_ms() + lease.as_millis() as i64)
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Extends the lease, if it is still ours.
+    pub async fn renew_lease(&self, job: &Job, lease: Duration) -> Result<Lease, LedgerError> {
+        let until = now_ms() + lease.as_millis() as i64;
+        let rows = sqlx::query("UPDATE jobs SET lease_until = ?, run_at = ? WHERE id = ? AND lease_token = ?")
+            .bind(until)
+            .bind(until)
+            .bind(job.id)
+            .bind(job.lease_token)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(Lease::of(rows))
     }
 
-    pub async fn complete_job(&self, job_id: i64) -> Result<(), LedgerError> {
-        sqlx::query("DELETE FROM jobs WHERE id = ?").bind(job_id).execute(&self.pool).await?;
-        Ok(())
+    /// The run succeeded. The row goes, unless the job was asked for again while it ran (a
+    /// newer generation): then it is due again at once, with its attempts counted afresh.
+    pub async fn complete_job(&self, job: &Job) -> Result<Lease, LedgerError> {
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND generation = ? AND lease_token = ?")
+            .bind(job.id)
+            .bind(job.generation)
+            .bind(job.lease_token)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if deleted == 1 {
+            return Ok(Lease::Held);
+        }
+        let rows = sqlx::query(
+            "UPDATE jobs SET run_at = ?, lease_until = NULL, lease_token = NULL, attempts = 0, progress = NULL,
+                    covers = NULL
+             WHERE id = ? AND lease_token = ?",
+        )
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(job.lease_token)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if rows == 1 {
+            tracing::debug!(job_id = job.id, request_id = %job.request_id, "asked for again while it ran; runs once more");
+        }
+        Ok(Lease::of(rows))
     }
 
-    pub async fn retry_job(&self, job_id: i64, after: Duration, error: &str) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE jobs SET run_at = ?, lease_until = NULL, last_error = ? WHERE id = ?")
-            .bind(now_ms() + after.as_millis() as i64)
-            .bind(error)
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// The run failed; try again after `after`, from the start (its progress is dropped: what
+    /// it waited for may be what failed).
+    pub async fn retry_job(&self, job: &Job, after: Duration, error: &str) -> Result<Lease, LedgerError> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET run_at = ?, lease_until = NULL, lease_token = NULL, last_error = ?,
+                    progress = NULL, covers = NULL
+             WHERE id = ? AND lease_token = ?",
+        )
+        .bind(now_ms() + after.as_millis() as i64)
+        .bind(error)
+        .bind(job.id)
+        .bind(job.lease_token)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(Lease::of(rows))
     }
 
-    // ---- outbox -----------------------------------------------------------------------------
+    /// The run is waiting for something outside (a bastion becoming ready): it gives its slot
+    /// back and runs again after `after` from `progress`. Waiting is not an attempt.
+    pub async fn postpone_job(&self, job: &Job, after: Duration, progress: &str) -> Result<Lease, LedgerError> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET run_at = ?, lease_until = NULL, lease_token = NULL, progress = ?,
+                    attempts = MAX(attempts - 1, 0), covers = ?
+             WHERE id = ? AND lease_token = ?",
+        )
+        .bind(now_ms() + after.as_millis() as i64)
+        .bind(progress)
+        .bind(job.generation)
+        .bind(job.id)
+        .bind(job.lease_token)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(Lease::of(rows))
+    }
+
+    /// When the next job becomes claimable (due, or its lease runs out), for the runner's sleep.
+    pub async fn next_job_at(&self) -> Result<Option<i64>, LedgerError> {
+        Ok(sqlx::query_scalar(NEXT_JOB_SQL).fetch_one(self.pool()).await?)
+    }
 }
 
+/// Asks for a job: a new row, or, when the same (request, kind) job exists (perhaps running),
+/// the earlier of the two due times and a new generation, so a running one runs again.
 pub(crate) async fn enqueue_job(
     tx: &mut Transaction<'_, Sqlite>,
     request_id: &str,
@@ -97,7 +204,8 @@ pub(crate) async fn enqueue_job(
 ) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO jobs (request_id, kind, run_at) VALUES (?, ?, ?)
-         ON CONFLICT (request_id, kind) DO UPDATE SET run_at = MIN(run_at, excluded.run_at)",
+         ON CONFLICT (request_id, kind) DO UPDATE SET run_at = MIN(run_at, excluded.run_at),
+             generation = generation + 1",
     )
     .bind(request_id)
     .bind(kind.as_str())
