@@ -1,9 +1,13 @@
-//! The whole process: HTTP server, worker loops and Slack notifier, sharing one ledger and
-//! one shutdown signal. `spawn` takes the listener so tests bind port 0 themselves.
+//! The whole process: the HTTP listeners (Slack's and the operators'), worker loops and
+//! Slack notifier, sharing one ledger and one shutdown signal. `spawn` takes the listeners so
+//! tests bind port 0 themselves.
 
 use crate::config::Config;
+use crate::gate::AppState;
 use crate::notifier::Notifier;
-use crate::routes::{router, AppState};
+use crate::replay::ReplayGuard;
+use crate::routes::{ops_router, router};
+use crate::server::{self, Open};
 use crate::slack::{GroupDirectory, SlackApi};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +22,8 @@ use worker::runner::Runner;
 /// A running process, for `main` and for tests.
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// The operators' listener (`/metrics`, `/readyz`).
+    pub ops_addr: SocketAddr,
     pub ledger: Ledger,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -27,34 +33,76 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Opens the ledger and starts the three parts on `listener`.
-pub async fn spawn(config: Config, aws: Aws, listener: TcpListener) -> anyhow::Result<RunningApp> {
+/// The two listeners, bound by the caller.
+pub struct Listeners {
+    /// Where Slack's requests arrive (`server.bind`).
+    pub slack: TcpListener,
+    /// `/metrics` and `/readyz` (`server.ops_bind`).
+    pub ops: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `server.bind` and `server.ops_bind`.
+    pub async fn bind(settings: &crate::config::ServerSettings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let slack =
+            TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let ops = TcpListener::bind(settings.ops_bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.ops_bind)", settings.ops_bind))?;
+        Ok(Self { slack, ops })
+    }
+
+    /// Both on loopback, on ports the system picks (tests, the sandbox).
+    pub async fn loopback() -> std::io::Result<Self> {
+        Ok(Self { slack: TcpListener::bind("127.0.0.1:0").await?, ops: TcpListener::bind("127.0.0.1:0").await? })
+    }
+}
+
+/// Opens the ledger and starts the parts on `listeners`.
+pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Result<RunningApp> {
     let ledger = Ledger::open(&config.database.url).await?;
-    let addr = listener.local_addr()?;
+    let addr = listeners.slack.local_addr()?;
+    let ops_addr = listeners.ops.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let wake_worker = Arc::new(Notify::new());
     let wake_notifier = Arc::new(Notify::new());
 
-    let api = SlackApi::new(&config.slack.api_base_url, config.bot_token.clone());
+    let api = SlackApi::new(&config.slack.api_base_url, config.bot_token.clone())
+        .with_reply_hosts(&config.slack.response_url_hosts);
     let groups = GroupDirectory::new(api.clone(), config.policy.group_cache_ttl.as_duration());
     let region = aws.region.clone();
     let state = AppState {
         ledger: ledger.clone(),
         signing_secret: config.signing_secret.clone(),
         time_box: config.time_box,
+        limits: config.limits,
         policy: Arc::new(config.policy.clone()),
         groups,
         wake_worker: wake_worker.clone(),
         wake_notifier: wake_notifier.clone(),
+        replays: Arc::new(ReplayGuard::new(crate::signature::MAX_SKEW_SECS)),
     };
-    let server = {
-        let shutdown = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        })
-    };
+    let open = Arc::new(Open::default());
+    let limits = config.server.limits();
+    let server = tokio::spawn(server::serve(
+        "slack",
+        listeners.slack,
+        router(state.clone()),
+        limits,
+        open.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    // The operators' listener: few connections, and never crowded out by the Slack one.
+    let ops_limits = server::Limits { max_connections: 64, ..limits };
+    let ops = tokio::spawn(server::serve(
+        "ops",
+        listeners.ops,
+        ops_router(state, open.clone()),
+        ops_limits,
+        open,
+        stopped(stop_rx.clone()),
+    ));
     let provisioner = Arc::new(
         Provisioner::new(ledger.clone(), aws, config.aws.clone(), config.worker.clone())
             .with_notices(wake_notifier.clone()),
@@ -72,9 +120,15 @@ pub async fn spawn(config: Config, aws: Aws, listener: TcpListener) -> anyhow::R
     let notifier = tokio::spawn(notifier.run(stopped(stop_rx)));
     Ok(RunningApp {
         addr,
+        ops_addr,
         ledger,
         stop,
-        tasks: vec![("http server", server), ("worker", worker), ("notifier", notifier)],
+        tasks: vec![
+            ("http server", server),
+            ("operators' http server", ops),
+            ("worker", worker),
+            ("notifier", notifier),
+        ],
     })
 }
 

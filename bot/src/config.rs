@@ -7,7 +7,8 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
-use worker::config::{AwsSettings, TimeBoxSettings, WorkerSettings};
+use worker::config::{AwsSettings, LimitSettings, TimeBoxSettings, WorkerSettings};
+use worker::duration::HumanDuration;
 
 /// A secret value: never printed, never logged.
 #[derive(Clone)]
@@ -48,11 +49,38 @@ pub enum ConfigError {
 pub struct ServerSettings {
     /// Address the HTTP server listens on (Slack's requests arrive here through your proxy).
     pub bind: SocketAddr,
+    /// Address of the operators' listener (`/metrics`, `/readyz`, `/healthz`); loopback by
+    /// default, so a scrape agent on the host reaches it and nobody outside does.
+    pub ops_bind: SocketAddr,
+    /// A client must send a request's line and headers within this, and may sit idle between
+    /// two requests at most this long; else the connection is closed.
+    pub header_timeout: HumanDuration,
+    /// A request's body must arrive within this (408 otherwise).
+    pub body_timeout: HumanDuration,
+    /// Connections served at once on the Slack listener; more wait in the kernel's backlog.
+    /// Keep it well under the unit's `LimitNOFILE`.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:3000".parse().expect("a valid address") }
+        Self {
+            bind: "127.0.0.1:3000".parse().expect("a valid address"),
+            ops_bind: "127.0.0.1:3001".parse().expect("a valid address"),
+            header_timeout: HumanDuration::from_secs(10),
+            body_timeout: HumanDuration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_timeout: self.header_timeout.as_duration(),
+            body_timeout: self.body_timeout.as_duration(),
+            max_connections: self.max_connections,
+        }
     }
 }
 
@@ -76,11 +104,17 @@ impl Default for DatabaseSettings {
 pub struct SlackSettings {
     /// Base URL of the Slack Web API (tests point it at a local stand-in).
     pub api_base_url: String,
+    /// Hosts a `response_url` may point at; the bot posts to no other (Slack's own are
+    /// `hooks.slack.com`, and `hooks.slack-gov.com` for GovSlack).
+    pub response_url_hosts: Vec<String>,
 }
 
 impl Default for SlackSettings {
     fn default() -> Self {
-        Self { api_base_url: "https://slack.com/api".into() }
+        Self {
+            api_base_url: "https://slack.com/api".into(),
+            response_url_hosts: vec!["hooks.slack.com".into(), "hooks.slack-gov.com".into()],
+        }
     }
 }
 
@@ -100,6 +134,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub worker: WorkerSettings,
     #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
     pub policy: PolicySettings,
 }
 
@@ -112,6 +148,7 @@ pub struct Config {
     pub aws: AwsSettings,
     pub time_box: TimeBoxSettings,
     pub worker: WorkerSettings,
+    pub limits: LimitSettings,
     pub policy: Policy,
     pub signing_secret: Secret,
     pub bot_token: Secret,
@@ -138,6 +175,17 @@ impl Config {
                 file.database.url
             )));
         }
+        let limits = file.limits;
+        if limits.live_bastions < 1 || limits.open_per_person < 1 || limits.per_person_per_hour < 1 {
+            return Err(ConfigError::Invalid("limits.* must each be at least 1".into()));
+        }
+        let server = &file.server;
+        if server.header_timeout.as_secs() < 1 || server.body_timeout.as_secs() < 1 || server.max_connections < 1 {
+            return Err(ConfigError::Invalid(
+                "server.header_timeout and server.body_timeout must be at least 1s, server.max_connections at least 1"
+                    .into(),
+            ));
+        }
         if !(file.slack.api_base_url.starts_with("https://") || file.slack.api_base_url.starts_with("http://")) {
             return Err(ConfigError::Invalid("slack.api_base_url must be an http(s) URL".into()));
         }
@@ -151,6 +199,7 @@ impl Config {
             aws: file.aws,
             time_box: file.time_box,
             worker: file.worker,
+            limits,
             signing_secret,
             bot_token,
         })
@@ -158,10 +207,15 @@ impl Config {
 }
 
 pub fn parse_file(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_string(),
-        message: e.message().to_string()
-            + &e.span().map(|s| format!(" (at line {})", text[..s.start].lines().count().max(1))).unwrap_or_default(),
+    toml::from_str(text).map_err(|e| {
+        // One more than the newlines before the error (`lines()` would miss the line of an error
+        // at the start of one).
+        let line = |at: usize| text.as_bytes()[..at.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1;
+        ConfigError::Parse {
+            path: path.to_string(),
+            message: e.message().to_string()
+                + &e.span().map(|s| format!(" (at line {})", line(s.start))).unwrap_or_default(),
+        }
     })
 }
 

@@ -3,8 +3,8 @@
 //! changes is shown by the cards, updated through the outbox, and a refusal ("only approvers
 //! can decide") goes privately to the person who clicked, also through the outbox.
 
+use crate::gate::{parse_request_id, AppState};
 use crate::render::{APPROVE, DENY, END, EXTEND};
-use crate::routes::{parse_request_id, verify, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,6 +16,21 @@ use worker::workflow::Decided;
 #[derive(Debug, Deserialize)]
 struct Form {
     payload: String,
+}
+
+/// Why an interaction's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the body is not a form with a `payload` field: {0}")]
+    Form(serde_urlencoded::de::Error),
+    #[error("the `payload` field is not JSON: {0}")]
+    Json(serde_json::Error),
+}
+
+/// The JSON in an interaction's form body (`payload=<url-encoded JSON>`), as Slack sends it.
+pub fn parse_payload(body: &[u8]) -> Result<Value, PayloadError> {
+    let form: Form = serde_urlencoded::from_bytes(body).map_err(PayloadError::Form)?;
+    serde_json::from_str(&form.payload).map_err(PayloadError::Json)
 }
 
 /// The parts of a `block_actions` payload we use.
@@ -43,14 +58,15 @@ impl Click {
 }
 
 pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if verify(&state.signing_secret, &headers, &body).is_err() {
+    if state.verify(&headers, &body).is_err() {
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
-    let payload: Option<Value> =
-        serde_urlencoded::from_bytes::<Form>(&body).ok().and_then(|form| serde_json::from_str(&form.payload).ok());
-    let Some(payload) = payload else {
-        tracing::warn!("signed but malformed interaction");
-        return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
+    let payload = match parse_payload(&body) {
+        Ok(payload) => payload,
+        Err(e) => {
+            tracing::warn!(error = %e, "signed but malformed interaction");
+            return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
+        }
     };
     let Some(click) = Click::parse(&payload) else {
         // Other interaction types (view submissions, shortcuts) are not ours to handle.

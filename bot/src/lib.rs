@@ -8,11 +8,14 @@ pub mod audit_cli;
 pub mod command;
 pub mod config;
 pub mod doctor;
+pub mod gate;
 pub mod interactions;
 pub mod notifier;
 pub mod policy;
 pub mod render;
+pub mod replay;
 pub mod routes;
+pub mod server;
 pub mod signature;
 pub mod slack;
 

@@ -136,11 +136,9 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 async fn serve(config: Config) -> anyhow::Result<()> {
     config.aws.boundary_check().map_err(anyhow::Error::msg)?;
     let aws = worker::aws::Aws::from_env(config.aws.region.as_deref()).await?;
-    let listener = tokio::net::TcpListener::bind(config.server.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
-    let mut app = bot::app::spawn(config, aws, listener).await?;
-    tracing::info!(addr = %app.addr, "fargate-connect is serving");
+    let listeners = bot::app::Listeners::bind(&config.server).await?;
+    let mut app = bot::app::spawn(config, aws, listeners).await?;
+    tracing::info!(addr = %app.addr, ops = %app.ops_addr, "fargate-connect is serving");
     tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");

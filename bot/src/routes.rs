@@ -1,16 +1,16 @@
 //! HTTP ingress: `POST /slack/commands` (Slack-signed slash commands), `POST
-//! /slack/interactions` (button clicks, see `interactions`), `GET /healthz`, `GET /readyz`.
-//! A forged, stale or oversized request is refused (401/413) before anything is recorded; a
-//! person's mistake gets a helpful ephemeral reply with HTTP 200. The reply never waits on
+//! /slack/interactions` (button clicks, see `interactions`) and `GET /healthz` on the listener
+//! Slack reaches; `GET /metrics`, `GET /readyz` and `GET /healthz` on the operators' one.
+//! A forged, stale, replayed or oversized request is refused (401/413) before anything is
+//! recorded (see `gate`); a person's mistake gets a helpful ephemeral reply with HTTP 200. The reply never waits on
 //! AWS: the request, its audit event and its job are written in one transaction and the
 //! worker is woken.
 
 use crate::command::{Command, CommandError, ConnectArgs, USAGE};
-use crate::config::Secret;
-use crate::policy::{Access, Policy, ServiceRule};
+use crate::gate::{AppState, MAX_BODY_BYTES};
+use crate::policy::Access;
 use crate::render::{ephemeral, request_line, slack_date};
-use crate::signature;
-use crate::slack::GroupDirectory;
+use crate::server::Open;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,41 +19,31 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use worker::config::TimeBoxSettings;
 use worker::duration::HumanDuration;
-use worker::ids::RequestId;
-use worker::ledger::{now_ms, ApprovalNeeded, CreateOutcome, Ledger, NewRequest, Request};
+use worker::ledger::{now_ms, ApprovalNeeded, CreateOutcome, LimitReached, NewRequest, Request};
 use worker::workflow::{Ended, Extended, HistoryQuery};
 
-/// Slack's payloads are small; anything bigger is refused with 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Requests per `history` page.
 pub const HISTORY_PAGE: i64 = 10;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub ledger: Ledger,
-    pub signing_secret: Secret,
-    pub time_box: TimeBoxSettings,
-    pub policy: Arc<Policy>,
-    pub groups: GroupDirectory,
-    /// Wakes the worker when a request arrives or is decided.
-    pub wake_worker: Arc<Notify>,
-    /// Wakes the notifier when something was queued for Slack.
-    pub wake_notifier: Arc<Notify>,
-}
-
+/// What Slack reaches.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/slack/commands", post(slash_command))
         .route("/slack/interactions", post(crate::interactions::interaction))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// What operators reach: on its own listener, loopback by default.
+pub fn ops_router(state: AppState, open: Arc<Open>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(move |state| metrics(state, open)))
         .with_state(state)
 }
 
@@ -68,8 +58,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text format: the process's counters, and live bastions from the database.
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, open: Arc<Open>) -> Response {
     let mut text = worker::metrics::METRICS.render();
+    text.push_str(&open.render());
     match state.ledger.live_bastions().await {
         Ok(live) => text.push_str(&format!(
             "# HELP fargate_connect_live_bastions Bastions launched and not yet torn down.\n\
@@ -95,34 +86,9 @@ pub struct SlashCommand {
     pub response_url: String,
 }
 
-/// Verifies Slack's signature over the raw body; the caller answers 401 on error.
-pub fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), signature::SignatureError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    signature::verify(
-        secret.expose().as_bytes(),
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        body,
-        now,
-    )
-    .inspect_err(|e| tracing::warn!(reason = %e, "refused an unsigned or badly signed request"))
-}
-
-const SLACK_TROUBLE: &str =
-    "I could not check your user groups with Slack just now, so nothing was done. Please try again in a moment.";
 const OUR_TROUBLE: &str = "Sorry, something went wrong on our side and nothing was done. Please try again in a moment.";
 
 impl AppState {
-    /// The user groups among those `rule` and the admin list name that `user` is in.
-    pub async fn groups_of(&self, user: &str, rule: Option<&ServiceRule>) -> Result<HashSet<String>, String> {
-        let wanted = self.policy.groups_for(rule);
-        self.groups.memberships(user, &wanted).await.map_err(|e| {
-            tracing::warn!(error = %e, "user-group lookup failed");
-            SLACK_TROUBLE.to_string()
-        })
-    }
-
     pub async fn is_admin(&self, user: &str) -> Result<bool, String> {
         let groups = self.groups_of(user, None).await?;
         Ok(self.policy.is_admin(user, &|g| groups.contains(g)))
@@ -148,9 +114,37 @@ impl AppState {
         Err(format!("Only <@{}> (who asked for it) or an admin may {verb} `{}`.", request.requester_id, request.id))
     }
 
+    /// Whether the policy as it is now still lets the requester use the request's service: an
+    /// extension is a new grant of time, so someone removed from the allow list (or a user
+    /// group) since asking gets no more.
+    async fn still_allowed(&self, user: &str, request: &Request) -> Result<(), String> {
+        let requester = request.requester_id.as_str();
+        let rule = self.policy.rule(&request.service, &request.cluster);
+        let groups = self.groups_of(requester, rule).await?;
+        match self.policy.access(requester, &request.service, &request.cluster, &|g| groups.contains(g)) {
+            Access::Allowed { .. } => Ok(()),
+            _ => {
+                let detail = json!({"why": "the policy no longer allows the requester this service"});
+                if let Err(e) = self.ledger.record_refusal(Some(&request.id), user, "extend_refused", detail).await {
+                    tracing::error!(error = %e, "could not record a refusal");
+                }
+                Err(format!(
+                    ":no_entry: The policy no longer lets <@{requester}> use *{}* in `{}`, so `{}` cannot be extended; \
+                     it ends as planned.",
+                    request.service,
+                    request.cluster,
+                    request.id
+                ))
+            }
+        }
+    }
+
     /// Extends `request` by `by` as `user`. With `fit`, asks for what is left under the maximum
     /// when `by` is too much (the card's button); else refuses (a typed duration).
     pub async fn extend(&self, user: &str, request: &Request, by: HumanDuration, fit: bool) -> String {
+        if let Err(refusal) = self.still_allowed(user, request).await {
+            return refusal;
+        }
         let mut by_secs = by.as_secs() as i64;
         loop {
             match self.ledger.extend(&request.id, user, by_secs).await {
@@ -222,7 +216,7 @@ impl AppState {
 }
 
 async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if verify(&state.signing_secret, &headers, &body).is_err() {
+    if state.verify(&headers, &body).is_err() {
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
     let form: SlashCommand = match serde_urlencoded::from_bytes(&body) {
@@ -332,6 +326,7 @@ async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> St
             channel,
             decide_by_ms: now_ms() + state.policy.approval_timeout.as_secs() as i64 * 1000,
         }),
+        limits: state.limits,
     };
     match state.ledger.create_request(new).await {
         Ok(CreateOutcome::Created(request)) => {
@@ -371,10 +366,34 @@ async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> St
                 existing.state().as_str().replace('_', " ")
             )
         }
+        Ok(CreateOutcome::Refused(limit)) => {
+            worker::metrics::METRICS.request(limit.outcome());
+            tracing::info!(user, service = service.as_str(), limit = limit.outcome(), "request refused by a limit");
+            limit_reply(limit)
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not record a request");
             "Sorry, I could not record your request (a problem on our side; nothing was started). Please try again in a moment.".into()
         }
+    }
+}
+
+/// What a person is told when a limit refuses their request (nothing was recorded).
+fn limit_reply(limit: LimitReached) -> String {
+    match limit {
+        LimitReached::LiveBastions { limit } => format!(
+            ":no_entry: {limit} bastions are running or starting right now, the most this bot allows at once \
+             (`limits.live_bastions`). Nothing was started; try again when one ends, or ask an admin."
+        ),
+        LimitReached::OpenPerPerson { limit } => format!(
+            ":no_entry: You have as many open requests as one person may have ({limit}, \
+             `limits.open_per_person`). End one you no longer need (`/fargate list`) and ask again."
+        ),
+        LimitReached::PerPersonPerHour { limit, retry_at } => format!(
+            ":no_entry: You asked for {limit} bastions within the last hour, the most one person may \
+             (`limits.per_person_per_hour`). You can ask again {}.",
+            slack_date(retry_at)
+        ),
     }
 }
 
@@ -476,9 +495,4 @@ async fn history(
         text.push_str(&format!("\nMore: `{next} --page {}`", page + 1));
     }
     Ok(text)
-}
-
-/// Request ids as people type them, for the interactivity route too.
-pub fn parse_request_id(value: &str) -> Option<RequestId> {
-    RequestId::parse(value).ok()
 }

@@ -18,6 +18,8 @@ use worker::ledger::Ledger;
 pub struct TestApp {
     pub app: Option<RunningApp>,
     pub url: String,
+    /// The operators' listener (`/metrics`, `/readyz`).
+    pub ops_url: String,
     pub ledger: Ledger,
     pub slack: SlackStandIn,
     /// The harness's clients: seeding, planting and inspecting, never held to the bot's policy.
@@ -76,12 +78,17 @@ bind = "127.0.0.1:0"
 url = "{db_url}"
 [slack]
 api_base_url = "{slack_api}"
+response_url_hosts = ["127.0.0.1"]
 [aws]
 region = "eu-west-1"
 cluster = "prod"
 instance_types = ["t3.micro", "t3a.micro"]
 [time_box]
 {extra_time_box}
+[limits]
+live_bastions = 1000
+open_per_person = 100
+per_person_per_hour = 10000
 [worker]
 poll_interval_ms = 50
 lease_ms = 5000
@@ -131,13 +138,15 @@ impl TestApp {
         config.aws.security_group_id = Some(seeded.bastion_security_group_id.clone());
         config.aws.permissions_boundary_arn = Some(seeded.permissions_boundary_arn.clone());
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = bot::app::spawn(config.clone(), bot_aws.clone(), listener).await.expect("the app starts");
+        let listeners = bot::app::Listeners::loopback().await.unwrap();
+        let app = bot::app::spawn(config.clone(), bot_aws.clone(), listeners).await.expect("the app starts");
         let url = format!("http://{}", app.addr);
+        let ops_url = format!("http://{}", app.ops_addr);
         let ledger = app.ledger.clone();
         Self {
             app: Some(app),
             url,
+            ops_url,
             ledger,
             slack,
             aws,
@@ -297,9 +306,11 @@ impl TestApp {
         // process, so close their connections (rolling back whatever they had open) as the
         // OS would.
         self.ledger.pool().close().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = bot::app::spawn(self.config.clone(), self.bot_aws.clone(), listener).await.expect("the app restarts");
+        let listeners = bot::app::Listeners::loopback().await.unwrap();
+        let app =
+            bot::app::spawn(self.config.clone(), self.bot_aws.clone(), listeners).await.expect("the app restarts");
         self.url = format!("http://{}", app.addr);
+        self.ops_url = format!("http://{}", app.ops_addr);
         self.ledger = app.ledger.clone();
         self.app = Some(app);
     }

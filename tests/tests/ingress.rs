@@ -1,7 +1,8 @@
 //! The Slack endpoint's refusals and replies: forged, stale, future, malformed and oversized
 //! requests are refused before anything is recorded; a person's mistakes get a helpful
 //! ephemeral answer with HTTP 200 and record nothing; a second press of Enter does not start
-//! a second bastion; a preflight failure reaches the person and launches nothing.
+//! a second bastion; a preflight failure reaches the person and launches nothing; a replayed
+//! signed request is refused; the limits refuse with a clear answer and are counted.
 
 use harness::app::TestApp;
 use harness::signed::{command_body, now, post_signed, SIGNING_SECRET};
@@ -114,5 +115,59 @@ async fn preflight_failure_reaches_the_person_and_launches_nothing() {
     let calls = t.bot_calls().await;
     assert!(!calls.iter().any(|(_, a)| a == "RunInstances" || a == "CreateRole"), "{calls:?}");
     assert_eq!(t.ledger.get(&id).await.unwrap().state().as_str(), "failed");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_signed_request_is_refused_and_changes_nothing() {
+    let t = TestApp::start().await;
+    let url = format!("{}/slack/commands", t.url);
+    let body = command_body("connect web", USER, &t.slack.response_url(0));
+    let fresh = now().to_string();
+    let first = post_signed(&url, &body, SIGNING_SECRET, &fresh).await;
+    assert_eq!(first.status(), 200);
+    // What an accepted connect writes (the worker moves the first one on meanwhile).
+    async fn counts(t: &TestApp) -> (i64, i64) {
+        (t.count("requests").await, t.count("audit_events WHERE kind = 'requested'").await)
+    }
+    let before = counts(&t).await;
+    // The very same request again, well within the five minutes (captured and replayed).
+    let replayed = post_signed(&url, &body, SIGNING_SECRET, &fresh).await;
+    assert_eq!(replayed.status(), 401);
+    assert_eq!(counts(&t).await, before, "the replay changed nothing");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_with_a_clear_reply_record_nothing_and_are_counted() {
+    let t = TestApp::start_custom("default = \"30m\"\nmin = \"1m\"\nmax = \"2h\"", |config| {
+        config.limits = worker::config::LimitSettings { live_bastions: 2, open_per_person: 1, per_person_per_hour: 2 };
+    })
+    .await;
+    let first = t.connect("U0ANN", "connect web").await;
+    let (status, reply) = t.command("U0ANN", "connect api").await;
+    assert_eq!(status, 200);
+    assert!(reply.to_string().contains("as many open requests as one person may have (1"), "{reply}");
+    assert_eq!(reply["response_type"], "ephemeral", "{reply}");
+    t.connect("U0BEN", "connect web").await;
+    let (_, reply) = t.command("U0CAT", "connect web").await;
+    assert!(reply.to_string().contains("2 bastions are running or starting"), "{reply}");
+    assert_eq!(t.count("requests").await, 2, "nothing recorded for the refused ones");
+    // Ann ends hers and asks again: the second of her hour; the third is refused until the
+    // first hour is over.
+    t.reply("U0ANN", &format!("end {first}")).await;
+    t.wait_for_state(&first, worker::state::RequestState::Ended, Duration::from_secs(60)).await;
+    let second = t.connect("U0ANN", "connect web").await;
+    t.reply("U0ANN", &format!("end {second}")).await;
+    t.wait_for_state(&second, worker::state::RequestState::Ended, Duration::from_secs(60)).await;
+    let (_, reply) = t.command("U0ANN", "connect web").await;
+    assert!(reply.to_string().contains("You asked for 2 bastions within the last hour"), "{reply}");
+    let metrics = reqwest::get(format!("{}/metrics", t.ops_url)).await.unwrap().text().await.unwrap();
+    for outcome in ["limit_open_per_person", "limit_live_bastions", "limit_per_person_per_hour"] {
+        assert!(
+            metrics.contains(&format!("fargate_connect_requests_total{{outcome=\"{outcome}\"}} 1")),
+            "{outcome} in\n{metrics}"
+        );
+    }
     t.stop().await;
 }

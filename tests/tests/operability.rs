@@ -18,7 +18,7 @@ async fn metrics_count_outcomes_time_to_ready_live_bastions_and_aws_errors() {
     let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
     let http = reqwest::Client::new();
     let scrape = || async {
-        let response = http.get(format!("{}/metrics", t.url)).send().await.unwrap();
+        let response = http.get(format!("{}/metrics", t.ops_url)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
         response.text().await.unwrap()
@@ -45,7 +45,7 @@ async fn metrics_count_outcomes_time_to_ready_live_bastions_and_aws_errors() {
             "fargate_connect_aws_errors_total{action=\"RunInstances\",code=\"InsufficientInstanceCapacity\"}"
         ) >= 1.0
     );
-    let ready = http.get(format!("{}/readyz", t.url)).send().await.unwrap();
+    let ready = http.get(format!("{}/readyz", t.ops_url)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     t.stop().await;
 }
@@ -181,6 +181,7 @@ fn the_systemd_unit_verifies_and_is_sandboxed() {
         "SystemCallFilter=@system-service",
         "LoadCredential=slack-signing-secret:",
         "SLACK_BOT_TOKEN_FILE=%d/slack-bot-token",
+        "LimitNOFILE=8192",
     ] {
         assert!(unit.contains(directive), "the unit lacks {directive:?}");
     }

@@ -31,6 +31,12 @@ pub struct AwsSettings {
     /// sandbox): a per-request role with no boundary is bounded only by its inline policy.
     #[serde(default = "yes")]
     pub require_boundary: bool,
+    /// Bastions reach ECS through an `ecs` interface VPC endpoint (the Terraform module makes
+    /// one), so their role may run `ecs:ExecuteCommand` only through one: credentials carried
+    /// off the bastion are refused even on the public endpoint. `false` where bastions reach
+    /// ECS through a NAT (then only the in-VPC checks of the credential perimeter apply).
+    #[serde(default = "yes")]
+    pub exec_through_vpc_endpoint: bool,
     /// Public SSM parameter that names the bastion AMI; `{arch}` becomes `x86_64` or `arm64`
     /// to match each instance type.
     #[serde(default = "default_ami_parameter")]
@@ -42,6 +48,11 @@ pub struct AwsSettings {
     /// `linux_arm64`). Empty = AWS's own download; needed in aws-cn, where AWS documents none.
     #[serde(default)]
     pub session_manager_plugin_url: Option<String>,
+    /// SHA-256 (hex) of the plugin RPM for each architecture (`linux_64bit`, `linux_arm64`):
+    /// set with a versioned `session_manager_plugin_url`, a bastion installs only that file.
+    /// Empty = whatever the URL serves (AWS's `latest` changes under any pin); doctor warns.
+    #[serde(default)]
+    pub session_manager_plugin_sha256: std::collections::BTreeMap<String, String>,
     /// KMS keys bastions may use (the cluster's ECS Exec key, the Session Manager preferences'
     /// key). Preflight refuses a request that needs a key not listed here.
     #[serde(default)]
@@ -67,6 +78,26 @@ fn default_instance_types() -> Vec<String> {
 
 fn default_ami_parameter() -> String {
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}".into()
+}
+
+/// `[limits]`: what people can start, checked in the transaction that records a request, so
+/// a connect → End loop cannot wear out IAM's quotas or throttle everyone's teardowns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Bastions running or on their way, for everyone together (requests waiting for an
+    /// approver do not count until approved).
+    pub live_bastions: i64,
+    /// Open requests of one person, all services together.
+    pub open_per_person: i64,
+    /// Requests one person may make in an hour (a rolling hour).
+    pub per_person_per_hour: i64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { live_bastions: 100, open_per_person: 3, per_person_per_hour: 20 }
+    }
 }
 
 /// `[time_box]`: how long a bastion lives once its link is ready.
@@ -213,6 +244,15 @@ impl AwsSettings {
             let plain = url.chars().all(|c| c.is_ascii_alphanumeric() || "-._~:/{}%+=?&".contains(c));
             if !url.starts_with("https://") || !plain {
                 return Err(format!("aws.session_manager_plugin_url must be a plain https URL, not {url:?}"));
+            }
+        }
+        for (arch, sum) in &self.session_manager_plugin_sha256 {
+            let hex = sum.len() == 64 && sum.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+            if !matches!(arch.as_str(), "linux_64bit" | "linux_arm64") || !hex {
+                return Err(format!(
+                    "aws.session_manager_plugin_sha256 maps linux_64bit and linux_arm64 to 64 lowercase hex \
+                     digits; {arch:?} = {sum:?} is neither"
+                ));
             }
         }
         if let Some(user) = &self.session_run_as_user {

@@ -13,6 +13,10 @@ use crate::state::RequestState;
 use futures_util::TryStreamExt;
 use serde_json::json;
 
+/// Through the `requests_response_url_kept` index, so its cost is what it changes.
+pub const FORGET_RESPONSE_URLS_SQL: &str =
+    "UPDATE requests SET response_url = '' WHERE response_url != '' AND created_at < ?";
+
 /// The result of an Approve or Deny click.
 #[derive(Debug)]
 pub enum Decided {
@@ -262,6 +266,15 @@ impl Ledger {
         push_outbox(&mut tx, None, &Notice::AuditLine { text: line }, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Blanks the `response_url` of requests made before `before` (UTC ms): Slack honours one
+    /// for 30 minutes, and a capability nobody can use is not worth keeping. Returns how many.
+    pub async fn forget_response_urls(&self, before: i64) -> Result<u64, LedgerError> {
+        let mut tx = self.write().await?;
+        let forgotten = sqlx::query(FORGET_RESPONSE_URLS_SQL).bind(before).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(forgotten)
     }
 
     /// Bastions that exist or may: requests past launch and not yet torn down.

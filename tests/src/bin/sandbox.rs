@@ -44,8 +44,11 @@ async fn main() -> anyhow::Result<()> {
     config.worker.poll_interval_ms = 500;
     config.worker.ready_poll_ms = 1000;
     let port: u16 = std::env::var("SANDBOX_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let app = bot::app::spawn(config, aws.clone(), listener).await?;
+    let listeners = bot::app::Listeners {
+        slack: tokio::net::TcpListener::bind(("127.0.0.1", port)).await?,
+        ops: tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
+    };
+    let app = bot::app::spawn(config, aws.clone(), listeners).await?;
     let bot_url = format!("http://{}", app.addr);
     let ui_port: u16 = std::env::var("SANDBOX_UI_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let ui_listener = match tokio::net::TcpListener::bind(("127.0.0.1", ui_port)).await {

@@ -1,7 +1,7 @@
 //! Intake: new requests written in groups by one writer thread (one sync for many requests),
 //! and the WAL kept short beside it.
 
-use super::{now_ms, Intake, LedgerError, NewRequest, Request, StateColumn, LAST_HASH_SQL};
+use super::{now_ms, Intake, LedgerError, LimitReached, NewRequest, Request, StateColumn, LAST_HASH_SQL};
 use crate::audit_line::Subject;
 use crate::events::Notice;
 use crate::ids::{RequestId, RequestIds};
@@ -18,6 +18,16 @@ use tokio::sync::mpsc;
 pub(super) const OPEN_REQUEST_ID_SQL: &str =
     "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
+/// Bastions running or on their way (`limits.live_bastions`): the `requests_due` index.
+pub(super) const LIVE_SQL: &str =
+    "SELECT COUNT(*) FROM requests WHERE state IN ('requested','approved','provisioning','ready','ending')";
+/// One person's open requests (`limits.open_per_person`): the `requests_open_by_user` index.
+pub(super) const OPEN_BY_PERSON_SQL: &str = "SELECT COUNT(*) FROM requests WHERE requester_id = ?1
+       AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
+/// One person's requests since ?2 (`limits.per_person_per_hour`): the `requests_by_requester` index.
+pub(super) const RECENT_BY_PERSON_SQL: &str =
+    "SELECT COUNT(*), MIN(created_at) FROM requests WHERE requester_id = ?1 AND created_at > ?2";
+const HOUR_MS: i64 = 3_600_000;
 /// How often the WAL is copied into the database beside the intake (`checkpointer`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Bytes the WAL file is cut back to when it starts again (64 MiB).
@@ -180,6 +190,33 @@ pub(super) enum Written {
     Created(Box<Request>),
     /// The id of the person's open request for the same service.
     AlreadyOpen(String),
+    /// Over a limit: nothing written.
+    Refused(LimitReached),
+}
+
+/// The first limit `new` would go over, with `live` bastions counted so far.
+fn over_limit(
+    open_by: &mut rusqlite::CachedStatement<'_>,
+    recent_by: &mut rusqlite::CachedStatement<'_>,
+    live: i64,
+    new: &NewRequest,
+    now: i64,
+) -> rusqlite::Result<Option<LimitReached>> {
+    let limits = new.limits;
+    let open: i64 = open_by.query_row(rusqlite::params![new.requester_id], |row| row.get(0))?;
+    if open >= limits.open_per_person {
+        return Ok(Some(LimitReached::OpenPerPerson { limit: limits.open_per_person }));
+    }
+    let (recent, oldest): (i64, Option<i64>) = recent_by
+        .query_row(rusqlite::params![new.requester_id, now - HOUR_MS], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if recent >= limits.per_person_per_hour {
+        let retry_at = oldest.unwrap_or(now) + HOUR_MS;
+        return Ok(Some(LimitReached::PerPersonPerHour { limit: limits.per_person_per_hour, retry_at }));
+    }
+    if new.approval.is_none() && live >= limits.live_bastions {
+        return Ok(Some(LimitReached::LiveBastions { limit: limits.live_bastions }));
+    }
+    Ok(None)
 }
 
 fn write_batch(
@@ -210,8 +247,22 @@ fn write_batch(
             "INSERT INTO outbox (request_id, notice, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
         )?;
         let mut last_hash: Option<String> = tx.query_row(LAST_HASH_SQL, [], |row| row.get(0)).optional()?.flatten();
+        let mut open_by = tx.prepare_cached(OPEN_BY_PERSON_SQL)?;
+        let mut recent_by = tx.prepare_cached(RECENT_BY_PERSON_SQL)?;
+        let mut live: i64 = tx.query_row(LIVE_SQL, [], |row| row.get(0))?;
         for intake in batch {
             let new = &intake.new;
+            if let Some(limit) = over_limit(&mut open_by, &mut recent_by, live, new, now)? {
+                // Enter pressed twice is still told about its open request, not a limit.
+                let existing: Option<String> = open
+                    .query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0))
+                    .optional()?;
+                outcomes.push(match existing {
+                    Some(id) => Written::AlreadyOpen(id),
+                    None => Written::Refused(limit),
+                });
+                continue;
+            }
             let state = if new.approval.is_some() { "awaiting_approval" } else { "requested" };
             let mut collided = false;
             let outcome = loop {
@@ -256,6 +307,7 @@ fn write_batch(
                         // The card is first posted when provisioning starts (`transition`), a
                         // moment later; the acknowledgement already says it is on its way.
                         job.execute(rusqlite::params![id.as_str(), now])?;
+                        live += 1;
                     }
                     if new.break_glass {
                         let line = Notice::AuditLine {

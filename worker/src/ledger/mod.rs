@@ -15,7 +15,7 @@ mod requests;
 mod tests;
 
 pub(crate) use jobs::enqueue_job;
-pub use jobs::{Job, JobKind};
+pub use jobs::{Job, JobKind, Lease};
 pub(crate) use outbox::push_outbox;
 pub use outbox::OutboxRow;
 
@@ -161,6 +161,8 @@ pub struct NewRequest {
     pub break_glass: bool,
     /// Set when the request waits for a decision before anything is started.
     pub approval: Option<ApprovalNeeded>,
+    /// Checked in the transaction that would record it.
+    pub limits: crate::config::LimitSettings,
 }
 
 /// Where the approval card goes and until when a decision is awaited.
@@ -175,6 +177,31 @@ pub enum CreateOutcome {
     Created(Request),
     /// The same person already has an open request for the same service (Enter pressed twice).
     AlreadyOpen(Request),
+    /// Over one of the limits; nothing was recorded.
+    Refused(LimitReached),
+}
+
+/// Which limit a request met, and where it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReached {
+    /// `limits.live_bastions` bastions are running or on their way.
+    LiveBastions { limit: i64 },
+    /// The person has `limits.open_per_person` open requests.
+    OpenPerPerson { limit: i64 },
+    /// The person made `limits.per_person_per_hour` requests in the last hour; the next one is
+    /// possible at `retry_at` (UTC ms).
+    PerPersonPerHour { limit: i64, retry_at: i64 },
+}
+
+impl LimitReached {
+    /// The label `/metrics` counts it under (`fargate_connect_requests_total{outcome}`).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            LimitReached::LiveBastions { .. } => "limit_live_bastions",
+            LimitReached::OpenPerPerson { .. } => "limit_open_per_person",
+            LimitReached::PerPersonPerHour { .. } => "limit_per_person_per_hour",
+        }
+    }
 }
 
 pub use crate::audit::AuditEvent;

@@ -28,6 +28,7 @@ impl Ledger {
         match answer.await.map_err(|_| LedgerError::Closed)?? {
             Written::Created(request) => Ok(CreateOutcome::Created(*request)),
             Written::AlreadyOpen(id) => Ok(CreateOutcome::AlreadyOpen(self.get(&id).await?)),
+            Written::Refused(limit) => Ok(CreateOutcome::Refused(limit)),
         }
     }
 

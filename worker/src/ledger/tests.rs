@@ -1,7 +1,7 @@
 //! The ledger's own tests: intake, transitions, jobs, the loops' indexes.
 
-use super::intake::OPEN_REQUEST_ID_SQL;
-use super::jobs::CLAIM_JOB_SQL;
+use super::intake::{LIVE_SQL, OPEN_BY_PERSON_SQL, OPEN_REQUEST_ID_SQL, RECENT_BY_PERSON_SQL};
+use super::jobs::{CLAIM_JOB_SQL, NEXT_JOB_SQL};
 use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_SQL};
 use super::requests::{EXPIRE_DUE_SQL, NEXT_EXPIRY_SQL};
 use super::*;
@@ -47,6 +47,11 @@ fn new_request(user: &str) -> NewRequest {
         reason: None,
         break_glass: false,
         approval: None,
+        limits: crate::config::LimitSettings {
+            live_bastions: 1_000_000,
+            open_per_person: 1_000,
+            per_person_per_hour: 1_000_000,
+        },
     }
 }
 
@@ -69,7 +74,7 @@ async fn create_writes_request_audit_and_job_and_refuses_a_duplicate() {
     assert!(ledger.claim_job(Duration::from_secs(60), false).await.unwrap().is_none());
     match ledger.create_request(new_request("U1")).await.unwrap() {
         CreateOutcome::AlreadyOpen(existing) => assert_eq!(existing.id, first.id),
-        CreateOutcome::Created(_) => panic!("a second open request for the same service"),
+        other => panic!("a second open request for the same service: {other:?}"),
     }
     assert!(matches!(ledger.create_request(new_request("U2")).await.unwrap(), CreateOutcome::Created(_)));
 }
@@ -90,6 +95,7 @@ async fn concurrent_requests_are_committed_together_and_duplicates_still_caught(
         match call.await.unwrap() {
             CreateOutcome::Created(_) => created += 1,
             CreateOutcome::AlreadyOpen(_) => already += 1,
+            CreateOutcome::Refused(limit) => panic!("refused by {limit:?}"),
         }
     }
     assert_eq!((created, already), (201, 99));
@@ -186,11 +192,16 @@ async fn the_loops_queries_use_indexes() {
         (EXPIRE_DUE_SQL, "requests_due"),
         (NEXT_EXPIRY_SQL, "requests_due"),
         (CLAIM_JOB_SQL, "jobs_due"),
+        (NEXT_JOB_SQL, "jobs_due"),
         (DUE_OUTBOX_SQL, "outbox_pending"),
         (NEXT_OUTBOX_SQL, "outbox_next"),
         (crate::workflow::LOOP_QUERIES[0].0, crate::workflow::LOOP_QUERIES[0].1),
         (crate::workflow::LOOP_QUERIES[1].0, crate::workflow::LOOP_QUERIES[1].1),
         (OPEN_REQUEST_ID_SQL, "requests_open_by_user"),
+        (LIVE_SQL, "requests_due"),
+        (OPEN_BY_PERSON_SQL, "requests_by_requester"),
+        (RECENT_BY_PERSON_SQL, "requests_by_requester"),
+        (crate::workflow::FORGET_RESPONSE_URLS_SQL, "requests_response_url_kept"),
     ] {
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(ledger.pool()).await.unwrap();
@@ -240,4 +251,130 @@ async fn expiry_moves_only_due_ready_requests() {
     assert_eq!(ledger.expire_due(expires).await.unwrap(), vec![r.id.clone()]);
     assert!(ledger.expire_due(expires + 1).await.unwrap().is_empty());
     assert_eq!(ledger.get(&r.id).await.unwrap().state(), RequestState::Ending);
+}
+
+async fn provisioning(ledger: &Ledger, user: &str) -> Request {
+    let CreateOutcome::Created(r) = ledger.create_request(new_request(user)).await.unwrap() else { panic!() };
+    r
+}
+
+#[tokio::test]
+async fn a_job_asked_for_again_while_it_runs_runs_once_more() {
+    let (ledger, _dir) = ledger().await;
+    let r = provisioning(&ledger, "U1").await;
+    assert!(ledger.transition(&r.id, RequestState::Requested, RequestState::Ending, "ended", json!({})).await.unwrap());
+    ledger.ensure_teardown(&r.id).await.unwrap();
+    let first = ledger.claim_job(Duration::from_secs(60), true).await.unwrap().unwrap();
+    // Asked for again while the first run is under way (a launch finished after End).
+    ledger.ensure_teardown(&r.id).await.unwrap();
+    assert_eq!(ledger.complete_job(&first).await.unwrap(), Lease::Held);
+    let again = ledger.claim_job(Duration::from_secs(60), true).await.unwrap().expect("the teardown runs once more");
+    assert_eq!((again.id, again.attempts), (first.id, 1));
+    assert_eq!(ledger.complete_job(&again).await.unwrap(), Lease::Held);
+    assert_eq!(ledger.claim_job(Duration::ZERO, true).await.unwrap().map(|j| j.id), None);
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'teardown'").fetch_one(ledger.pool()).await.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_ran_out_changes_nothing() {
+    let (ledger, _dir) = ledger().await;
+    let r = provisioning(&ledger, "U1").await;
+    // A lease that is over at once: the next claim takes the job over.
+    let stale = ledger.claim_job(Duration::ZERO, false).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let owner = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().unwrap();
+    assert_eq!((owner.id, owner.request_id.as_str()), (stale.id, r.id.as_str()));
+    assert_ne!(owner.lease_token, stale.lease_token);
+    assert_eq!(ledger.renew_lease(&stale, Duration::from_secs(60)).await.unwrap(), Lease::Lost);
+    assert_eq!(ledger.complete_job(&stale).await.unwrap(), Lease::Lost);
+    assert_eq!(ledger.retry_job(&stale, Duration::ZERO, "x").await.unwrap(), Lease::Lost);
+    assert_eq!(ledger.postpone_job(&stale, Duration::ZERO, "{}").await.unwrap(), Lease::Lost);
+    // The owner's lease is untouched, and the job still there.
+    assert!(ledger.claim_job(Duration::from_secs(60), false).await.unwrap().is_none());
+    assert_eq!(ledger.renew_lease(&owner, Duration::from_secs(60)).await.unwrap(), Lease::Held);
+    assert_eq!(ledger.complete_job(&owner).await.unwrap(), Lease::Held);
+}
+
+#[tokio::test]
+async fn a_postponed_job_keeps_its_progress_and_its_attempts() {
+    let (ledger, _dir) = ledger().await;
+    provisioning(&ledger, "U1").await;
+    let job = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().unwrap();
+    assert_eq!((job.attempts, job.progress.as_deref()), (1, None));
+    assert_eq!(ledger.postpone_job(&job, Duration::from_secs(30), r#"{"n":1}"#).await.unwrap(), Lease::Held);
+    // Not due yet, and the runner knows when it will be.
+    assert!(ledger.claim_job(Duration::from_secs(60), false).await.unwrap().is_none());
+    let next = ledger.next_job_at().await.unwrap().unwrap();
+    assert!(next > now_ms() + 25_000, "{next}");
+    sqlx::query("UPDATE jobs SET run_at = 0").execute(ledger.pool()).await.unwrap();
+    let again = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().unwrap();
+    assert_eq!((again.attempts, again.progress.as_deref()), (1, Some(r#"{"n":1}"#)));
+    // Asked for again while it waited: the pass that finishes the wait covers only the first
+    // ask, so the job runs once more, from the start.
+    let mut tx = ledger.write().await.unwrap();
+    enqueue_job(&mut tx, &again.request_id, JobKind::Provision, now_ms()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ledger.postpone_job(&again, Duration::ZERO, r#"{"n":2}"#).await.unwrap(), Lease::Held);
+    let last = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().unwrap();
+    assert_eq!((last.generation, last.progress.as_deref()), (0, Some(r#"{"n":2}"#)));
+    assert_eq!(ledger.complete_job(&last).await.unwrap(), Lease::Held);
+    let fresh = ledger.claim_job(Duration::from_secs(60), false).await.unwrap().expect("runs once more");
+    assert_eq!((fresh.generation, fresh.progress.as_deref()), (1, None));
+}
+
+#[tokio::test]
+async fn limits_are_checked_where_the_request_is_written() {
+    let (ledger, _dir) = ledger().await;
+    let limits = crate::config::LimitSettings { live_bastions: 3, open_per_person: 2, per_person_per_hour: 3 };
+    let ask = |user: &str, service: &str| NewRequest { service: service.into(), limits, ..new_request(user) };
+    // Two open requests per person: the third service is refused, the same one is "already open".
+    assert!(matches!(ledger.create_request(ask("U1", "web")).await.unwrap(), CreateOutcome::Created(_)));
+    assert!(matches!(ledger.create_request(ask("U1", "api")).await.unwrap(), CreateOutcome::Created(_)));
+    assert!(matches!(
+        ledger.create_request(ask("U1", "jobs")).await.unwrap(),
+        CreateOutcome::Refused(LimitReached::OpenPerPerson { limit: 2 })
+    ));
+    assert!(matches!(ledger.create_request(ask("U1", "web")).await.unwrap(), CreateOutcome::AlreadyOpen(_)));
+    // Three live bastions for everyone.
+    assert!(matches!(ledger.create_request(ask("U2", "web")).await.unwrap(), CreateOutcome::Created(_)));
+    assert!(matches!(
+        ledger.create_request(ask("U3", "web")).await.unwrap(),
+        CreateOutcome::Refused(LimitReached::LiveBastions { limit: 3 })
+    ));
+    // One ends: room again, but U1's rolling hour still counts what ended.
+    let first = ledger.open_requests(Some("U1")).await.unwrap().pop().unwrap();
+    sqlx::query("UPDATE requests SET state = 'ended' WHERE id = ?")
+        .bind(&first.id)
+        .execute(ledger.pool())
+        .await
+        .unwrap();
+    assert!(matches!(ledger.create_request(ask("U1", "jobs")).await.unwrap(), CreateOutcome::Created(_)));
+    sqlx::query("UPDATE requests SET state = 'ended' WHERE requester_id = 'U1'").execute(ledger.pool()).await.unwrap();
+    match ledger.create_request(ask("U1", "db")).await.unwrap() {
+        CreateOutcome::Refused(LimitReached::PerPersonPerHour { limit: 3, retry_at }) => {
+            assert!(retry_at > now_ms() + 3_500_000 && retry_at <= now_ms() + 3_600_000, "{retry_at}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing of the refused ones was written.
+    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(ledger.pool()).await.unwrap();
+    assert_eq!(requests, 4);
+}
+
+#[tokio::test]
+async fn response_urls_are_forgotten_after_slacks_thirty_minutes() {
+    let (ledger, _dir) = ledger().await;
+    let CreateOutcome::Created(old) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
+    let CreateOutcome::Created(new) = ledger.create_request(new_request("U2")).await.unwrap() else { panic!() };
+    sqlx::query("UPDATE requests SET created_at = created_at - 31 * 60 * 1000 WHERE id = ?")
+        .bind(&old.id)
+        .execute(ledger.pool())
+        .await
+        .unwrap();
+    assert_eq!(ledger.forget_response_urls(now_ms() - 30 * 60 * 1000).await.unwrap(), 1);
+    assert_eq!(ledger.get(&old.id).await.unwrap().response_url, "");
+    assert_eq!(ledger.get(&new.id).await.unwrap().response_url, "http://127.0.0.1/x");
+    assert_eq!(ledger.forget_response_urls(now_ms() - 30 * 60 * 1000).await.unwrap(), 0);
 }

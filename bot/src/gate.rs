@@ -1,0 +1,79 @@
+//! What every Slack endpoint shares: the process's state (`AppState`), the check that a
+//! request really comes from Slack (signature, freshness, and never seen before), and the
+//! request ids people click. Both `routes` (slash commands) and `interactions` (clicks) use it.
+
+use crate::config::Secret;
+use crate::policy::{Policy, ServiceRule};
+use crate::replay::ReplayGuard;
+use crate::signature;
+use crate::slack::GroupDirectory;
+use axum::http::HeaderMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use worker::config::{LimitSettings, TimeBoxSettings};
+use worker::ids::RequestId;
+use worker::ledger::Ledger;
+
+/// Slack's payloads are small; anything bigger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+const SLACK_TROUBLE: &str =
+    "I could not check your user groups with Slack just now, so nothing was done. Please try again in a moment.";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Ledger,
+    pub signing_secret: Secret,
+    pub time_box: TimeBoxSettings,
+    pub limits: LimitSettings,
+    pub policy: Arc<Policy>,
+    pub groups: GroupDirectory,
+    /// Wakes the worker when a request arrives or is decided.
+    pub wake_worker: Arc<Notify>,
+    /// Wakes the notifier when something was queued for Slack.
+    pub wake_notifier: Arc<Notify>,
+    /// Signatures already accepted (a replayed request is refused).
+    pub replays: Arc<ReplayGuard>,
+}
+
+impl AppState {
+    /// The user groups among those `rule` and the admin list name that `user` is in.
+    pub async fn groups_of(&self, user: &str, rule: Option<&ServiceRule>) -> Result<HashSet<String>, String> {
+        let wanted = self.policy.groups_for(rule);
+        self.groups.memberships(user, &wanted).await.map_err(|e| {
+            tracing::warn!(error = %e, "user-group lookup failed");
+            SLACK_TROUBLE.to_string()
+        })
+    }
+
+    /// Verifies Slack's signature over the raw body, then that this signed request was not
+    /// received before; the caller answers 401 on error, having changed nothing.
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Refused> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (timestamp, sig) = (header("x-slack-request-timestamp"), header("x-slack-signature"));
+        let checked = signature::verify(self.signing_secret.expose().as_bytes(), timestamp, sig, body, now)
+            .map_err(Refused::Signature)
+            .and_then(|()| {
+                // Both headers were there and valid, or the signature check had failed.
+                let at = timestamp.and_then(|t| t.parse().ok()).unwrap_or_default();
+                self.replays.check(sig.unwrap_or_default(), at, now).map_err(Refused::Replay)
+            });
+        checked.inspect_err(|e| tracing::warn!(reason = %e, "refused a request not proven to come from Slack"))
+    }
+}
+
+/// Why a request was refused before anything was done.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Signature(signature::SignatureError),
+    #[error(transparent)]
+    Replay(crate::replay::Replay),
+}
+
+/// Request ids as people type them (and as buttons carry them).
+pub fn parse_request_id(value: &str) -> Option<RequestId> {
+    RequestId::parse(value).ok()
+}
