@@ -15,11 +15,8 @@ pub enum Format {
 /// Checks the chain. Returns the report and whether it holds.
 pub async fn verify(ledger: &Ledger) -> anyhow::Result<(String, bool)> {
     Ok(match ledger.verify_audit().await? {
-        Verdict::Intact { events, unchained_before, head } => {
+        Verdict::Intact { events, head } => {
             let mut text = format!("audit chain intact: {events} events");
-            if unchained_before > 0 {
-                text.push_str(&format!(" ({unchained_before} written before the chain existed are not covered)"));
-            }
             if let Some(head) = head {
                 text.push_str(&format!("\nhead {head}"));
             }

@@ -277,6 +277,17 @@ async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
             Some("set aws.permissions_boundary_arn (deploy/terraform creates one)"),
         ));
     }
+    out.push(if settings.session_manager_plugin_sha256.is_empty() {
+        check(
+            "session manager plugin",
+            Outcome::Warn,
+            "not pinned: bastions install whatever the download URL serves",
+            Some("set aws.session_manager_plugin_url to a versioned RPM and aws.session_manager_plugin_sha256 to its checksums"),
+        )
+    } else {
+        let arches: Vec<&str> = settings.session_manager_plugin_sha256.keys().map(String::as_str).collect();
+        check("session manager plugin", Outcome::Pass, format!("pinned by SHA-256 for {}", arches.join(", ")), None)
+    });
     out.push(match aws.iam.list_roles().path_prefix(worker::aws::IAM_PATH).max_items(1).send().await {
         Ok(_) => check("iam (reaper)", Outcome::Pass, "may list roles under /fargate-connect/", None),
         Err(e) => aws_fail("iam (reaper)", &AwsError::from_sdk("ListRoles", e), ""),

@@ -220,6 +220,13 @@ impl Policy {
         in_cluster().find(|r| r.name == service).or_else(|| in_cluster().find(|r| r.name == "*"))
     }
 
+    /// The cluster's `*` entry: its `deny` holds for every service of the cluster, named
+    /// entries included (a named entry adds its own allow and deny; it cannot lift a
+    /// cluster-wide deny).
+    fn wildcard(&self, cluster: &str) -> Option<&ServiceRule> {
+        self.services.iter().find(|r| r.cluster == cluster && r.name == "*")
+    }
+
     /// Every group id a decision about `rule` (and admin status) may need.
     pub fn groups_for(&self, rule: Option<&ServiceRule>) -> HashSet<String> {
         let mut groups = HashSet::new();
@@ -234,6 +241,9 @@ impl Policy {
         if let Some(rule) = rule {
             add(&rule.allow);
             add(&rule.deny);
+            if let Some(wildcard) = self.wildcard(&rule.cluster) {
+                add(&wildcard.deny);
+            }
             if let Some(a) = &rule.approval {
                 add(&a.approvers);
             }
@@ -251,7 +261,8 @@ impl Policy {
             let names = self.services.iter().filter(|r| r.cluster == cluster && r.name != "*").map(|r| r.name.as_str());
             return Access::Unknown { suggestion: closest(service, names) };
         };
-        if matches_any(&rule.deny, user, in_group) {
+        let denied_in_cluster = self.wildcard(cluster).is_some_and(|w| matches_any(&w.deny, user, in_group));
+        if denied_in_cluster || matches_any(&rule.deny, user, in_group) {
             return Access::Denied;
         }
         if !matches_any(&rule.allow, user, in_group) {
@@ -372,6 +383,21 @@ break_glass = true
         assert_eq!(p.access("U1", "web", "staging", &|_| false), Access::Unknown { suggestion: None });
         assert_eq!(closest("pay", ["payments", "web"].into_iter()).as_deref(), Some("payments"));
         assert_eq!(closest("wbe", ["payments", "web"].into_iter()).as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn the_clusters_wildcard_deny_holds_for_named_services_too() {
+        let p = policy(
+            "[[services]]\nname = \"*\"\nallow = [\"*\"]\ndeny = [\"U0GONE\", \"S0OFFBOARDED\"]\n\
+             [[services]]\nname = \"web\"\nallow = [\"*\"]\n",
+        );
+        let offboarded = |g: &str| g == "S0OFFBOARDED";
+        assert_eq!(p.access("U0GONE", "web", "prod", &|_| false), Access::Denied);
+        assert_eq!(p.access("U0X", "web", "prod", &offboarded), Access::Denied);
+        assert_eq!(p.access("U0GONE", "anything", "prod", &|_| false), Access::Denied);
+        assert!(matches!(p.access("U0X", "web", "prod", &|_| false), Access::Allowed { .. }));
+        // The group lookup for `web` asks about the cluster-wide deny's groups too.
+        assert!(p.groups_for(p.rule("web", "prod")).contains("S0OFFBOARDED"));
     }
 
     #[test]

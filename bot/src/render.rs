@@ -42,8 +42,21 @@ pub fn slack_date(ms: i64) -> String {
     format!("<!date^{}^{{date_short_pretty}} {{time}}|{}>", ms / 1000, utc(ms))
 }
 
+/// Slack refuses a section whose text is over 3,000 characters (the whole message with it).
+const SECTION_MAX_CHARS: usize = 3000;
+
 fn section(text: String) -> Value {
-    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(text, SECTION_MAX_CHARS)}})
+}
+
+/// `text`, cut to at most `max` characters (ending in `…` when cut).
+fn fit(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 fn context(text: String) -> Value {
@@ -330,5 +343,15 @@ mod tests {
             cli_command("eu-west-1", "i-0abc"),
             "aws ssm start-session --region eu-west-1 --target i-0abc --document-name AWS-StartInteractiveCommand --parameters command=\"connect\""
         );
+    }
+
+    #[test]
+    fn a_long_reply_still_fits_slacks_section_limit() {
+        let long = "x".repeat(5000);
+        let reply = ephemeral(&long);
+        let section = reply["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert_eq!(section.chars().count(), SECTION_MAX_CHARS);
+        assert!(section.ends_with('…'));
+        assert_eq!(ephemeral("short")["blocks"][0]["text"]["text"], "short");
     }
 }

@@ -48,7 +48,8 @@ pub fn verify(
 ) -> Result<(), SignatureError> {
     let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
     let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - ts).abs() > MAX_SKEW_SECS {
+    // `abs_diff`: a timestamp near i64::MIN or MAX must not overflow the subtraction.
+    if now.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let given = signature

@@ -37,6 +37,8 @@ pub struct SlackApi {
     http: reqwest::Client,
     base: String,
     token: Secret,
+    /// The hosts a `response_url` may name (`slack.response_url_hosts`).
+    reply_hosts: Arc<Vec<String>>,
 }
 
 /// Errors Slack will answer the same way however often we ask.
@@ -61,9 +63,19 @@ impl SlackApi {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
+            // Slack's API and hooks never redirect; a redirect would carry a response_url's
+            // message (or the token) somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client with default TLS");
-        Self { http, base: base.trim_end_matches('/').to_string(), token }
+        let reply_hosts = Arc::new(crate::config::SlackSettings::default().response_url_hosts);
+        Self { http, base: base.trim_end_matches('/').to_string(), token, reply_hosts }
+    }
+
+    /// Posts to `response_url`s only on these hosts.
+    pub fn with_reply_hosts(mut self, hosts: &[String]) -> Self {
+        self.reply_hosts = Arc::new(hosts.to_vec());
+        self
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -97,8 +109,17 @@ impl SlackApi {
         })
     }
 
-    /// Posts to a `response_url` (no token: the URL is the capability).
+    /// Posts to a `response_url` (no token: the URL is the capability), if it names one of
+    /// Slack's hook hosts; any other is refused for good, and never logged.
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), SlackError> {
+        let host = reqwest::Url::parse(response_url).ok().and_then(|u| u.host_str().map(str::to_string));
+        match host {
+            Some(host) if self.reply_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) => {}
+            Some(host) => {
+                return Err(SlackError::Permanent(format!("a response_url on {host}, not one of Slack's hook hosts")))
+            }
+            None => return Err(SlackError::Permanent("a response_url that is not a URL".into())),
+        }
         send(self.http.post(response_url).json(body)).await.map(|_| ())
     }
 }

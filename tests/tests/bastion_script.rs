@@ -21,8 +21,11 @@ fn script() -> BastionScript<'static> {
         plugin_url:
             "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
         run_as_user: Some("ops"),
+        plugin_sha256: &NO_PINS,
     }
 }
+
+static NO_PINS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 /// A stub `aws` that logs its arguments and answers as the CLI would with `--output text`.
 const STUB_AWS: &str = r#"#!/bin/bash
@@ -220,11 +223,21 @@ fn user_data_and_connect_are_shellcheck_clean() {
     let connect = dir.0.join("connect.sh");
     let deadline = dir.0.join("deadline.sh");
     let wrapper = dir.0.join("wrapper.sh");
+    let pinned_user_data = dir.0.join("user-data-pinned.sh");
     std::fs::write(&user_data, script().render()).unwrap();
+    let pins: std::collections::BTreeMap<String, String> =
+        [("linux_64bit", "a"), ("linux_arm64", "b")].map(|(k, c)| (k.to_string(), c.repeat(64))).into();
+    let pinned = BastionScript { plugin_sha256: &pins, ..script() }.render();
+    // Pinned: the download is checked before anything is installed from it.
+    let check = pinned.find("sha256sum --check").expect("a checksum check");
+    assert!(check < pinned.find("dnf install -y /root/session-manager-plugin.rpm").unwrap(), "{pinned}");
+    assert!(pinned.contains(&format!("linux_arm64) plugin_sha256={}", "b".repeat(64))), "{pinned}");
+    assert!(!pinned.contains("dnf install -y \"https://"), "no unchecked install: {pinned}");
+    std::fs::write(&pinned_user_data, pinned).unwrap();
     std::fs::write(&connect, script().connect_script()).unwrap();
     std::fs::write(&deadline, worker::aws::user_data::DEADLINE_HELPER).unwrap();
     std::fs::write(&wrapper, worker::aws::user_data::CONNECT_WRAPPER).unwrap();
-    for file in [&user_data, &connect, &deadline, &wrapper] {
+    for file in [&user_data, &pinned_user_data, &connect, &deadline, &wrapper] {
         let out = Command::new(&shellcheck)
             .args(["--shell=bash", "--severity=style"])
             .arg(file)
@@ -232,4 +245,57 @@ fn user_data_and_connect_are_shellcheck_clean() {
             .expect("shellcheck runs");
         assert!(out.status.success(), "shellcheck {}:\n{}", file.display(), String::from_utf8_lossy(&out.stdout));
     }
+}
+
+/// The EC2 example's boot script installs the release binary only when its SHA-256 is the
+/// pinned one: its download lines run here with a stub `curl` serving known bytes.
+#[test]
+fn the_example_installs_the_release_binary_only_with_the_pinned_checksum() {
+    let template =
+        std::fs::read_to_string(harness::moto::repo_root().join("deploy/terraform/examples/ec2/user-data.sh.tftpl"))
+            .unwrap();
+    let start = template.find("# The release binary").expect("the download section");
+    let end = template.find("rm -f /tmp/fargate-connect.download").expect("its end");
+    let section = &template[start..end];
+    let served = b"#!/bin/sh\necho the real release\n";
+    let good = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(served))
+    };
+    let run = |pinned: &str| {
+        let dir = harness::app::TempDir::new();
+        let bin = dir.0.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let payload = dir.0.join("payload");
+        std::fs::write(&payload, served).unwrap();
+        // curl … -o FILE URL: copy the payload to FILE.
+        std::fs::write(
+            bin.join("curl"),
+            format!(
+                "#!/bin/bash\nwhile [ $# -gt 0 ]; do if [ \"$1\" = -o ]; then out=\"$2\"; fi; shift; done\ncp {} \"$out\"\n",
+                payload.display()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(bin.join("curl")).status().unwrap();
+        let installed = dir.0.join("fargate-connect");
+        let script = section
+            .replace("${release_url}", "https://releases.example.com/fargate-connect")
+            .replace("${release_sha256}", pinned)
+            .replace("/tmp/fargate-connect.download", &dir.0.join("download").display().to_string())
+            .replace("/usr/local/bin/fargate-connect", &installed.display().to_string());
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -euo pipefail\n{script}"))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), installed.exists(), dir)
+    };
+    let (status, installed, _dir) = run(&good);
+    assert_eq!((status, installed), (0, true), "the pinned binary is installed");
+    let other = "0".repeat(64);
+    let (status, installed, _dir) = run(&other);
+    assert_ne!(status, 0, "a binary with another checksum stops the boot script");
+    assert!(!installed, "and is not installed");
 }

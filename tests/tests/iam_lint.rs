@@ -53,6 +53,17 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
         ),
         write(
             &dir.0,
+            "bastion-inline-with-the-credential-perimeter.json",
+            &exec_policy(
+                "arn:aws:ecs:eu-west-1:123456789012:cluster/prod",
+                "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                "app",
+                "web",
+                &worker::aws::iam::perimeter_statements(true),
+            ),
+        ),
+        write(
+            &dir.0,
             "bastion-inline-aws-cn.json",
             &exec_policy(
                 "arn:aws-cn:ecs:cn-north-1:123456789012:cluster/prod",
@@ -86,7 +97,7 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
     ];
     let report = lint(&files);
     println!("{report}");
-    assert!(report.contains("5 document(s), 0 failure(s)"), "{report}");
+    assert!(report.contains("6 document(s), 0 failure(s)"), "{report}");
     assert!(report.contains("bastion-trust.json [trust policy]"), "{report}");
 }
 

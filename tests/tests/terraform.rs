@@ -238,6 +238,7 @@ bot_subnet_id        = "{}"
 bastion_subnet_ids   = ["{}"]
 default_cluster      = "prod"
 release_url          = "https://releases.example.com/fargate-connect"
+release_sha256       = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 create_vpc_endpoints = true
 endpoint_subnet_ids  = ["{}"]
 ingress_cidrs        = ["10.0.0.0/16"]

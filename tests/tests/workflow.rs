@@ -434,3 +434,25 @@ async fn a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown()
     assert_defused(&t.reply(ADMIN, "history api").await, "history");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_is_refused_once_the_policy_no_longer_allows_the_requester() {
+    let mut t = start("15m").await;
+    let id = id_in(&t.reply(ALICE, "connect web --for 30m").await);
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let expires_at = t.ledger.get(&id).await.unwrap().expires_at;
+    // The admins deny Alice `web` and restart the bot with that policy.
+    let denying = policy("15m").replace(r#"deny = ["U0MALLORY"]"#, r#"deny = ["U0MALLORY", "U0ALICE"]"#);
+    let fresh =
+        harness::app::test_config_with(&t.config.database.url, &t.config.slack.api_base_url, TIME_BOX, &denying);
+    t.config.policy = fresh.policy;
+    t.restart().await;
+    let reply = t.reply(ALICE, &format!("extend {id} 10m")).await;
+    assert!(reply.contains("The policy no longer lets <@U0ALICE> use *web*"), "{reply}");
+    assert_eq!(t.ledger.get(&id).await.unwrap().expires_at, expires_at, "not extended");
+    assert!(t.audit_kinds(&id).await.contains(&"extend_refused".to_string()));
+    // The admin's own click is refused the same way: the time is the requester's.
+    let reply = t.reply(ADMIN, &format!("extend {id} 10m")).await;
+    assert!(reply.contains("no longer lets"), "{reply}");
+    t.stop().await;
+}

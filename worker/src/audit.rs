@@ -45,8 +45,8 @@ pub fn event_hash(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every event from the first hashed one on links to the one before.
-    Intact { events: u64, unchained_before: u64, head: Option<String> },
+    /// Every event links to the one before it.
+    Intact { events: u64, head: Option<String> },
     /// The first event whose link or hash does not hold.
     Broken { seq: i64, why: String },
 }
@@ -56,7 +56,6 @@ pub enum Verdict {
 pub struct Verifier {
     last: Option<String>,
     events: u64,
-    unchained_before: u64,
     broken: Option<(i64, String)>,
 }
 
@@ -66,13 +65,11 @@ impl Verifier {
             return;
         }
         self.events += 1;
-        let Some(hash) = &row.hash else {
-            if self.last.is_none() {
-                // Written before the chain existed (migration 0002).
-                self.unchained_before += 1;
-                return;
-            }
-            self.broken = Some((row.seq, "the event has no hash (inserted by hand?)".into()));
+        // Every event the bot writes carries its hash: one without (or with an empty one) was
+        // written or changed by hand, wherever it is in the chain (a chain whose first events
+        // lost their hashes must not pass as "not covered").
+        let Some(hash) = row.hash.as_ref().filter(|h| !h.is_empty()) else {
+            self.broken = Some((row.seq, "the event has no hash (inserted or changed by hand?)".into()));
             return;
         };
         if row.prev_hash != self.last {
@@ -94,7 +91,7 @@ impl Verifier {
     pub fn verdict(self) -> Verdict {
         match self.broken {
             Some((seq, why)) => Verdict::Broken { seq, why },
-            None => Verdict::Intact { events: self.events, unchained_before: self.unchained_before, head: self.last },
+            None => Verdict::Intact { events: self.events, head: self.last },
         }
     }
 }
@@ -226,16 +223,24 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies_and_each_kind_of_tampering_is_named() {
         let rows = chain(5);
-        assert!(matches!(verify(&rows), Verdict::Intact { events: 5, unchained_before: 0, .. }));
+        assert!(matches!(verify(&rows), Verdict::Intact { events: 5, .. }));
         let mut edited = rows.clone();
         edited[2].detail = "{\"x\":1}".into();
         assert!(matches!(verify(&edited), Verdict::Broken { seq: 3, ref why } if why.contains("edited")));
         let mut deleted = rows.clone();
         deleted.remove(1);
         assert!(matches!(verify(&deleted), Verdict::Broken { seq: 3, ref why } if why.contains("deleted")));
-        let mut unhashed = rows;
+        let mut unhashed = rows.clone();
         unhashed[4].hash = None;
         assert!(matches!(verify(&unhashed), Verdict::Broken { seq: 5, .. }));
+        // Hashes stripped from the first events, or emptied, break it too.
+        let mut stripped = rows.clone();
+        stripped[0].hash = None;
+        stripped[1].hash = None;
+        assert!(matches!(verify(&stripped), Verdict::Broken { seq: 1, ref why } if why.contains("no hash")));
+        let mut emptied = rows;
+        emptied[2].hash = Some(String::new());
+        assert!(matches!(verify(&emptied), Verdict::Broken { seq: 3, .. }));
     }
 
     #[test]

@@ -14,7 +14,13 @@ pub enum DurationError {
     Invalid(String),
     #[error("a duration must be more than zero")]
     Zero,
+    #[error("`{0}` is too long; a duration is at most 3650d (ten years)")]
+    TooLong(String),
 }
+
+/// The longest duration anyone means (ten years): anything longer is a typo or an attack, and
+/// capping here keeps every later `secs * 1000` (UTC ms) and `as i64` far from overflowing.
+pub const MAX_SECS: u64 = 3650 * 86_400;
 
 impl HumanDuration {
     /// Parses `90s`, `15m`, `2h`, `1d`, and combinations such as `1h30m`. A bare number is
@@ -54,9 +60,12 @@ impl HumanDuration {
         Self::from_secs_checked(total, input)
     }
 
-    fn from_secs_checked(secs: u64, _input: &str) -> Result<Self, DurationError> {
+    fn from_secs_checked(secs: u64, input: &str) -> Result<Self, DurationError> {
         if secs == 0 {
             return Err(DurationError::Zero);
+        }
+        if secs > MAX_SECS {
+            return Err(DurationError::TooLong(input.trim().chars().take(40).collect()));
         }
         Ok(Self(Duration::from_secs(secs)))
     }

@@ -121,8 +121,24 @@ pub async fn find_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Res
 }
 
 /// The bastion security group in `vpc_id`: found by name, or created with no ingress rules.
+/// One found by name is used only if it has no inbound rule (a group someone else made, or
+/// opened since, would let traffic in to a bastion that takes none).
 pub async fn ensure_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<String, AwsError> {
     if let Some(id) = find_security_group(ec2, vpc_id).await? {
+        let groups = ec2
+            .describe_security_groups()
+            .group_ids(&id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+        let inbound = groups.security_groups().first().map(|g| g.ip_permissions().len()).unwrap_or_default();
+        if inbound > 0 {
+            return Err(AwsError::config(&format!(
+                "the security group {BASTION_SECURITY_GROUP} ({id}) in {vpc_id} has {inbound} inbound rule(s); \
+                 bastions take no inbound traffic. Remove the rules, or set aws.security_group_id to a group \
+                 without any"
+            )));
+        }
         return Ok(id);
     }
     let created = ec2

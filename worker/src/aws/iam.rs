@@ -124,6 +124,50 @@ pub fn exec_policy(
     policy.to_string()
 }
 
+/// The credential perimeter, added to every bastion role: its instance credentials work only
+/// from the bastion. Calls through a VPC endpoint must come from the VPC and the private
+/// address the credentials were delivered to (`aws:EC2InstanceSourceVPC`,
+/// `aws:EC2InstanceSourcePrivateIPv4`: AWS sets them on every call made with instance
+/// credentials, `ec2:SourceInstanceARN` says it is one); AWS services acting on the role's
+/// behalf are exempt. With `exec_through_vpc_endpoint`, `ecs:ExecuteCommand` is refused unless
+/// it comes through a VPC endpoint at all, which closes the public endpoint too: a person who
+/// copied the credentials to a laptop cannot open an exec session with them.
+pub fn perimeter_statements(exec_through_vpc_endpoint: bool) -> Vec<serde_json::Value> {
+    let from_the_instance = |key: &str, variable: &str| {
+        json!({
+            "StringNotEquals": {key: format!("${{{variable}}}")},
+            "Null": {"ec2:SourceInstanceARN": "false"},
+            "BoolIfExists": {"aws:ViaAWSService": "false"}
+        })
+    };
+    let mut statements = vec![
+        json!({
+            "Sid": "CredentialsOnlyInTheBastionsVpc",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": from_the_instance("aws:ec2InstanceSourceVPC", "aws:SourceVpc")
+        }),
+        json!({
+            "Sid": "CredentialsOnlyFromTheBastionsAddress",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": from_the_instance("aws:ec2InstanceSourcePrivateIPv4", "aws:VpcSourceIp")
+        }),
+    ];
+    if exec_through_vpc_endpoint {
+        statements.push(json!({
+            "Sid": "ExecOnlyThroughTheVpcEndpoint",
+            "Effect": "Deny",
+            "Action": "ecs:ExecuteCommand",
+            "Resource": "*",
+            "Condition": {"Null": {"aws:SourceVpc": "true"}}
+        }));
+    }
+    statements
+}
+
 /// The policy documents of a role: its inline policies and the default versions of its
 /// attached managed policies, parsed.
 pub struct RoleDocuments(pub Vec<serde_json::Value>);
@@ -257,6 +301,9 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
         if !e.code_is("EntityAlreadyExists") {
             return Err(e);
         }
+        // Made by an earlier attempt of this job, or by someone else: use it only if it is as
+        // this bot makes them.
+        check_existing_role(iam, &name).await?;
     }
     iam.put_role_policy()
         .role_name(&name)
@@ -300,6 +347,55 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
         }
     }
     Ok(profile.arn().to_string())
+}
+
+/// A role with our name that already exists must be one this bot made: trusted by EC2 alone,
+/// with no managed policy attached and no inline policy but ours. Anything else is refused (a
+/// role someone prepared with wider grants or another trust would be handed to the person).
+/// Read through ListRoles (which the bot may call on its path) and the two policy lists.
+async fn check_existing_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<(), AwsError> {
+    let refuse = |why: &str| {
+        AwsError::config(&format!(
+            "an IAM role named {name} already exists and {why}; this bot did not make it so. Find out who \
+             made it and delete it before asking again"
+        ))
+    };
+    let mut roles = iam.list_roles().path_prefix(IAM_PATH).into_paginator().items().send();
+    let mut trust = None;
+    while let Some(role) = roles.next().await {
+        let role = role.map_err(|e| AwsError::from_sdk("ListRoles", e))?;
+        if role.role_name() == name {
+            trust = role.assume_role_policy_document().and_then(parse_document);
+        }
+    }
+    let Some(trust) = trust else {
+        // Not listed yet (IAM is eventually consistent): the job's next attempt looks again.
+        return Err(AwsError {
+            action: "ListRoles",
+            code: None,
+            message: format!("{name} exists but is not listed yet"),
+            retryable: true,
+        });
+    };
+    let ours: serde_json::Value = serde_json::from_str(&trust_policy()).expect("our trust policy is JSON");
+    if trust != ours {
+        return Err(refuse("trusts other principals than EC2"));
+    }
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListAttachedRolePolicies", e))?;
+    if !attached.attached_policies().is_empty() {
+        return Err(refuse("has managed policies attached"));
+    }
+    let inline =
+        iam.list_role_policies().role_name(name).send().await.map_err(|e| AwsError::from_sdk("ListRolePolicies", e))?;
+    if inline.policy_names().iter().any(|p| p != INLINE_POLICY) {
+        return Err(refuse("has inline policies other than ours"));
+    }
+    Ok(())
 }
 
 /// Which of a request's role and instance profile exist.
@@ -489,5 +585,23 @@ mod tests {
             "arn:aws:ecs:eu-west-1:1:cluster/prod"
         );
         assert!(!policy.to_string().contains("ssm:GetParameter"), "{policy}");
+    }
+
+    #[test]
+    fn the_perimeter_keeps_the_credentials_on_the_bastion() {
+        let statements = perimeter_statements(true);
+        let text = serde_json::Value::Array(statements.clone()).to_string();
+        for needle in [
+            r#""aws:ec2InstanceSourceVPC":"${aws:SourceVpc}""#,
+            r#""aws:ec2InstanceSourcePrivateIPv4":"${aws:VpcSourceIp}""#,
+            r#""ec2:SourceInstanceARN":"false""#,
+            r#""aws:ViaAWSService":"false""#,
+            r#""aws:SourceVpc":"true""#,
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert!(statements.iter().all(|s| s["Effect"] == "Deny"));
+        // Through a NAT: no endpoint to require, the in-VPC checks stay.
+        assert_eq!(perimeter_statements(false).len(), 2);
     }
 }

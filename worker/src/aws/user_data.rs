@@ -25,6 +25,9 @@ pub struct BastionScript<'a> {
     pub plugin_url: &'a str,
     /// The OS user Session Manager's Run As preference starts sessions as (created here).
     pub run_as_user: Option<&'a str>,
+    /// The plugin RPM's pinned SHA-256 per architecture (`linux_64bit`, `linux_arm64`); when
+    /// set, the download is checked before it is installed.
+    pub plugin_sha256: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The user `connect` runs as: the only one besides root that may reach the instance metadata
@@ -197,6 +200,43 @@ exec aws ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TA
         )
     }
 
+    /// Installs the plugin (retried: the download is over the network). Pinned: downloaded,
+    /// checked against this architecture's SHA-256, then installed from the file; a mismatch
+    /// stops the script, so the bastion never becomes ready with another plugin.
+    fn plugin_install(&self) -> String {
+        let url = self.plugin_url.replace("{arch}", "${plugin_arch}");
+        if self.plugin_sha256.is_empty() {
+            return format!(
+                r#"for attempt in 1 2 3 4 5; do
+  if dnf install -y "{url}"; then
+    break
+  fi
+  echo "plugin install attempt ${{attempt}} failed; retrying" >&2
+  sleep $((attempt * 5))
+done
+"#
+            );
+        }
+        let sums: String =
+            self.plugin_sha256.iter().map(|(arch, sum)| format!("  {arch}) plugin_sha256={sum} ;;\n")).collect();
+        format!(
+            r#"case "$plugin_arch" in
+{sums}  *) echo "no pinned plugin checksum for $plugin_arch" >&2; exit 1 ;;
+esac
+for attempt in 1 2 3 4 5; do
+  if curl --fail --silent --show-error --location --proto '=https' -o /root/session-manager-plugin.rpm "{url}"; then
+    break
+  fi
+  echo "plugin download attempt ${{attempt}} failed; retrying" >&2
+  sleep $((attempt * 5))
+done
+echo "$plugin_sha256  /root/session-manager-plugin.rpm" | sha256sum --check --strict -
+dnf install -y /root/session-manager-plugin.rpm
+rm -f /root/session-manager-plugin.rpm
+"#
+        )
+    }
+
     /// The one sudoers rule per session user: `connect` as the connect user, nothing else.
     pub fn sudoers(&self) -> String {
         let mut users = vec!["ssm-user"];
@@ -246,14 +286,7 @@ case "$(uname -m)" in
   aarch64) plugin_arch=linux_arm64 ;;
   *) plugin_arch=linux_64bit ;;
 esac
-for attempt in 1 2 3 4 5; do
-  if dnf install -y "{plugin_url}"; then
-    break
-  fi
-  echo "plugin install attempt ${{attempt}} failed; retrying" >&2
-  sleep $((attempt * 5))
-done
-
+{plugin_install}
 # 4. The prefilled connect command, and the wrapper that runs it as {user}.
 install -d -m 0755 /usr/local/libexec/fargate-connect
 cat > {connect_path} <<'CONNECT'
@@ -273,7 +306,7 @@ touch {ready}
             deadline_helper = DEADLINE_HELPER,
             deadline = self.deadline_epoch,
             ready = READY_MARKER,
-            plugin_url = self.plugin_url.replace("{arch}", "${plugin_arch}"),
+            plugin_install = self.plugin_install(),
             run_as = match self.run_as_user {
                 Some(user) => format!(
                     "# Session Manager's Run As user, whom sessions start as.\nid -u {u} >/dev/null 2>&1 || useradd --create-home {u}\n",
@@ -309,6 +342,7 @@ mod tests {
             plugin_url:
                 "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/{arch}/session-manager-plugin.rpm",
             run_as_user: Some("ops"),
+            plugin_sha256: &Default::default(),
         }
         .render();
         assert!(script.starts_with("#!/bin/bash"));

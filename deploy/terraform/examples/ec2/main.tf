@@ -120,6 +120,7 @@ locals {
   })
   user_data = templatefile("${path.module}/user-data.sh.tftpl", {
     release_url       = var.release_url
+    release_sha256    = var.release_sha256
     config            = local.config
     unit              = file("${path.module}/../../../systemd/fargate-connect.service")
     region            = var.region

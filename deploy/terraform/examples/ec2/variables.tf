@@ -34,6 +34,16 @@ variable "release_url" {
   type        = string
 }
 
+variable "release_sha256" {
+  description = "SHA-256 (hex) of that binary: the instance refuses to install anything else (`sha256sum fargate-connect`)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.release_sha256))
+    error_message = "release_sha256 must be 64 lowercase hex digits (sha256sum's output)."
+  }
+}
+
 variable "slack_signing_secret_parameter" {
   description = "Name of the SecureString parameter holding Slack's signing secret."
   type        = string
