@@ -1,6 +1,7 @@
 //! The HTTP listeners. hyper is given a timer, so a client that trickles its request line and
 //! headers, or sits idle between two requests, is cut off after `server.header_timeout`; a
-//! body must arrive within `server.body_timeout`; at most `server.max_connections` are served
+//! request (its body included) must be done within `server.body_timeout`; no connection
+//! lives past five minutes; at most `server.max_connections` are served
 //! at once (the rest wait in the kernel's backlog, so file descriptors stay bounded whatever
 //! the load). Two listeners: the one Slack reaches (`server.bind`), and the operators' one
 //! (`server.ops_bind`, loopback by default) for `/metrics` and `/readyz`, which a flood of
@@ -45,6 +46,9 @@ impl Open {
     }
 }
 
+/// The longest a connection is kept, busy or not.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
 /// How long shutdown waits for requests under way.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -58,7 +62,12 @@ pub async fn serve(
     open: Arc<Open>,
     shutdown: impl Future,
 ) {
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout));
+    // One deadline for the whole request, its body included (a per-frame body timeout would
+    // let a client trickle one byte per period for ever).
+    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        limits.body_timeout,
+    ));
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -95,8 +104,12 @@ pub async fn serve(
         }
         gauge(&open, name).fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(listener = name, error = %e, "connection ended with an error");
+            // However busy a client keeps it, a connection ends after `MAX_CONNECTION_AGE`, so
+            // a permit is never held for good.
+            match tokio::time::timeout(MAX_CONNECTION_AGE, connection).await {
+                Ok(Err(e)) => tracing::debug!(listener = name, error = %e, "connection ended with an error"),
+                Ok(Ok(())) => {}
+                Err(_) => tracing::debug!(listener = name, "connection closed at its maximum age"),
             }
             gauge(&open, name).fetch_sub(1, Ordering::Relaxed);
             drop(permit);

@@ -112,8 +112,15 @@ impl SlackApi {
     /// Posts to a `response_url` (no token: the URL is the capability), if it names one of
     /// Slack's hook hosts; any other is refused for good, and never logged.
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), SlackError> {
-        let host = reqwest::Url::parse(response_url).ok().and_then(|u| u.host_str().map(str::to_string));
+        let url = reqwest::Url::parse(response_url).ok();
+        let host = url.as_ref().and_then(|u| u.host_str().map(str::to_string));
+        // https only; plain http only to a loopback stand-in (tests, the sandbox).
+        let secure = url.as_ref().is_some_and(|u| u.scheme() == "https")
+            || host.as_deref().is_some_and(|h| h == "127.0.0.1" || h == "localhost");
         match host {
+            Some(host) if !secure => {
+                return Err(SlackError::Permanent(format!("a response_url on {host} that is not https")))
+            }
             Some(host) if self.reply_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) => {}
             Some(host) => {
                 return Err(SlackError::Permanent(format!("a response_url on {host}, not one of Slack's hook hosts")))

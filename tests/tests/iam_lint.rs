@@ -59,7 +59,7 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
                 "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
                 "app",
                 "web",
-                &worker::aws::iam::perimeter_statements(true),
+                &worker::aws::iam::perimeter_statements(true, true),
             ),
         ),
         write(

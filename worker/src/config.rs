@@ -37,6 +37,11 @@ pub struct AwsSettings {
     /// ECS through a NAT (then only the in-VPC checks of the credential perimeter apply).
     #[serde(default = "yes")]
     pub exec_through_vpc_endpoint: bool,
+    /// The bastion role's in-VPC checks: calls through a VPC endpoint must come from the VPC
+    /// and address its credentials were delivered to. `false` where the endpoints live in
+    /// another VPC (a shared "hub"), where `aws:SourceVpc` is that VPC and would refuse all.
+    #[serde(default = "yes")]
+    pub credential_perimeter: bool,
     /// Public SSM parameter that names the bastion AMI; `{arch}` becomes `x86_64` or `arm64`
     /// to match each instance type.
     #[serde(default = "default_ami_parameter")]
@@ -85,8 +90,8 @@ fn default_ami_parameter() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
-    /// Bastions running or on their way, for everyone together (requests waiting for an
-    /// approver do not count until approved).
+    /// Bastions running or on their way, for everyone together (a request waiting for an
+    /// approver counts: it holds its place).
     pub live_bastions: i64,
     /// Open requests of one person, all services together.
     pub open_per_person: i64,

@@ -207,7 +207,15 @@ impl Provisioner {
                 self.notices.notify_one(); // the requester's card is queued
             }
             RequestState::Provisioning => {}
-            _ => return Ok(Step::Done), // cancelled, failed or already further along
+            state => {
+                // Ended (or failed) after an earlier run of this job created something: its
+                // teardown may have looked before that, so ask for one more.
+                let earlier_run = attempt > 1 || job.progress.is_some();
+                if (earlier_run && !state.is_open()) || state == RequestState::Ending {
+                    self.ledger.ensure_teardown(request_id).await?;
+                }
+                return Ok(Step::Done); // cancelled, failed or already further along
+            }
         }
 
         // A later look while the bastion becomes ready.
@@ -258,10 +266,13 @@ impl Provisioner {
                 task_arn: &task_arn,
                 container: &container,
                 permissions_boundary: self.settings.permissions_boundary_arn.as_deref(),
-                grants: iam::perimeter_statements(self.settings.exec_through_vpc_endpoint)
-                    .into_iter()
-                    .chain(exec_settings::grant_statements(&self.settings, &cluster_arn))
-                    .collect(),
+                grants: iam::perimeter_statements(
+                    self.settings.credential_perimeter,
+                    self.settings.exec_through_vpc_endpoint,
+                )
+                .into_iter()
+                .chain(exec_settings::grant_statements(&self.settings, &cluster_arn))
+                .collect(),
             },
         )
         .await?;
@@ -525,7 +536,10 @@ impl Provisioner {
         // Past the bound, a look that found no progress ends the wait (one that did, e.g. the
         // first look after the bot was down a while, earns the next look).
         let past = now_ms() + delay.as_millis() as i64 > waiting.since + timeout.as_millis() as i64;
-        if past && waiting.stage.rank() <= before {
+        // A probe still on its way is let finish (Run Command bounds it): after a long outage
+        // the first look past the bound sends it, the next ones wait for its answer.
+        let probing = matches!(waiting.stage, Readiness::Online(Some(_)));
+        if past && waiting.stage.rank() <= before && !probing {
             return Err(JobError::Fatal(format!(
                 "the bastion {instance_id} was not {} within {}",
                 waiting.stage.waiting_for(),

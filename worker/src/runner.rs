@@ -133,23 +133,24 @@ impl Runner {
                 let until = Duration::from_millis((next - now_ms()).max(0) as u64);
                 sleep = sleep.min(until);
             }
-            // A postponed job (a bastion not ready yet) is due before the next poll.
+            // A postponed job (a bastion not ready yet) is due before the next poll. One due
+            // already is waiting for a slot: a finishing job wakes the loop for it.
             if let Ok(Some(next)) = self.ledger().next_job_at().await {
-                let until = Duration::from_millis((next - now_ms()).max(MIN_PASS_GAP.as_millis() as i64) as u64);
-                sleep = sleep.min(until);
+                let now = now_ms();
+                if next > now {
+                    sleep = sleep.min(Duration::from_millis((next - now) as u64));
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
                 Some(done) = running.join_next_with_id() => {
-                    if let Ok((id, ())) = done { in_flight.remove(&id); }
+                    in_flight.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
             while let Some(done) = running.try_join_next_with_id() {
-                if let Ok((id, ())) = done {
-                    in_flight.remove(&id);
-                }
+                in_flight.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
             }
         }
         if let Some(reaping) = reaping {
@@ -182,16 +183,26 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
         let ledger = ledger.clone();
         let job = job.clone();
         tokio::spawn(async move {
+            let mut held_until = tokio::time::Instant::now() + lease;
             loop {
                 tokio::time::sleep(lease / 3).await;
                 match ledger.renew_lease(&job, lease).await {
-                    Ok(Lease::Held) => {}
+                    Ok(Lease::Held) => held_until = tokio::time::Instant::now() + lease,
                     Ok(Lease::Lost) => {
                         tracing::warn!(job_id = job.id, request_id = %job.request_id, "lease lost to another worker; stopping this run");
                         let _ = lost.send(());
                         return;
                     }
-                    Err(e) => tracing::warn!(job_id = job.id, error = %e, "lease renewal failed"),
+                    Err(e) => {
+                        tracing::warn!(job_id = job.id, error = %e, "lease renewal failed");
+                        // Not renewed in time: another worker may take the job now, so this
+                        // run must not go on beside it.
+                        if tokio::time::Instant::now() >= held_until {
+                            tracing::warn!(job_id = job.id, "the lease ran out unrenewed; stopping this run");
+                            let _ = lost.send(());
+                            return;
+                        }
+                    }
                 }
             }
         })

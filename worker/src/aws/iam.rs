@@ -129,10 +129,12 @@ pub fn exec_policy(
 /// address the credentials were delivered to (`aws:EC2InstanceSourceVPC`,
 /// `aws:EC2InstanceSourcePrivateIPv4`: AWS sets them on every call made with instance
 /// credentials, `ec2:SourceInstanceARN` says it is one); AWS services acting on the role's
-/// behalf are exempt. With `exec_through_vpc_endpoint`, `ecs:ExecuteCommand` is refused unless
-/// it comes through a VPC endpoint at all, which closes the public endpoint too: a person who
-/// copied the credentials to a laptop cannot open an exec session with them.
-pub fn perimeter_statements(exec_through_vpc_endpoint: bool) -> Vec<serde_json::Value> {
+/// behalf are exempt. Calls that come through no endpoint carry neither key, and IAM then
+/// applies neither Deny: so with `exec_through_vpc_endpoint`, `ecs:ExecuteCommand` is refused
+/// unless it comes through a VPC endpoint at all, which closes the public endpoint too: a
+/// person who copied the credentials to a laptop cannot open an exec session with them (the SSM
+/// agent's own actions stay usable from anywhere; they open no shell in a task).
+pub fn perimeter_statements(in_vpc: bool, exec_through_vpc_endpoint: bool) -> Vec<serde_json::Value> {
     let from_the_instance = |key: &str, variable: &str| {
         json!({
             "StringNotEquals": {key: format!("${{{variable}}}")},
@@ -140,22 +142,25 @@ pub fn perimeter_statements(exec_through_vpc_endpoint: bool) -> Vec<serde_json::
             "BoolIfExists": {"aws:ViaAWSService": "false"}
         })
     };
-    let mut statements = vec![
-        json!({
-            "Sid": "CredentialsOnlyInTheBastionsVpc",
-            "Effect": "Deny",
-            "Action": "*",
-            "Resource": "*",
-            "Condition": from_the_instance("aws:ec2InstanceSourceVPC", "aws:SourceVpc")
-        }),
-        json!({
-            "Sid": "CredentialsOnlyFromTheBastionsAddress",
-            "Effect": "Deny",
-            "Action": "*",
-            "Resource": "*",
-            "Condition": from_the_instance("aws:ec2InstanceSourcePrivateIPv4", "aws:VpcSourceIp")
-        }),
-    ];
+    let mut statements = Vec::new();
+    if in_vpc {
+        statements.extend([
+            json!({
+                "Sid": "CredentialsOnlyInTheBastionsVpc",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": from_the_instance("aws:ec2InstanceSourceVPC", "aws:SourceVpc")
+            }),
+            json!({
+                "Sid": "CredentialsOnlyFromTheBastionsAddress",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": from_the_instance("aws:ec2InstanceSourcePrivateIPv4", "aws:VpcSourceIp")
+            }),
+        ]);
+    }
     if exec_through_vpc_endpoint {
         statements.push(json!({
             "Sid": "ExecOnlyThroughTheVpcEndpoint",
@@ -373,7 +378,10 @@ async fn check_existing_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<()
         return Err(AwsError {
             action: "ListRoles",
             code: None,
-            message: format!("{name} exists but is not listed yet"),
+            message: format!(
+                "a role named {name} exists but is not listed under {IAM_PATH}: someone else's on another path, \
+                 or IAM does not list it yet (tried again)"
+            ),
             retryable: true,
         });
     };
@@ -589,7 +597,7 @@ mod tests {
 
     #[test]
     fn the_perimeter_keeps_the_credentials_on_the_bastion() {
-        let statements = perimeter_statements(true);
+        let statements = perimeter_statements(true, true);
         let text = serde_json::Value::Array(statements.clone()).to_string();
         for needle in [
             r#""aws:ec2InstanceSourceVPC":"${aws:SourceVpc}""#,
@@ -602,6 +610,8 @@ mod tests {
         }
         assert!(statements.iter().all(|s| s["Effect"] == "Deny"));
         // Through a NAT: no endpoint to require, the in-VPC checks stay.
-        assert_eq!(perimeter_statements(false).len(), 2);
+        assert_eq!(perimeter_statements(true, false).len(), 2);
+        // Endpoints in a hub VPC: only the exec rule.
+        assert_eq!(perimeter_statements(false, true).len(), 1);
     }
 }

@@ -18,9 +18,11 @@ use tokio::sync::mpsc;
 pub(super) const OPEN_REQUEST_ID_SQL: &str =
     "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
-/// Bastions running or on their way (`limits.live_bastions`): the `requests_due` index.
-pub(super) const LIVE_SQL: &str =
-    "SELECT COUNT(*) FROM requests WHERE state IN ('requested','approved','provisioning','ready','ending')";
+/// Bastions running or on their way (`limits.live_bastions`), a request waiting for its
+/// approver included (it holds its place: an approval never goes past the cap): the
+/// `requests_due` index.
+pub(super) const LIVE_SQL: &str = "SELECT COUNT(*) FROM requests
+       WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready','ending')";
 /// One person's open requests (`limits.open_per_person`): the `requests_open_by_user` index.
 pub(super) const OPEN_BY_PERSON_SQL: &str = "SELECT COUNT(*) FROM requests WHERE requester_id = ?1
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
@@ -213,7 +215,7 @@ fn over_limit(
         let retry_at = oldest.unwrap_or(now) + HOUR_MS;
         return Ok(Some(LimitReached::PerPersonPerHour { limit: limits.per_person_per_hour, retry_at }));
     }
-    if new.approval.is_none() && live >= limits.live_bastions {
+    if live >= limits.live_bastions {
         return Ok(Some(LimitReached::LiveBastions { limit: limits.live_bastions }));
     }
     Ok(None)
@@ -307,8 +309,8 @@ fn write_batch(
                         // The card is first posted when provisioning starts (`transition`), a
                         // moment later; the acknowledgement already says it is on its way.
                         job.execute(rusqlite::params![id.as_str(), now])?;
-                        live += 1;
                     }
+                    live += 1;
                     if new.break_glass {
                         let line = Notice::AuditLine {
                             text: format!(

@@ -195,7 +195,9 @@ impl Ledger {
 }
 
 /// Asks for a job: a new row, or, when the same (request, kind) job exists (perhaps running),
-/// the earlier of the two due times and a new generation, so a running one runs again.
+/// the earlier of the two due times (never before a running one's lease ends: it is not
+/// claimable before, and `next_job_at` must not say otherwise) and a new generation, so a
+/// running one runs again.
 pub(crate) async fn enqueue_job(
     tx: &mut Transaction<'_, Sqlite>,
     request_id: &str,
@@ -204,7 +206,8 @@ pub(crate) async fn enqueue_job(
 ) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO jobs (request_id, kind, run_at) VALUES (?, ?, ?)
-         ON CONFLICT (request_id, kind) DO UPDATE SET run_at = MIN(run_at, excluded.run_at),
+         ON CONFLICT (request_id, kind) DO UPDATE SET
+             run_at = MAX(MIN(run_at, excluded.run_at), COALESCE(lease_until, 0)),
              generation = generation + 1",
     )
     .bind(request_id)

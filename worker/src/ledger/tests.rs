@@ -267,6 +267,11 @@ async fn a_job_asked_for_again_while_it_runs_runs_once_more() {
     let first = ledger.claim_job(Duration::from_secs(60), true).await.unwrap().unwrap();
     // Asked for again while the first run is under way (a launch finished after End).
     ledger.ensure_teardown(&r.id).await.unwrap();
+    // Not claimable before the running one's lease ends, and the runner is not told otherwise
+    // (it would wake every pass until then).
+    let run_at: i64 =
+        sqlx::query_scalar("SELECT run_at FROM jobs WHERE kind = 'teardown'").fetch_one(ledger.pool()).await.unwrap();
+    assert!(run_at > now_ms() + 50_000, "due at {run_at}, inside the running one's lease");
     assert_eq!(ledger.complete_job(&first).await.unwrap(), Lease::Held);
     let again = ledger.claim_job(Duration::from_secs(60), true).await.unwrap().expect("the teardown runs once more");
     assert_eq!((again.id, again.attempts), (first.id, 1));
