@@ -19,10 +19,11 @@ pub(super) const OPEN_REQUEST_ID_SQL: &str =
     "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
 /// Bastions running or on their way (`limits.live_bastions`), a request waiting for its
-/// approver included (it holds its place: an approval never goes past the cap): the
-/// `requests_due` index.
-pub(super) const LIVE_SQL: &str = "SELECT COUNT(*) FROM requests
-       WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready','ending')";
+/// approver included (it holds its place: an approval never goes past the cap), counted up to
+/// ?1 (the cap: all the check needs, so its cost is bounded by the cap): the `requests_due`
+/// index.
+pub(super) const LIVE_SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM requests
+       WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready','ending') LIMIT ?1)";
 /// One person's open requests (`limits.open_per_person`): the `requests_open_by_user` index.
 pub(super) const OPEN_BY_PERSON_SQL: &str = "SELECT COUNT(*) FROM requests WHERE requester_id = ?1
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
@@ -48,6 +49,7 @@ pub(super) fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, ch
     let mut connection: Option<rusqlite::Connection> = None;
     let mut ids = RequestIds::new();
     let mut wal = WalRestart::default();
+    let mut live = None;
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < INTAKE_BATCH {
@@ -60,7 +62,10 @@ pub(super) fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, ch
             connection = open_intake(&path).map_err(|e| tracing::error!(error = %e, "intake connection")).ok();
         }
         let written = match connection.as_mut() {
-            Some(conn) => write_batch(conn, &mut ids, &batch).map_err(|e| e.to_string()),
+            Some(conn) => write_batch(conn, &mut ids, &mut live, &batch).map_err(|e| {
+                live = None; // counted again at the next batch
+                e.to_string()
+            }),
             None => Err("no database connection".to_string()),
         };
         match written {
@@ -221,14 +226,21 @@ fn over_limit(
     Ok(None)
 }
 
+/// Writes one batch. `live` is the writer's count of live bastions from the last batch: only
+/// this writer adds live requests, so it never counts too few, and it is trusted while under a
+/// request's cap; at or over it, the count is taken again in this transaction before anyone
+/// is refused (so a bastion that ended meanwhile frees its place at once, and a request costs
+/// no count at all far from the cap).
 fn write_batch(
     conn: &mut rusqlite::Connection,
     ids: &mut RequestIds,
+    live: &mut Option<i64>,
     batch: &[Intake],
 ) -> rusqlite::Result<Vec<Written>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut live_now = None;
     {
         // A second open request of the same person and service (the partial unique index) or
         // an id already taken is skipped by ON CONFLICT; the open-request lookup tells which.
@@ -251,10 +263,17 @@ fn write_batch(
         let mut last_hash: Option<String> = tx.query_row(LAST_HASH_SQL, [], |row| row.get(0)).optional()?.flatten();
         let mut open_by = tx.prepare_cached(OPEN_BY_PERSON_SQL)?;
         let mut recent_by = tx.prepare_cached(RECENT_BY_PERSON_SQL)?;
-        let mut live: i64 = tx.query_row(LIVE_SQL, [], |row| row.get(0))?;
+        let mut count_live = tx.prepare_cached(LIVE_SQL)?;
         for intake in batch {
             let new = &intake.new;
-            if let Some(limit) = over_limit(&mut open_by, &mut recent_by, live, new, now)? {
+            let cap = new.limits.live_bastions;
+            let known = live_now.or(*live).filter(|n| *n < cap);
+            let count = match known {
+                Some(n) => n,
+                None => count_live.query_row(rusqlite::params![cap], |row| row.get(0))?,
+            };
+            live_now = Some(count);
+            if let Some(limit) = over_limit(&mut open_by, &mut recent_by, count, new, now)? {
                 // Enter pressed twice is still told about its open request, not a limit.
                 let existing: Option<String> = open
                     .query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0))
@@ -310,7 +329,7 @@ fn write_batch(
                         // moment later; the acknowledgement already says it is on its way.
                         job.execute(rusqlite::params![id.as_str(), now])?;
                     }
-                    live += 1;
+                    live_now = Some(count + 1);
                     if new.break_glass {
                         let line = Notice::AuditLine {
                             text: format!(
@@ -345,6 +364,7 @@ fn write_batch(
         }
     }
     tx.commit()?;
+    *live = live_now.or(*live);
     Ok(outcomes)
 }
 
