@@ -57,7 +57,7 @@ impl AppState {
             .map_err(Refused::Signature)
             .and_then(|()| {
                 // Both headers were there and valid, or the signature check had failed.
-                let at = timestamp.and_then(|t| t.parse().ok()).unwrap_or_default();
+                let at = timestamp.and_then(|t| signature::timestamp_of(t).ok()).unwrap_or_default();
                 self.replays.check(sig.unwrap_or_default(), at, now).map_err(Refused::Replay)
             });
         checked.inspect_err(|e| tracing::warn!(reason = %e, "refused a request not proven to come from Slack"))

@@ -38,6 +38,11 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
 }
 
+/// The Unix seconds of an `X-Slack-Request-Timestamp` header.
+pub fn timestamp_of(header: &str) -> Result<i64, SignatureError> {
+    header.trim().parse().map_err(|_| SignatureError::BadTimestamp)
+}
+
 /// Checks a request as Slack signs it; `now` is Unix seconds.
 pub fn verify(
     secret: &[u8],
@@ -47,7 +52,7 @@ pub fn verify(
     now: i64,
 ) -> Result<(), SignatureError> {
     let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
-    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+    let ts = timestamp_of(timestamp)?;
     // `abs_diff`: a timestamp near i64::MIN or MAX must not overflow the subtraction.
     if now.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);

@@ -346,14 +346,9 @@ impl Provisioner {
     /// The wait for readiness, from its first look. It counts from the launch (so a retried
     /// job, which starts the wait again, is not given more time).
     fn start_waiting(&self, request: &Request) -> Waiting {
-        let launched_at = request
-            .launch
-            .as_deref()
-            .and_then(|l| serde_json::from_str::<LaunchInfo>(l).ok())
-            .and_then(|l| l.launched_at);
         Waiting {
             stage: Readiness::Launching,
-            since: launched_at.unwrap_or_else(now_ms),
+            since: request.launched_at().unwrap_or_else(now_ms),
             delay_ms: self.worker.ready_poll_ms.max(10),
         }
     }
@@ -639,13 +634,9 @@ impl Provisioner {
     pub async fn teardown(&self, request_id: &str) -> Result<Step, JobError> {
         let request = self.ledger.get(request_id).await?;
         // The instance first: its going away is what ends the access, so it must not wait.
-        let launched_at = request
-            .launch
-            .as_deref()
-            .and_then(|l| serde_json::from_str::<LaunchInfo>(l).ok())
-            .and_then(|l| l.launched_at);
         let terminated =
-            ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref(), launched_at).await?;
+            ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref(), request.launched_at())
+                .await?;
         let mut sessions = 0;
         if let Some(instance) = &request.instance_id {
             sessions = ssm::end_sessions(&self.aws.ssm, instance).await?;

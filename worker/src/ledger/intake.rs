@@ -201,6 +201,11 @@ pub(super) enum Written {
     Refused(LimitReached),
 }
 
+/// The id of the open request of `new`'s person for the same service and cluster.
+fn open_request_of(open: &mut rusqlite::CachedStatement<'_>, new: &NewRequest) -> rusqlite::Result<Option<String>> {
+    open.query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0)).optional()
+}
+
 /// The first limit `new` would go over, with `live` bastions counted so far.
 fn over_limit(
     open_by: &mut rusqlite::CachedStatement<'_>,
@@ -275,10 +280,7 @@ fn write_batch(
             live_now = Some(count);
             if let Some(limit) = over_limit(&mut open_by, &mut recent_by, count, new, now)? {
                 // Enter pressed twice is still told about its open request, not a limit.
-                let existing: Option<String> = open
-                    .query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0))
-                    .optional()?;
-                outcomes.push(match existing {
+                outcomes.push(match open_request_of(&mut open, new)? {
                     Some(id) => Written::AlreadyOpen(id),
                     None => Written::Refused(limit),
                 });
@@ -349,10 +351,7 @@ fn write_batch(
                     }
                     break Written::Created(Box::new(stored_request(new, id.as_str(), now)));
                 }
-                let existing: Option<String> = open
-                    .query_row(rusqlite::params![new.requester_id, new.service, new.cluster], |row| row.get(0))
-                    .optional()?;
-                if let Some(existing) = existing {
+                if let Some(existing) = open_request_of(&mut open, new)? {
                     break Written::AlreadyOpen(existing);
                 }
                 // Otherwise the id was taken (by another writer, or before a restart): draw

@@ -20,6 +20,7 @@ pub(crate) use outbox::push_outbox;
 pub use outbox::OutboxRow;
 
 use crate::audit_line::Subject;
+use crate::events::LaunchInfo;
 use crate::state::RequestState;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -132,6 +133,11 @@ impl Request {
     /// Who asked for what, as the audit channel's lines name it.
     pub fn subject(&self) -> Subject<'_> {
         Subject { requester: &self.requester_id, service: &self.service, cluster: &self.cluster, request: &self.id }
+    }
+
+    /// When its bastion was launched (UTC ms), from the launch details.
+    pub fn launched_at(&self) -> Option<i64> {
+        self.launch.as_deref().and_then(|l| serde_json::from_str::<LaunchInfo>(l).ok()).and_then(|l| l.launched_at)
     }
 
     /// The task id: the last part of the task ARN.
