@@ -3,7 +3,8 @@
 //! by the ingress through a `Notify` or by its poll interval, whichever comes first. Teardowns
 //! have their own `worker.concurrency` slots, so they never wait behind provisioning.
 
-use crate::ledger::{now_ms, Job, JobKind, Lease, Ledger, LedgerError};
+use crate::ledger::{now_ms, Job, JobKind, Lease, Ledger, LedgerError, RATE_WINDOW_MS};
+use crate::workflow::Aged;
 use crate::provision::{JobError, Provisioner, Step};
 use std::future::Future;
 use std::sync::Arc;
@@ -42,11 +43,13 @@ impl Runner {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "approval expiry check failed"),
         }
-        // Slack honours a response_url for 30 minutes; none is kept longer.
-        match self.ledger().forget_response_urls(now_ms() - RESPONSE_URL_KEPT_MS).await {
-            Ok(0) => {}
-            Ok(forgotten) => tracing::debug!(forgotten, "response URLs past Slack's 30 minutes forgotten"),
-            Err(e) => tracing::error!(error = %e, "forgetting old response URLs failed"),
+        // Slack honours a response_url for 30 minutes; none is kept longer. The per-person
+        // limits count the last hour (and what is open): older closed requests leave their index.
+        let now = now_ms();
+        match self.ledger().age_requests(now - RESPONSE_URL_KEPT_MS, now - RATE_WINDOW_MS).await {
+            Ok(aged) if aged != Aged::default() => tracing::debug!(?aged, "requests aged"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "forgetting old response URLs and rate windows failed"),
         }
         match self.ledger().remind_due(now_ms(), reminder_before_ms).await {
             Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),

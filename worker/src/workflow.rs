@@ -17,6 +17,18 @@ use serde_json::json;
 pub const FORGET_RESPONSE_URLS_SQL: &str =
     "UPDATE requests SET response_url = '' WHERE response_url != '' AND created_at < ?";
 
+/// Requests closed and over an hour old leave what the per-person limits look at: through the
+/// `requests_recent` index, whose rows are only those still `recent`.
+pub const LEAVE_RATE_WINDOW_SQL: &str = "UPDATE requests SET recent = 0 WHERE recent = 1 AND created_at < ?
+       AND state NOT IN ('requested','awaiting_approval','approved','provisioning','ready')";
+
+/// What [`Ledger::age_requests`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Aged {
+    pub response_urls: u64,
+    pub left_rate_window: u64,
+}
+
 /// The result of an Approve or Deny click.
 #[derive(Debug)]
 pub enum Decided {
@@ -268,13 +280,18 @@ impl Ledger {
         Ok(())
     }
 
-    /// Blanks the `response_url` of requests made before `before` (UTC ms): Slack honours one
-    /// for 30 minutes, and a capability nobody can use is not worth keeping. Returns how many.
-    pub async fn forget_response_urls(&self, before: i64) -> Result<u64, LedgerError> {
+    /// What ages out of a request, in one transaction: its `response_url` once made before
+    /// `response_urls_before` (Slack honours one for 30 minutes, and a capability nobody can
+    /// use is not worth keeping), and its place in the per-person limits once closed and made
+    /// before `rate_window_before` (migration 0006). Returns how many of each.
+    pub async fn age_requests(&self, response_urls_before: i64, rate_window_before: i64) -> Result<Aged, LedgerError> {
         let mut tx = self.write().await?;
-        let forgotten = sqlx::query(FORGET_RESPONSE_URLS_SQL).bind(before).execute(&mut *tx).await?.rows_affected();
+        let response_urls =
+            sqlx::query(FORGET_RESPONSE_URLS_SQL).bind(response_urls_before).execute(&mut *tx).await?.rows_affected();
+        let left_rate_window =
+            sqlx::query(LEAVE_RATE_WINDOW_SQL).bind(rate_window_before).execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
-        Ok(forgotten)
+        Ok(Aged { response_urls, left_rate_window })
     }
 
     /// Bastions that exist or may: requests past launch and not yet torn down.

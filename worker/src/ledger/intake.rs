@@ -1,7 +1,7 @@
 //! Intake: new requests written in groups by one writer thread (one sync for many requests),
 //! and the WAL kept short beside it.
 
-use super::{now_ms, Intake, LedgerError, LimitReached, NewRequest, Request, StateColumn, LAST_HASH_SQL};
+use super::{now_ms, Intake, RATE_WINDOW_MS, LedgerError, LimitReached, NewRequest, Request, StateColumn, LAST_HASH_SQL};
 use crate::audit_line::Subject;
 use crate::events::Notice;
 use crate::ids::{RequestId, RequestIds};
@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The open request of a person for a service and cluster: the `requests_recent_by_requester`
+/// index (an open request is always `recent`).
 pub(super) const OPEN_REQUEST_ID_SQL: &str =
-    "SELECT id FROM requests WHERE requester_id = ?1 AND service = ?2 AND cluster = ?3
+    "SELECT id FROM requests WHERE requester_id = ?1 AND recent = 1 AND service = ?2 AND cluster = ?3
        AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
 /// Bastions running or on their way (`limits.live_bastions`), a request waiting for its
 /// approver included (it holds its place: an approval never goes past the cap), counted up to
@@ -24,13 +26,14 @@ pub(super) const OPEN_REQUEST_ID_SQL: &str =
 /// index.
 pub(super) const LIVE_SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM requests
        WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready','ending') LIMIT ?1)";
-/// One person's open requests (`limits.open_per_person`): the `requests_open_by_user` index.
-pub(super) const OPEN_BY_PERSON_SQL: &str = "SELECT COUNT(*) FROM requests WHERE requester_id = ?1
-       AND state IN ('requested','awaiting_approval','approved','provisioning','ready')";
-/// One person's requests since ?2 (`limits.per_person_per_hour`): the `requests_by_requester` index.
-pub(super) const RECENT_BY_PERSON_SQL: &str =
-    "SELECT COUNT(*), MIN(created_at) FROM requests WHERE requester_id = ?1 AND created_at > ?2";
-const HOUR_MS: i64 = 3_600_000;
+/// One person's open requests (`limits.open_per_person`), their requests since ?2 and the
+/// oldest of those (`limits.per_person_per_hour`), in one look at the
+/// `requests_recent_by_requester` index: it holds only what is open or under an hour old
+/// (migration 0006), so its cost is bounded by the limits themselves.
+pub(super) const PERSON_SQL: &str = "SELECT
+       COUNT(*) FILTER (WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready')),
+       COUNT(*) FILTER (WHERE created_at > ?2), MIN(created_at) FILTER (WHERE created_at > ?2)
+     FROM requests WHERE requester_id = ?1 AND recent = 1";
 /// How often the WAL is copied into the database beside the intake (`checkpointer`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Bytes the WAL file is cut back to when it starts again (64 MiB).
@@ -208,21 +211,19 @@ fn open_request_of(open: &mut rusqlite::CachedStatement<'_>, new: &NewRequest) -
 
 /// The first limit `new` would go over, with `live` bastions counted so far.
 fn over_limit(
-    open_by: &mut rusqlite::CachedStatement<'_>,
-    recent_by: &mut rusqlite::CachedStatement<'_>,
+    person: &mut rusqlite::CachedStatement<'_>,
     live: i64,
     new: &NewRequest,
     now: i64,
 ) -> rusqlite::Result<Option<LimitReached>> {
     let limits = new.limits;
-    let open: i64 = open_by.query_row(rusqlite::params![new.requester_id], |row| row.get(0))?;
+    let (open, recent, oldest): (i64, i64, Option<i64>) = person
+        .query_row(rusqlite::params![new.requester_id, now - RATE_WINDOW_MS], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     if open >= limits.open_per_person {
         return Ok(Some(LimitReached::OpenPerPerson { limit: limits.open_per_person }));
     }
-    let (recent, oldest): (i64, Option<i64>) = recent_by
-        .query_row(rusqlite::params![new.requester_id, now - HOUR_MS], |row| Ok((row.get(0)?, row.get(1)?)))?;
     if recent >= limits.per_person_per_hour {
-        let retry_at = oldest.unwrap_or(now) + HOUR_MS;
+        let retry_at = oldest.unwrap_or(now) + RATE_WINDOW_MS;
         return Ok(Some(LimitReached::PerPersonPerHour { limit: limits.per_person_per_hour, retry_at }));
     }
     if live >= limits.live_bastions {
@@ -247,8 +248,8 @@ fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut live_now = None;
     {
-        // A second open request of the same person and service (the partial unique index) or
-        // an id already taken is skipped by ON CONFLICT; the open-request lookup tells which.
+        // A second open request of the same person and service (the `requests_one_open`
+        // trigger) or an id already taken is skipped; the open-request lookup tells which.
         let mut insert = tx.prepare_cached(
             "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
                 service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at,
@@ -266,8 +267,7 @@ fn write_batch(
             "INSERT INTO outbox (request_id, notice, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
         )?;
         let mut last_hash: Option<String> = tx.query_row(LAST_HASH_SQL, [], |row| row.get(0)).optional()?.flatten();
-        let mut open_by = tx.prepare_cached(OPEN_BY_PERSON_SQL)?;
-        let mut recent_by = tx.prepare_cached(RECENT_BY_PERSON_SQL)?;
+        let mut person = tx.prepare_cached(PERSON_SQL)?;
         let mut count_live = tx.prepare_cached(LIVE_SQL)?;
         for intake in batch {
             let new = &intake.new;
@@ -278,7 +278,7 @@ fn write_batch(
                 None => count_live.query_row(rusqlite::params![cap], |row| row.get(0))?,
             };
             live_now = Some(count);
-            if let Some(limit) = over_limit(&mut open_by, &mut recent_by, count, new, now)? {
+            if let Some(limit) = over_limit(&mut person, count, new, now)? {
                 // Enter pressed twice is still told about its open request, not a limit.
                 outcomes.push(match open_request_of(&mut open, new)? {
                     Some(id) => Written::AlreadyOpen(id),

@@ -71,6 +71,10 @@ struct Intake {
     reply: oneshot::Sender<Result<intake::Written, LedgerError>>,
 }
 
+/// How far back `limits.per_person_per_hour` counts a person's requests; a closed request
+/// older than this leaves the index the limits use (`Ledger::age_requests`).
+pub const RATE_WINDOW_MS: i64 = 3_600_000;
+
 const LAST_HASH_SQL: &str = "SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
 /// One access request, as stored.

@@ -1,6 +1,6 @@
 //! The ledger's own tests: intake, transitions, jobs, the loops' indexes.
 
-use super::intake::{LIVE_SQL, OPEN_BY_PERSON_SQL, OPEN_REQUEST_ID_SQL, RECENT_BY_PERSON_SQL};
+use super::intake::{LIVE_SQL, OPEN_REQUEST_ID_SQL, PERSON_SQL};
 use super::jobs::{CLAIM_JOB_SQL, NEXT_JOB_SQL};
 use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_SQL};
 use super::requests::{EXPIRE_DUE_SQL, NEXT_EXPIRY_SQL};
@@ -197,10 +197,10 @@ async fn the_loops_queries_use_indexes() {
         (NEXT_OUTBOX_SQL, "outbox_next"),
         (crate::workflow::LOOP_QUERIES[0].0, crate::workflow::LOOP_QUERIES[0].1),
         (crate::workflow::LOOP_QUERIES[1].0, crate::workflow::LOOP_QUERIES[1].1),
-        (OPEN_REQUEST_ID_SQL, "requests_open_by_user"),
+        (OPEN_REQUEST_ID_SQL, "requests_recent_by_requester"),
         (LIVE_SQL, "requests_due"),
-        (OPEN_BY_PERSON_SQL, "requests_by_requester"),
-        (RECENT_BY_PERSON_SQL, "requests_by_requester"),
+        (PERSON_SQL, "requests_recent_by_requester"),
+        (crate::workflow::LEAVE_RATE_WINDOW_SQL, "requests_recent"),
         (crate::workflow::FORGET_RESPONSE_URLS_SQL, "requests_response_url_kept"),
     ] {
         let plan: Vec<(i64, i64, i64, String)> =
@@ -368,6 +368,16 @@ async fn limits_are_checked_where_the_request_is_written() {
     // Nothing of the refused ones was written.
     let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(ledger.pool()).await.unwrap();
     assert_eq!(requests, 4);
+    // An hour later (the times moved back), housekeeping takes U1's three closed requests out
+    // of what the limits look at, and U1 may ask again. U2's open one stays in: a second
+    // Enter is still told about it, and it still counts.
+    sqlx::query("UPDATE requests SET created_at = created_at - 3600001").execute(ledger.pool()).await.unwrap();
+    let aged = ledger.age_requests(0, now_ms() - super::RATE_WINDOW_MS).await.unwrap();
+    assert_eq!(aged.left_rate_window, 3);
+    assert!(matches!(ledger.create_request(ask("U1", "db")).await.unwrap(), CreateOutcome::Created(_)));
+    assert!(matches!(ledger.create_request(ask("U2", "web")).await.unwrap(), CreateOutcome::AlreadyOpen(_)));
+    let again = ledger.age_requests(0, now_ms() - super::RATE_WINDOW_MS).await.unwrap();
+    assert_eq!(again.left_rate_window, 0, "open requests stay in the window");
 }
 
 #[tokio::test]
@@ -380,8 +390,8 @@ async fn response_urls_are_forgotten_after_slacks_thirty_minutes() {
         .execute(ledger.pool())
         .await
         .unwrap();
-    assert_eq!(ledger.forget_response_urls(now_ms() - 30 * 60 * 1000).await.unwrap(), 1);
+    assert_eq!(ledger.age_requests(now_ms() - 30 * 60 * 1000, 0).await.unwrap().response_urls, 1);
     assert_eq!(ledger.get(&old.id).await.unwrap().response_url, "");
     assert_eq!(ledger.get(&new.id).await.unwrap().response_url, "http://127.0.0.1/x");
-    assert_eq!(ledger.forget_response_urls(now_ms() - 30 * 60 * 1000).await.unwrap(), 0);
+    assert_eq!(ledger.age_requests(now_ms() - 30 * 60 * 1000, 0).await.unwrap().response_urls, 0);
 }
