@@ -5,25 +5,20 @@
 -- `recent` is 1 while a request is open or less than an hour old: all that
 -- `limits.open_per_person` and `limits.per_person_per_hour` ever look at. The worker's
 -- housekeeping sets it to 0 once the request is closed and an hour old
--- (`Ledger::leave_rate_window`). One partial index by person, bounded per person by the
--- limits themselves, serves both counts and the open-request lookup.
+-- (`Ledger::age_requests`). One partial index by person, whose entries for one person are
+-- bounded by the limits themselves, serves both counts and the open-request lookup.
 ALTER TABLE requests ADD COLUMN recent INTEGER NOT NULL DEFAULT 1;
 UPDATE requests SET recent = 0
     WHERE state NOT IN ('requested','awaiting_approval','approved','provisioning','ready')
       AND created_at < CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 3600000;
 DROP INDEX requests_by_requester;
 DROP INDEX requests_open_by_user;
-CREATE INDEX requests_recent_by_requester ON requests (requester_id, created_at) WHERE recent = 1;
+-- At most one open request per person, service and cluster (a second Enter is answered with
+-- the first request), as the unique index it replaces kept: every open request has the same
+-- last key (''), a closed one its own id. The same index serves both per-person counts and
+-- the open-request lookup.
+CREATE UNIQUE INDEX requests_recent_by_requester ON requests (requester_id, service, cluster,
+    (CASE WHEN state IN ('requested','awaiting_approval','approved','provisioning','ready') THEN '' ELSE id END))
+    WHERE recent = 1;
 -- Housekeeping's way to the requests that leave the window (new ones go on its right edge).
 CREATE INDEX requests_recent ON requests (created_at) WHERE recent = 1;
--- At most one open request per person, service and cluster (a second Enter is answered with
--- the first request), as the unique index it replaces did: an insert that would make a second
--- one is skipped (like ON CONFLICT DO NOTHING), found through the index above. Requests never
--- open again once closed, so only inserts need the check.
-CREATE TRIGGER requests_one_open BEFORE INSERT ON requests
-WHEN NEW.state IN ('requested','awaiting_approval','approved','provisioning','ready')
- AND EXISTS (SELECT 1 FROM requests
-     WHERE requester_id = NEW.requester_id AND recent = 1 AND service = NEW.service
-       AND cluster = NEW.cluster
-       AND state IN ('requested','awaiting_approval','approved','provisioning','ready'))
-BEGIN SELECT RAISE(IGNORE); END;

@@ -72,12 +72,13 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         .with_reply_hosts(&config.slack.response_url_hosts);
     let groups = GroupDirectory::new(api.clone(), config.policy.group_cache_ttl.as_duration());
     let region = aws.region.clone();
+    let policy = Arc::new(config.policy.clone());
     let state = AppState {
         ledger: ledger.clone(),
         signing_secret: config.signing_secret.clone(),
         time_box: config.time_box,
         limits: config.limits,
-        policy: Arc::new(config.policy.clone()),
+        policy: policy.clone(),
         groups,
         wake_worker: wake_worker.clone(),
         wake_notifier: wake_notifier.clone(),
@@ -109,14 +110,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     );
     let runner = Runner::new(provisioner, wake_worker);
     let worker = tokio::spawn(runner.run(stopped(stop_rx.clone())));
-    let notifier = Notifier::new(
-        ledger.clone(),
-        api,
-        &region,
-        config.policy.audit_channel.clone(),
-        wake_notifier,
-        config.worker.poll_interval(),
-    );
+    let notifier = Notifier::new(ledger.clone(), api, &region, policy, wake_notifier, config.worker.poll_interval());
     let notifier = tokio::spawn(notifier.run(stopped(stop_rx)));
     Ok(RunningApp {
         addr,

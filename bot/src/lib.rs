@@ -18,6 +18,7 @@ pub mod routes;
 pub mod server;
 pub mod signature;
 pub mod slack;
+pub mod tell;
 
 /// Installs rustls' aws-lc-rs provider once, before any TLS client is built.
 pub fn install_crypto_provider() {

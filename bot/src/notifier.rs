@@ -4,12 +4,19 @@
 //! - Cards (the requester's, the approval card) are posted once with `chat.postMessage` and
 //!   then updated in place with `chat.update`; each delivery draws the request as it is then,
 //!   so several queued refreshes of one card go out as one update.
-//! - A reminder goes to the request's `response_url` while Slack still accepts it (5 posts
-//!   within 30 minutes), else to the requester with `chat.postMessage`.
+//! - What the requester must not miss (decided, ready, failed, ended, the time box ending
+//!   soon) also goes to them as a new direct message (`tell`): Slack notifies for that, not
+//!   for an update in place. An ephemeral reply would not do: Slack does not keep it.
+//! - The approval card names the approvers; at half their time to decide they are named again
+//!   in a reply under it, shown in the channel. When the card cannot be posted for good (the
+//!   bot is not in the approvals channel, or there is none), the request is cancelled at once
+//!   and its requester told what to ask their admin.
 //! - Audit lines go to the audit channel, when one is configured.
 
+use crate::policy::Policy;
 use crate::render;
 use crate::slack::{SlackApi, SlackError};
+use crate::tell;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
@@ -22,9 +29,6 @@ use worker::workflow::{PostedMessage, Settlement};
 
 /// Posts a row gets before it is given up (it stays in the outbox, marked failed).
 const MAX_ATTEMPTS: i64 = 12;
-const RESPONSE_URL_POSTS: i64 = 5;
-/// Slack's window is 30 minutes; leave a margin.
-const RESPONSE_URL_WINDOW_MS: i64 = 29 * 60 * 1000;
 const CARD: &str = r#"{"kind":"card"}"#;
 const APPROVAL_CARD: &str = r#"{"kind":"approval_card"}"#;
 
@@ -33,9 +37,14 @@ pub struct Notifier {
     api: SlackApi,
     region: String,
     audit_channel: Option<String>,
+    policy: Arc<Policy>,
     wake: Arc<Notify>,
     poll_interval: Duration,
 }
+
+/// Errors of `chat.postMessage` that say the approvals channel cannot be posted to: not until
+/// someone invites the bot or corrects the policy.
+const APPROVALS_UNREACHABLE: &[&str] = &["not_in_channel", "channel_not_found", "is_archived"];
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy)]
@@ -71,11 +80,25 @@ impl Notifier {
         ledger: Ledger,
         api: SlackApi,
         region: &str,
-        audit_channel: Option<String>,
+        policy: Arc<Policy>,
         wake: Arc<Notify>,
         poll_interval: Duration,
     ) -> Self {
-        Self { ledger, api, region: region.to_string(), audit_channel, wake, poll_interval }
+        let audit_channel = policy.audit_channel.clone();
+        Self { ledger, api, region: region.to_string(), audit_channel, policy, wake, poll_interval }
+    }
+
+    /// The mentions of the approvers of `request`'s service, as the policy names them now.
+    fn approvers_of(&self, request: &Request) -> String {
+        let rule = self.policy.rule(&request.service, &request.cluster);
+        rule.and_then(|r| r.approval.as_ref()).map(|a| tell::mentions(&a.approvers)).unwrap_or_default()
+    }
+
+    /// A new message to the requester: their direct message with the bot.
+    async fn direct_message(&self, request: &Request, mut message: Value) -> Result<Delivered, SlackError> {
+        message["channel"] = request.requester_id.clone().into();
+        self.api.call("chat.postMessage", &message).await?;
+        Ok(Delivered::web_api())
     }
 
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -199,8 +222,45 @@ impl Notifier {
                 let Some(channel) = request.approvals_channel.clone() else {
                     return Err(SlackError::Permanent(format!("{} has no approvals channel", request.id)));
                 };
-                let posted = self.upsert(&request.id, "approval", &channel, render::approval_card(&request)).await?;
+                let card = render::approval_card(&request, &self.approvers_of(&request));
+                let posted = match self.upsert(&request.id, "approval", &channel, card).await {
+                    Err(e) if e.code().is_some_and(|code| APPROVALS_UNREACHABLE.contains(&code)) => {
+                        // Nobody can approve: cancel now and tell the requester why (queued
+                        // after this row, which is given up).
+                        let code = e.code().unwrap_or_default().to_string();
+                        tracing::warn!(
+                            request_id = request.id,
+                            channel,
+                            code,
+                            "the approvals channel cannot be posted to"
+                        );
+                        self.ledger.approvals_unreachable(&request.id, &code).await?;
+                        return Err(SlackError::Permanent(e.to_string()));
+                    }
+                    other => other?,
+                };
                 Ok(Delivered { via_response_url: false, covers: Some((APPROVAL_CARD, upto)), posted })
+            }
+            Notice::ApprovalReminder => {
+                let request = self.request(row).await?;
+                let Some(mut message) = tell::approval_reminder(&request, &self.approvers_of(&request)) else {
+                    return Ok(Delivered::web_api()); // decided meanwhile
+                };
+                let Some((channel, ts)) = self.ledger.slack_message(&request.id, "approval").await? else {
+                    return Err(SlackError::Transient("the approval card is not posted yet".into()));
+                };
+                message["channel"] = channel.into();
+                message["thread_ts"] = ts.into();
+                message["reply_broadcast"] = true.into();
+                self.api.call("chat.postMessage", &message).await?;
+                Ok(Delivered::web_api())
+            }
+            Notice::Tell { moment } => {
+                let request = self.request(row).await?;
+                match tell::tell(&request, moment, &self.region) {
+                    Some(message) => self.direct_message(&request, message).await,
+                    None => Ok(Delivered::web_api()),
+                }
             }
             Notice::Reminder { expires_at_ms } => {
                 let request = self.request(row).await?;
@@ -208,20 +268,7 @@ impl Notifier {
                     // Ended or extended since: the reminder has nothing left to say.
                     return Ok(Delivered::web_api());
                 }
-                let mut message = render::reminder(&request, expires_at_ms);
-                let posts = self.ledger.delivered_count(&request.id).await?;
-                let fresh = now_ms() - request.created_at < RESPONSE_URL_WINDOW_MS;
-                // After two failed tries at the response_url, the Web API is the surer way.
-                if fresh && posts < RESPONSE_URL_POSTS && row.attempts < 2 {
-                    message["response_type"] = "ephemeral".into();
-                    message["replace_original"] = false.into();
-                    self.api.respond(&request.response_url, &message).await?;
-                    Ok(Delivered { via_response_url: true, covers: None, posted: None })
-                } else {
-                    message["channel"] = request.requester_id.clone().into();
-                    self.api.call("chat.postMessage", &message).await?;
-                    Ok(Delivered::web_api())
-                }
+                self.direct_message(&request, render::reminder(&request, expires_at_ms)).await
             }
             Notice::AuditLine { text } => {
                 if let Some(channel) = &self.audit_channel {

@@ -45,7 +45,7 @@ pub fn slack_date(ms: i64) -> String {
 /// Slack refuses a section whose text is over 3,000 characters (the whole message with it).
 const SECTION_MAX_CHARS: usize = 3000;
 
-fn section(text: String) -> Value {
+pub(crate) fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(text, SECTION_MAX_CHARS)}})
 }
 
@@ -59,7 +59,7 @@ fn fit(text: String, max: usize) -> String {
     cut
 }
 
-fn context(text: String) -> Value {
+pub(crate) fn context(text: String) -> Value {
     json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
 }
 
@@ -69,6 +69,38 @@ fn button(label: &str, action: &str, request_id: &str, style: Option<&str>) -> V
         b["style"] = style.into();
     }
     b
+}
+
+/// `button` that asks first (Slack's confirmation dialog): for what cannot be undone.
+fn confirmed(mut button: Value, title: &str, text: String, yes: &str) -> Value {
+    button["confirm"] = json!({
+        "title": {"type": "plain_text", "text": title},
+        "text": {"type": "mrkdwn", "text": fit(text, 300)},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": "Go back"},
+        "style": "danger",
+    });
+    button
+}
+
+/// End now: the shell closes at once, for good.
+fn end_button(request: &Request) -> Value {
+    confirmed(
+        button("End now", END, &request.id, Some("danger")),
+        "End access now?",
+        format!("The bastion for {} is torn down and any open session closes. This cannot be undone.", target(request)),
+        "End now",
+    )
+}
+
+/// Cancel: before the bastion is ready.
+fn cancel_button(request: &Request) -> Value {
+    confirmed(
+        button("Cancel", END, &request.id, None),
+        "Cancel this request?",
+        format!("Request `{}` for {} is cancelled; you can ask again after.", request.id, target(request)),
+        "Cancel request",
+    )
 }
 
 fn actions(request_id: &str, buttons: Vec<Value>) -> Value {
@@ -114,7 +146,7 @@ pub fn ephemeral(text: &str) -> Value {
     json!({"response_type": "ephemeral", "text": text, "blocks": [section(text.to_string())]})
 }
 
-fn target(request: &Request) -> String {
+pub(crate) fn target(request: &Request) -> String {
     let container = request.container.as_deref().map(|c| format!("/{c}")).unwrap_or_default();
     format!("*{}{container}* in `{}`", request.service, request.cluster)
 }
@@ -128,6 +160,9 @@ fn state_words(request: &Request) -> String {
         (RequestState::Ended, Some("expired")) => "its time box is over".into(),
         (RequestState::Ended, Some("cancelled")) | (RequestState::Cancelled, Some("cancelled")) => "cancelled".into(),
         (RequestState::Cancelled, Some("approval_expired")) => "expired without a decision".into(),
+        (RequestState::Cancelled, Some("approvals_unreachable")) => {
+            "cancelled: the approval request could not be posted in the approvals channel".into()
+        }
         _ => state.as_str().replace('_', " "),
     }
 }
@@ -239,26 +274,29 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
         }
     }
     match state {
-        RequestState::Ready => blocks.push(actions(
-            id,
-            vec![button("Extend", EXTEND, id, Some("primary")), button("End now", END, id, Some("danger"))],
-        )),
+        RequestState::Ready => {
+            blocks.push(actions(id, vec![button("Extend", EXTEND, id, Some("primary")), end_button(request)]))
+        }
         RequestState::AwaitingApproval
         | RequestState::Requested
         | RequestState::Approved
-        | RequestState::Provisioning => blocks.push(actions(id, vec![button("Cancel", END, id, None)])),
+        | RequestState::Provisioning => blocks.push(actions(id, vec![cancel_button(request)])),
         _ => {}
     }
     json!({"text": text, "blocks": blocks})
 }
 
-/// The approval card: who asks for what and why, Approve / Deny; after, who decided.
-pub fn approval_card(request: &Request) -> Value {
+/// The approval card: who asks for what and why, the approvers named (`approvers`: their
+/// mentions, so Slack notifies them when it is posted), Approve / Deny; after, who decided.
+pub fn approval_card(request: &Request, approvers: &str) -> Value {
     let id = &request.id;
     let ttl = HumanDuration::from_secs(request.ttl_secs.max(0) as u64);
     let ask = format!("<@{}> asks for a shell in {} for {ttl} — request `{id}`", request.requester_id, target(request));
     let reason = request.reason.as_deref().map(person_text).unwrap_or_else(|| "(no reason given)".into());
     let mut blocks = vec![section(format!(":key: {ask}\n*Reason:* {reason}"))];
+    if !approvers.is_empty() {
+        blocks.push(context(format!("Approvers: {approvers}")));
+    }
     let outcome = match request.state() {
         RequestState::AwaitingApproval => {
             blocks.push(context(format!(
@@ -267,7 +305,15 @@ pub fn approval_card(request: &Request) -> Value {
             )));
             blocks.push(actions(
                 id,
-                vec![button("Approve", APPROVE, id, Some("primary")), button("Deny", DENY, id, Some("danger"))],
+                vec![
+                    button("Approve", APPROVE, id, Some("primary")),
+                    confirmed(
+                        button("Deny", DENY, id, Some("danger")),
+                        "Deny this request?",
+                        format!("<@{}> is told it was denied, and by whom.", request.requester_id),
+                        "Deny",
+                    ),
+                ],
             ));
             "awaiting a decision".to_string()
         }
@@ -289,7 +335,12 @@ pub fn approval_card(request: &Request) -> Value {
     if request.state() != RequestState::AwaitingApproval {
         blocks.push(section(outcome.clone()));
     }
-    json!({"text": format!("{ask}: {outcome}"), "blocks": blocks})
+    let heads_up = if request.state() == RequestState::AwaitingApproval && !approvers.is_empty() {
+        format!("{approvers} ")
+    } else {
+        String::new()
+    };
+    json!({"text": format!("{heads_up}{ask}: {outcome}"), "blocks": blocks})
 }
 
 /// The reminder before the time box ends, with an Extend button.
@@ -303,7 +354,7 @@ pub fn reminder(request: &Request, expires_at_ms: i64) -> Value {
     );
     json!({"text": text, "blocks": [
         section(format!(":alarm_clock: Your access to {} ends {} — request `{id}`", target(request), slack_date(expires_at_ms))),
-        actions(id, vec![button("Extend", EXTEND, id, Some("primary")), button("End now", END, id, Some("danger"))]),
+        actions(id, vec![button("Extend", EXTEND, id, Some("primary")), end_button(request)]),
     ]})
 }
 
@@ -343,6 +394,38 @@ mod tests {
             cli_command("eu-west-1", "i-0abc"),
             "aws ssm start-session --region eu-west-1 --target i-0abc --document-name AWS-StartInteractiveCommand --parameters command=\"connect\""
         );
+    }
+
+    #[test]
+    fn end_deny_and_cancel_ask_first_approve_and_extend_do_not() {
+        use worker::state::RequestState as S;
+        let request = |state: S| Request {
+            id: "fc-1".into(),
+            state: worker::ledger::StateColumn(state),
+            requester_id: "U1".into(),
+            service: "web".into(),
+            cluster: "prod".into(),
+            expires_at: Some(1),
+            decide_by: Some(1),
+            ..Request::default()
+        };
+        let buttons = |card: Value| -> Vec<(String, bool)> {
+            let blocks = card["blocks"].as_array().unwrap().clone();
+            let actions = blocks.iter().filter(|b| b["type"] == "actions");
+            actions
+                .flat_map(|a| a["elements"].as_array().unwrap().clone())
+                .map(|b| (b["text"]["text"].as_str().unwrap().to_string(), b["confirm"]["confirm"].is_object()))
+                .collect()
+        };
+        let ask = |label: &str| (label.to_string(), true);
+        let go = |label: &str| (label.to_string(), false);
+        assert_eq!(buttons(requester_card(&request(S::Ready), &[], "eu-west-1")), [go("Extend"), ask("End now")]);
+        assert_eq!(buttons(requester_card(&request(S::Provisioning), &[], "eu-west-1")), [ask("Cancel")]);
+        assert_eq!(buttons(approval_card(&request(S::AwaitingApproval), "<@U7>")), [go("Approve"), ask("Deny")]);
+        assert_eq!(buttons(reminder(&request(S::Ready), 1)), [go("Extend"), ask("End now")]);
+        let confirm = &reminder(&request(S::Ready), 1)["blocks"][1]["elements"][1]["confirm"];
+        assert_eq!(confirm["style"], "danger");
+        assert!(confirm["text"]["text"].as_str().unwrap().contains("cannot be undone"));
     }
 
     #[test]

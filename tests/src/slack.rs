@@ -68,6 +68,8 @@ struct Shared {
     groups: Arc<Mutex<std::collections::HashMap<String, Vec<String>>>>,
     /// Messages posted, for unique `ts` values and `chat.update`.
     posted: Arc<std::sync::atomic::AtomicU64>,
+    /// Channel → the error `chat.postMessage` answers for it (`not_in_channel`, …).
+    refused: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 pub struct SlackStandIn {
@@ -128,6 +130,13 @@ impl SlackStandIn {
             self.delivered().into_iter().find(|c| c.body["channel"] == channel && c.all_text().contains(needle))
         })
         .await
+    }
+
+    /// From now on `chat.postMessage` to `channel` answers `{"ok":false,"error":error}`, as
+    /// Slack does for a channel the bot is not in (`not_in_channel`) or cannot see
+    /// (`channel_not_found`).
+    pub fn refuse_channel(&self, channel: &str, error: &str) {
+        self.shared.refused.lock().unwrap().insert(channel.to_string(), error.to_string());
     }
 
     /// The next `times` calls get `status` (with `Retry-After` when given).
@@ -206,6 +215,12 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
     let answer = match path.strip_prefix("/api/") {
         Some("auth.test") => {
             json!({"ok": true, "url": "https://acme.slack.com/", "team": "acme", "user": "fargate", "team_id": "T0001", "user_id": "UBOT"})
+        }
+        Some("chat.postMessage")
+            if parsed["channel"].as_str().is_some_and(|c| shared.refused.lock().unwrap().contains_key(c)) =>
+        {
+            let channel = parsed["channel"].as_str().unwrap_or_default();
+            json!({"ok": false, "error": shared.refused.lock().unwrap()[channel]})
         }
         Some("chat.postMessage") => {
             let n = shared.posted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;

@@ -1,6 +1,7 @@
 //! Delivery to Slack: retried through 429s (honouring Retry-After) and 5xx, each message
-//! delivered exactly once, cards posted once and then updated in place, and a reminder moved
-//! to `chat.postMessage` (to the requester, with the bot token) when the response_url refuses.
+//! delivered exactly once, cards posted once and then updated in place, and what the
+//! requester must not miss (ready, ended, the reminder) told as new direct messages, which
+//! Slack notifies (an update in place and an ephemeral reply do not).
 
 use harness::app::TestApp;
 use std::time::Duration;
@@ -26,16 +27,11 @@ async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
     assert_eq!((calls[1].status, calls[2].status), (503, 503));
 
     // The card: posted exactly once, then only updated, in order, ending with the end.
-    let cards: Vec<_> =
-        t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();
+    let cards: Vec<_> = t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| is_card(c, USER)).collect();
     assert_eq!(cards.len(), 1, "one card, never re-posted");
     let dm = format!("D{USER}");
-    let versions: Vec<_> = t
-        .slack
-        .delivered()
-        .into_iter()
-        .filter(|c| c.body["channel"] == USER || c.body["channel"] == dm.as_str())
-        .collect();
+    let versions: Vec<_> =
+        t.slack.delivered().into_iter().filter(|c| is_card(c, USER) || c.body["channel"] == dm.as_str()).collect();
     assert!(versions[1..].iter().all(|c| c.path == "/api/chat.update"), "after the post, only updates");
     let position = |needle: &str| {
         let found = versions.iter().position(|c| c.all_text().contains(needle));
@@ -43,6 +39,11 @@ async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
     };
     assert!(position("is ready") < position("has ended"));
     assert!(versions.last().unwrap().all_text().contains("has ended"));
+    // Told as new messages, once each, in order: ready (with the link), then ended.
+    let told = told(&t, USER);
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(told[0].contains("is ready until") && told[0].contains("start-session"), "{told:?}");
+    assert!(told[1].contains("has ended: its time was up"), "{told:?}");
     // The audit channel: each line once.
     let lines: Vec<String> = t
         .slack
@@ -78,35 +79,41 @@ async fn a_restart_updates_the_same_card_rather_than_posting_another() {
     t.restart().await;
     t.wait_for_state(&id, worker::state::RequestState::Ended, WAIT).await;
     t.slack.wait_for_all(&[&id, "has ended"], WAIT).await;
-    let cards: Vec<_> =
-        t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| c.body["channel"] == USER).collect();
+    let cards: Vec<_> = t.slack.delivered_to("chat.postMessage").into_iter().filter(|c| is_card(c, USER)).collect();
     assert_eq!(cards.len(), 1, "the card is posted once and updated after the restart");
     t.stop().await;
 }
 
+/// The requester's card as first posted (to the user: Slack opens the direct message).
+fn is_card(call: &harness::slack::Recorded, user: &str) -> bool {
+    call.body["channel"] == user && call.body["text"].as_str().is_some_and(|t| t.starts_with("Request "))
+}
+
+/// The new messages told to `user` (not their card), in order.
+fn told(t: &TestApp, user: &str) -> Vec<String> {
+    let calls = t.slack.delivered_to("chat.postMessage").into_iter();
+    calls.filter(|c| c.body["channel"] == user && !is_card(c, user)).map(|c| c.all_text()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reminder_uses_the_response_url_and_falls_back_to_a_direct_message() {
+async fn the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end() {
     // Reminded a second after it is ready: 20 s time boxes, reminded 19 s before the end.
     let t = TestApp::start_custom("default = \"20s\"\nmin = \"1s\"\nmax = \"2h\"", |c| {
         c.worker.reminder_before = HumanDuration::from_secs(19)
     })
     .await;
     let first = t.connect(USER, "connect web").await;
-    let reminder = t.slack.wait_for_all(&[&first, "ends at"], WAIT).await;
-    assert!(reminder.path.starts_with("/response/"), "sent to {}", reminder.path);
-    assert_eq!(reminder.body["response_type"], "ephemeral");
+    let reminder = t.slack.wait_for_all(&[&first, "ends"], WAIT).await;
+    // Not to the response_url (ephemeral: Slack neither keeps nor notifies it): a message.
+    assert_eq!(reminder.path, "/api/chat.postMessage");
+    assert_eq!(reminder.body["channel"], USER);
+    assert_eq!(reminder.authorization.as_deref(), Some("Bearer xoxb-test-token"));
     let buttons = reminder.body["blocks"][1]["elements"].as_array().unwrap();
     assert_eq!(buttons[0]["action_id"], "extend");
     assert_eq!(buttons[0]["value"], first.as_str());
-
-    // A response_url that refuses twice: the reminder goes as a direct message instead.
-    t.slack.fail_next_on("/response/", 404, None, 2);
-    let second = t.connect("U0FRED", "connect api").await;
-    let reminder = t.slack.wait_for_all(&[&second, "ends at"], WAIT).await;
-    assert_eq!(reminder.path, "/api/chat.postMessage");
-    assert_eq!(reminder.body["channel"], "U0FRED");
-    assert_eq!(reminder.authorization.as_deref(), Some("Bearer xoxb-test-token"));
-    let reminders = t.slack.delivered().into_iter().filter(|c| c.all_text().contains("ends at")).count();
-    assert_eq!(reminders, 2, "one reminder each");
+    assert_eq!(buttons[1]["action_id"], "end");
+    assert_eq!(buttons[1]["confirm"]["confirm"]["text"], "End now", "End asks first");
+    let reminders = t.slack.delivered().into_iter().filter(|c| c.all_text().contains(":alarm_clock:")).count();
+    assert_eq!(reminders, 1, "one reminder");
     t.stop().await;
 }

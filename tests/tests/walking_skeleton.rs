@@ -158,15 +158,19 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
     );
     let request = t.ledger.get(&id).await.unwrap();
     assert_eq!(request.state().as_str(), "ended");
-    // One message reached Slack for it, the card, and every later change updated it in place.
+    // Three new messages reached the requester, each a direct message: the card, then "ready"
+    // and "ended" (Slack notifies for those); every other change updated the card in place.
     let posted = t.slack.delivered_to("chat.postMessage");
-    assert_eq!(posted.len(), 1, "one card");
-    assert_eq!(posted[0].body["channel"], USER, "a direct message to the requester");
+    assert_eq!(posted.len(), 3, "the card and two notifications");
+    assert!(posted.iter().all(|p| p.body["channel"] == USER), "direct messages to the requester");
+    assert!(posted[0].all_text().contains("getting your bastion ready"), "{}", posted[0].all_text());
+    assert!(posted[1].all_text().contains("is ready until"), "{}", posted[1].all_text());
+    assert!(posted[2].all_text().contains("has ended: its time was up"), "{}", posted[2].all_text());
     let updates = t.slack.delivered_to("chat.update");
     assert!(!updates.is_empty());
     assert!(updates.iter().all(|u| u.body["ts"] == updates[0].body["ts"]), "always the same message");
     assert!(updates.last().unwrap().all_text().contains("has ended"));
-    assert_eq!(t.slack.delivered().len(), 1 + updates.len(), "nothing else was sent");
+    assert_eq!(t.slack.delivered().len(), 3 + updates.len(), "nothing else was sent");
     t.stop().await;
 }
 

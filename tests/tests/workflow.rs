@@ -94,7 +94,9 @@ async fn approval_flow_end_to_end() {
     let text = card.all_text();
     assert!(text.contains("<@U0ALICE> asks for a shell in *api* in `prod` for 30m"), "{text}");
     assert!(text.contains("INC-42: stuck queue"), "{text}");
-    let buttons = card.body["blocks"][2]["elements"].as_array().unwrap();
+    assert!(text.contains("Approvers: <!subteam^S0LEADS>"), "{text}");
+    let blocks = card.body["blocks"].as_array().unwrap();
+    let buttons = blocks.iter().find(|b| b["type"] == "actions").unwrap()["elements"].as_array().unwrap();
     let actions: Vec<&str> = buttons.iter().map(|b| b["action_id"].as_str().unwrap()).collect();
     assert_eq!(actions, ["approve", "deny"]);
     assert!(buttons.iter().all(|b| b["value"] == id.as_str()));
@@ -404,7 +406,7 @@ async fn audit_verify_catches_a_hand_edited_row_and_export_has_the_history() {
 
 /// Holds `text` (as a person sees it in Slack) to show `evil` escaped and on one line.
 fn assert_defused(text: &str, place: &str) {
-    for ping in ["<!here>", "<!channel>", "<!subteam^S0LEADS>", "<@U0BOB>"] {
+    for ping in ["<!here>", "<!channel>", "<!subteam^S0EVIL>", "<@U0BOB>"] {
         assert!(!text.contains(ping), "{place} lets {ping} through: {text}");
     }
     assert!(text.contains("&lt;!here&gt;") && text.contains("&amp; see"), "{place}: {text}");
@@ -414,7 +416,7 @@ fn assert_defused(text: &str, place: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown() {
     let t = start("15m").await;
-    let evil = "<!here> <!channel> <!subteam^S0LEADS> & see\n*Approved by* <@U0BOB>";
+    let evil = "<!here> <!channel> <!subteam^S0EVIL> & see\n*Approved by* <@U0BOB>";
     // The approval card.
     let reply = t.reply(ALICE, &format!("connect api --reason \"{evil}\"")).await;
     id_in(&reply);

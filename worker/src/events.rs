@@ -64,11 +64,29 @@ pub enum Notice {
     ApprovalCard,
     /// A new message to the requester (it notifies, unlike an update): the time box ends soon.
     Reminder { expires_at_ms: i64 },
+    /// A new message to the requester about a moment of their request (it notifies, where
+    /// the card's update in place does not), drawn from the request when delivered.
+    Tell { moment: Moment },
+    /// A new message in the approvals channel, threaded under the approval card and shown in
+    /// the channel too, naming the approvers again: half the time to decide has passed.
+    ApprovalReminder,
     /// One line for the audit channel, when one is configured.
     AuditLine { text: String },
     /// A private answer to one person's click (e.g. "only approvers can decide"), to the
     /// reply URL that came with the click.
     Ephemeral { reply_url: String, text: String },
+}
+
+/// What the requester is told about, each as a message of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moment {
+    Approved,
+    Denied,
+    Ready,
+    Failed,
+    /// Over: torn down, cancelled, or never decided.
+    Ended,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 //! have their own `worker.concurrency` slots, so they never wait behind provisioning.
 
 use crate::ledger::{now_ms, Job, JobKind, Lease, Ledger, LedgerError, RATE_WINDOW_MS};
-use crate::workflow::Aged;
 use crate::provision::{JobError, Provisioner, Step};
+use crate::workflow::Aged;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,11 @@ impl Runner {
             Ok(aged) if aged != Aged::default() => tracing::debug!(?aged, "requests aged"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "forgetting old response URLs and rate windows failed"),
+        }
+        match self.ledger().remind_approvers(now_ms()).await {
+            Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "approver reminder check failed"),
         }
         match self.ledger().remind_due(now_ms(), reminder_before_ms).await {
             Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),

@@ -4,7 +4,7 @@
 //! that writes its audit event and outbox rows in the same transaction.
 
 use crate::audit::{ExportRow, Verdict, Verifier, EXPORT_SQL};
-use crate::events::Notice;
+use crate::events::{Moment, Notice};
 use crate::ledger::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, JobKind, Ledger, LedgerError,
     Request,
@@ -74,6 +74,11 @@ const OPEN_STATES: &str = "('requested','awaiting_approval','approved','provisio
 /// the partial index answers the range in order, however many requests wait.
 const DUE_APPROVALS_SQL: &str = "SELECT id FROM requests INDEXED BY requests_decide
      WHERE state = 'awaiting_approval' AND decide_by <= ? ORDER BY decide_by";
+/// Requests waiting for a decision past half their time to decide, not yet reminded: a scan
+/// of the partial index, which holds only the requests waiting (bounded by `limits`).
+const DUE_APPROVER_REMINDERS_SQL: &str = "SELECT id FROM requests INDEXED BY requests_decide
+     WHERE state = 'awaiting_approval' AND approvers_reminded_at IS NULL AND created_at + decide_by <= 2 * ?
+     ORDER BY decide_by";
 /// Only time boxes longer than the lead get a reminder: for a shorter one it would come at once.
 const DUE_REMINDERS_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ?1
        AND reminded_at IS NULL AND expires_at - ready_at > ?2 ORDER BY expires_at";
@@ -112,6 +117,8 @@ impl Ledger {
         let request = fetch(&mut tx, id).await?;
         push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        let moment = if approve { Moment::Approved } else { Moment::Denied };
+        push_outbox(&mut tx, Some(id), &Notice::Tell { moment }, now).await?;
         if !approve {
             let text = request.subject().line(&format!("denied by <@{approver}>"), None);
             push_outbox(&mut tx, Some(id), &Notice::AuditLine { text }, now).await?;
@@ -139,11 +146,64 @@ impl Ledger {
                 crate::metrics::METRICS.request("approval_expired");
                 push_outbox(&mut tx, Some(&id), &Notice::ApprovalCard, now).await?;
                 push_outbox(&mut tx, Some(&id), &Notice::Card, now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::Tell { moment: Moment::Ended }, now).await?;
                 moved.push(id);
             }
         }
         tx.commit().await?;
         Ok(moved)
+    }
+
+    /// Requests still waiting for a decision at half their time to decide: the approvers are
+    /// reminded once (a message naming them again). Returns the ids.
+    pub async fn remind_approvers(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+        let due: Vec<String> = sqlx::query_scalar(DUE_APPROVER_REMINDERS_SQL).bind(now).fetch_all(self.pool()).await?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let mut tx = self.write().await?;
+        let mut reminded = Vec::new();
+        for id in due {
+            let changed = sqlx::query(
+                "UPDATE requests SET approvers_reminded_at = ?
+                 WHERE id = ? AND state = 'awaiting_approval' AND approvers_reminded_at IS NULL",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                append_audit(&mut tx, &id, "worker", "approvers_reminded", json!({}), now).await?;
+                push_outbox(&mut tx, Some(&id), &Notice::ApprovalReminder, now).await?;
+                reminded.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(reminded)
+    }
+
+    /// The approval card could not be posted, for good (`slack_error`: the bot is not in the
+    /// approvals channel, or there is no such channel): nobody can approve, so the request is
+    /// cancelled now and its requester told what to ask their admin, instead of waiting out
+    /// the time to decide. Returns false when it was no longer waiting.
+    pub async fn approvals_unreachable(&self, id: &str, slack_error: &str) -> Result<bool, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        if !guarded(&mut tx, id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await? {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE requests SET ended_at = ?, end_reason = 'approvals_unreachable' WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, "worker", "approvals_unreachable", json!({"slack_error": slack_error}), now).await?;
+        crate::metrics::METRICS.request("approvals_unreachable");
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Tell { moment: Moment::Ended }, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Ready requests whose time box ends within `before_ms` and that were not reminded yet:
@@ -250,6 +310,11 @@ impl Ledger {
         if to == RequestState::Cancelled {
             sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
             push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
+            // Nothing to tear down, so no later "ended": a requester whose request someone else
+            // cancelled is told now (one who clicked Cancel saw it happen).
+            if fetch(&mut tx, id).await?.requester_id != actor {
+                push_outbox(&mut tx, Some(id), &Notice::Tell { moment: Moment::Ended }, now).await?;
+            }
         } else {
             enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
         }
@@ -361,8 +426,11 @@ impl Ledger {
 }
 
 /// The queries the loops run each tick, for the index test.
-pub const LOOP_QUERIES: [(&str, &str); 2] =
-    [(DUE_APPROVALS_SQL, "requests_decide"), (DUE_REMINDERS_SQL, "requests_due")];
+pub const LOOP_QUERIES: [(&str, &str); 3] = [
+    (DUE_APPROVALS_SQL, "requests_decide"),
+    (DUE_REMINDERS_SQL, "requests_due"),
+    (DUE_APPROVER_REMINDERS_SQL, "requests_decide"),
+];
 
 impl Ledger {
     /// A refusal or other private answer to a click, delivered through the outbox like

@@ -1,7 +1,9 @@
 //! Intake: new requests written in groups by one writer thread (one sync for many requests),
 //! and the WAL kept short beside it.
 
-use super::{now_ms, Intake, RATE_WINDOW_MS, LedgerError, LimitReached, NewRequest, Request, StateColumn, LAST_HASH_SQL};
+use super::{
+    now_ms, Intake, LedgerError, LimitReached, NewRequest, Request, StateColumn, LAST_HASH_SQL, RATE_WINDOW_MS,
+};
 use crate::audit_line::Subject;
 use crate::events::Notice;
 use crate::ids::{RequestId, RequestIds};
@@ -218,7 +220,9 @@ fn over_limit(
 ) -> rusqlite::Result<Option<LimitReached>> {
     let limits = new.limits;
     let (open, recent, oldest): (i64, i64, Option<i64>) = person
-        .query_row(rusqlite::params![new.requester_id, now - RATE_WINDOW_MS], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        .query_row(rusqlite::params![new.requester_id, now - RATE_WINDOW_MS], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
     if open >= limits.open_per_person {
         return Ok(Some(LimitReached::OpenPerPerson { limit: limits.open_per_person }));
     }
@@ -248,8 +252,9 @@ fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut live_now = None;
     {
-        // A second open request of the same person and service (the `requests_one_open`
-        // trigger) or an id already taken is skipped; the open-request lookup tells which.
+        // A second open request of the same person and service (the partial unique index
+        // `requests_recent_by_requester`) or an id already taken is skipped by ON CONFLICT;
+        // the open-request lookup tells which.
         let mut insert = tx.prepare_cached(
             "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
                 service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at,

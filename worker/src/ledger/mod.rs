@@ -78,7 +78,7 @@ pub const RATE_WINDOW_MS: i64 = 3_600_000;
 const LAST_HASH_SQL: &str = "SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
 /// One access request, as stored.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, Default, FromRow)]
 pub struct Request {
     pub id: String,
     #[sqlx(try_from = "String")]
@@ -121,6 +121,12 @@ pub struct Request {
 /// `RequestState` as read from its text column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateColumn(pub RequestState);
+
+impl Default for StateColumn {
+    fn default() -> Self {
+        StateColumn(RequestState::Requested)
+    }
+}
 
 impl TryFrom<String> for StateColumn {
     type Error = String;

@@ -6,7 +6,7 @@ use super::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, AuditEvent, CreateOutcome,
     Intake, JobKind, Ledger, LedgerError, NewRequest, Request, WORKER,
 };
-use crate::events::{Check, EndReason, LaunchInfo, Notice};
+use crate::events::{Check, EndReason, LaunchInfo, Moment, Notice};
 use crate::state::RequestState;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -182,6 +182,7 @@ impl Ledger {
         crate::metrics::METRICS.request("ready");
         crate::metrics::METRICS.ready_after(now - request.created_at);
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Tell { moment: Moment::Ready }, now).await?;
         let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
         let line = request.subject().line(what, Some(expires_at));
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
@@ -210,6 +211,7 @@ impl Ledger {
         append_audit(&mut tx, id, WORKER, "failed", json!({"reason": reason, "checks": checks}), now).await?;
         crate::metrics::METRICS.request("failed");
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Tell { moment: Moment::Failed }, now).await?;
         enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
         tx.commit().await?;
         Ok(true)
@@ -262,6 +264,7 @@ impl Ledger {
             append_audit(&mut tx, id, WORKER, "ended", json!({"reason": reason.as_str()}), now).await?;
             crate::metrics::METRICS.request("ended");
             push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+            push_outbox(&mut tx, Some(id), &Notice::Tell { moment: Moment::Ended }, now).await?;
             let by = match (&request.ended_by, reason) {
                 (Some(by), EndReason::EndedByUser | EndReason::Cancelled) => format!(" by <@{by}>"),
                 _ => String::new(),

@@ -197,6 +197,7 @@ async fn the_loops_queries_use_indexes() {
         (NEXT_OUTBOX_SQL, "outbox_next"),
         (crate::workflow::LOOP_QUERIES[0].0, crate::workflow::LOOP_QUERIES[0].1),
         (crate::workflow::LOOP_QUERIES[1].0, crate::workflow::LOOP_QUERIES[1].1),
+        (crate::workflow::LOOP_QUERIES[2].0, crate::workflow::LOOP_QUERIES[2].1),
         (OPEN_REQUEST_ID_SQL, "requests_recent_by_requester"),
         (LIVE_SQL, "requests_due"),
         (PERSON_SQL, "requests_recent_by_requester"),
