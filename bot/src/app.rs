@@ -83,6 +83,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         wake_worker: wake_worker.clone(),
         wake_notifier: wake_notifier.clone(),
         replays: Arc::new(ReplayGuard::new(crate::signature::MAX_SKEW_SECS)),
+        slack: Arc::new(api.clone()),
     };
     let open = Arc::new(Open::default());
     let limits = config.server.limits();

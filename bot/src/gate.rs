@@ -6,7 +6,7 @@ use crate::config::Secret;
 use crate::policy::{Policy, ServiceRule};
 use crate::replay::ReplayGuard;
 use crate::signature;
-use crate::slack::GroupDirectory;
+use crate::slack::{GroupDirectory, SlackApi};
 use axum::http::HeaderMap;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub struct AppState {
     pub wake_notifier: Arc<Notify>,
     /// Signatures already accepted (a replayed request is refused).
     pub replays: Arc<ReplayGuard>,
+    /// The Web API, for what must be answered at once (`views.open` within the trigger's
+    /// three seconds).
+    pub slack: Arc<SlackApi>,
 }
 
 impl AppState {

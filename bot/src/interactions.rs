@@ -1,7 +1,8 @@
 //! `POST /slack/interactions`: button clicks on the cards (Approve, Deny, Extend, End),
 //! signed like slash commands. The click is acknowledged with an empty 200 at once; what
 //! changes is shown by the cards, updated through the outbox, and a refusal ("only approvers
-//! can decide") goes privately to the person who clicked, also through the outbox.
+//! can decide") goes privately to the person who clicked, also through the outbox. The request
+//! modal's submission and the global shortcut that opens it arrive here too (see `modal`).
 
 use crate::gate::{parse_request_id, AppState};
 use crate::render::{APPROVE, DENY, END, EXTEND};
@@ -9,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use worker::workflow::Decided;
@@ -68,8 +70,27 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
             return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
         }
     };
+    let ours = |callback: &Value| callback.as_str() == Some(crate::modal::CALLBACK_ID);
+    match payload["type"].as_str() {
+        Some("view_submission") if ours(&payload["view"]["callback_id"]) => {
+            return Json(crate::modal::submit(&state, &payload).await).into_response();
+        }
+        Some("shortcut") if ours(&payload["callback_id"]) => {
+            let user = payload["user"]["id"].as_str().unwrap_or_default();
+            let trigger = payload["trigger_id"].as_str().unwrap_or_default();
+            if let Err(why) = crate::modal::open(&state, user, trigger, "").await {
+                // A global shortcut has no channel to answer in: a direct message instead.
+                let body = serde_json::json!({"channel": user, "text": why});
+                if let Err(e) = state.slack.call("chat.postMessage", &body).await {
+                    tracing::warn!(error = %e, "could not tell a person why the request form did not open");
+                }
+            }
+            return StatusCode::OK.into_response();
+        }
+        _ => {}
+    }
     let Some(click) = Click::parse(&payload) else {
-        // Other interaction types (view submissions, shortcuts) are not ours to handle.
+        // Other interaction types are not ours to handle.
         return StatusCode::OK.into_response();
     };
     let (answer, audit_kind) = handle(&state, &click).await;

@@ -6,7 +6,8 @@
 //! AWS: the request, its audit event and its job are written in one transaction and the
 //! worker is woken.
 
-use crate::command::{Command, CommandError, ConnectArgs, USAGE};
+use crate::command::{Command, CommandError, USAGE};
+use crate::connect::{connect, Asker};
 use crate::gate::{AppState, MAX_BODY_BYTES};
 use crate::policy::Access;
 use crate::render::{ephemeral, request_line, slack_date};
@@ -20,9 +21,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use worker::config::TimeBoxSettings;
 use worker::duration::HumanDuration;
-use worker::ledger::{now_ms, ApprovalNeeded, CreateOutcome, LimitReached, NewRequest, Request};
+use worker::ledger::{now_ms, Request};
 use worker::workflow::{Ended, Extended, HistoryQuery};
 
 /// Requests per `history` page.
@@ -84,6 +84,21 @@ pub struct SlashCommand {
     pub team_id: String,
     pub channel_id: String,
     pub response_url: String,
+    /// Lets us open the request modal for a few seconds.
+    #[serde(default)]
+    pub trigger_id: String,
+}
+
+impl SlashCommand {
+    fn asker(&self) -> Asker {
+        Asker {
+            user_id: self.user_id.clone(),
+            user_name: self.user_name.clone(),
+            team_id: self.team_id.clone(),
+            channel_id: self.channel_id.clone(),
+            response_url: self.response_url.clone(),
+        }
+    }
 }
 
 const OUR_TROUBLE: &str = "Sorry, something went wrong on our side and nothing was done. Please try again in a moment.";
@@ -227,9 +242,23 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
         }
     };
     let user = form.user_id.as_str();
-    let reply = match Command::parse(&form.text) {
-        Ok(Command::Help) => USAGE.replace("/fargate", command_name(&form)),
-        Ok(Command::Connect(args)) => connect(&state, &form, args).await,
+    let command = Command::parse(&form.text);
+    // Nothing to go on: the request modal asks for it (an empty 200 shows no message).
+    let mut form_refused = None;
+    if (form.text.trim().is_empty() || command == Err(CommandError::MissingService)) && !form.trigger_id.is_empty() {
+        match crate::modal::open(&state, user, &form.trigger_id, &form.channel_id).await {
+            Ok(()) => return StatusCode::OK.into_response(),
+            Err(e) => form_refused = Some(e),
+        }
+    }
+    let reply = match command {
+        Ok(Command::Help) => {
+            let usage = USAGE.replace("/fargate", command_name(&form));
+            form_refused.map(|why| format!("{why}\n\n{usage}")).unwrap_or(usage)
+        }
+        Ok(Command::Connect(args)) => {
+            connect(&state, &form.asker(), args).await.unwrap_or_else(|refusal| refusal.message)
+        }
         Ok(Command::List) => list(&state, user).await.unwrap_or_else(|e| e),
         Ok(Command::Services) => services(&state, user).await.unwrap_or_else(|e| e),
         Ok(Command::Extend { request, by }) => match state.own_or_admin(user, request.as_str(), "extend").await {
@@ -262,139 +291,6 @@ fn command_name(form: &SlashCommand) -> &str {
 
 fn mistake(form: &SlashCommand, e: &CommandError) -> String {
     format!("{e}\n\n{}", USAGE.replace("/fargate", command_name(form)))
-}
-
-async fn connect(state: &AppState, form: &SlashCommand, args: ConnectArgs) -> String {
-    let Some(service) = args.service else { return CommandError::MissingService.to_string() };
-    let cluster = args.cluster.clone().unwrap_or_else(|| state.policy.default_cluster.clone());
-    let user = form.user_id.as_str();
-    let rule = state.policy.rule(service.as_str(), &cluster);
-    let groups = match state.groups_of(user, rule).await {
-        Ok(groups) => groups,
-        Err(e) => return e,
-    };
-    let access = state.policy.access(user, service.as_str(), &cluster, &|g| groups.contains(g));
-    let (approval, max_time_box, break_glass_allowed) = match access {
-        Access::Allowed { approval, max_time_box, break_glass } => (approval, max_time_box, break_glass),
-        Access::Unknown { suggestion } => {
-            let hint = suggestion.map(|s| format!(" Did you mean `{s}`?")).unwrap_or_default();
-            return format!(
-                "There is no service `{service}` in `{cluster}` that I can connect you to.{hint} `/fargate services` lists them."
-            );
-        }
-        Access::Denied | Access::NotAllowed => {
-            let why = if access == Access::Denied { "explicitly denied" } else { "not on the allow list" };
-            let detail = json!({"service": service.as_str(), "cluster": cluster, "why": why, "reason": args.reason});
-            let line = format!("denied by policy ({why}): <@{user}> → {service} in {cluster}");
-            if let Err(e) = state.ledger.record_denial(user, detail, line).await {
-                tracing::error!(error = %e, "could not record a denial");
-                return OUR_TROUBLE.into();
-            }
-            state.wake_notifier.notify_one();
-            return format!(
-                ":no_entry: You may not connect to *{service}* in `{cluster}` ({why}). `/fargate services` shows what you may use; an admin can change the policy."
-            );
-        }
-    };
-    let bounds = TimeBoxSettings { max: max_time_box.min(state.time_box.max), ..state.time_box };
-    let default_fits = TimeBoxSettings { default: bounds.default.min(bounds.max), ..bounds };
-    let ttl = match default_fits.choose(args.ttl) {
-        Ok(ttl) => ttl,
-        Err(e) => return format!("{e} for *{service}*. Ask for between {} and {}.", bounds.min, bounds.max),
-    };
-    if args.break_glass && approval.is_some() && !break_glass_allowed {
-        return format!(
-            "Break-glass is not allowed for *{service}*; ask without `--break-glass` and an approver will decide."
-        );
-    }
-    let needs_approval = approval.filter(|_| !args.break_glass);
-    let new = NewRequest {
-        requester_id: form.user_id.clone(),
-        requester_name: form.user_name.clone(),
-        team_id: form.team_id.clone(),
-        channel_id: form.channel_id.clone(),
-        service: service.to_string(),
-        cluster: cluster.clone(),
-        container: args.container.map(|c| c.as_str().to_string()),
-        task: args.task,
-        ttl_secs: ttl.as_secs() as i64,
-        response_url: form.response_url.clone(),
-        max_ttl_secs: max_time_box.as_secs() as i64,
-        reason: args.reason,
-        break_glass: args.break_glass,
-        approval: needs_approval.clone().map(|channel| ApprovalNeeded {
-            channel,
-            decide_by_ms: now_ms() + state.policy.approval_timeout.as_secs() as i64 * 1000,
-        }),
-        limits: state.limits,
-    };
-    match state.ledger.create_request(new).await {
-        Ok(CreateOutcome::Created(request)) => {
-            worker::metrics::METRICS.request("created");
-            state.wake_worker.notify_one();
-            if needs_approval.is_some() {
-                // Its two cards are queued; a request without approval gets its card when
-                // provisioning starts, and the worker wakes the notifier then.
-                state.wake_notifier.notify_one();
-            }
-            tracing::info!(
-                request_id = request.id,
-                service = request.service,
-                user = request.requester_id,
-                approval = needs_approval.is_some(),
-                "access requested"
-            );
-            match needs_approval {
-                Some(channel) => format!(
-                    ":hourglass: Request `{}` for *{}* in `{}` needs approval: I've asked in <#{channel}>. \
-                     Your card in our DM shows the decision; the {ttl} start when the link is ready.",
-                    request.id, request.service, request.cluster
-                ),
-                None => format!(
-                    ":hourglass_flowing_sand: Working on it: request `{}` for *{}* in `{}`, for {ttl} once ready. \
-                     Your card in our DM shows the progress and then the link (usually a minute or two).",
-                    request.id, request.service, request.cluster
-                ),
-            }
-        }
-        Ok(CreateOutcome::AlreadyOpen(existing)) => {
-            worker::metrics::METRICS.request("already_open");
-            format!(
-                "You already have request `{}` for *{}* ({}). Your card in our DM follows it.",
-                existing.id,
-                existing.service,
-                existing.state().as_str().replace('_', " ")
-            )
-        }
-        Ok(CreateOutcome::Refused(limit)) => {
-            worker::metrics::METRICS.request(limit.outcome());
-            tracing::info!(user, service = service.as_str(), limit = limit.outcome(), "request refused by a limit");
-            limit_reply(limit)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not record a request");
-            "Sorry, I could not record your request (a problem on our side; nothing was started). Please try again in a moment.".into()
-        }
-    }
-}
-
-/// What a person is told when a limit refuses their request (nothing was recorded).
-fn limit_reply(limit: LimitReached) -> String {
-    match limit {
-        LimitReached::LiveBastions { limit } => format!(
-            ":no_entry: {limit} bastions are running or starting right now, the most this bot allows at once \
-             (`limits.live_bastions`). Nothing was started; try again when one ends, or ask an admin."
-        ),
-        LimitReached::OpenPerPerson { limit } => format!(
-            ":no_entry: You have as many open requests as one person may have ({limit}, \
-             `limits.open_per_person`). End one you no longer need (`/fargate list`) and ask again."
-        ),
-        LimitReached::PerPersonPerHour { limit, retry_at } => format!(
-            ":no_entry: You asked for {limit} bastions within the last hour, the most one person may \
-             (`limits.per_person_per_hour`). You can ask again {}.",
-            slack_date(retry_at)
-        ),
-    }
 }
 
 async fn list(state: &AppState, user: &str) -> Result<String, String> {

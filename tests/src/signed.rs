@@ -42,6 +42,35 @@ pub fn click_body(user_id: &str, action_id: &str, value: &str, response_url: &st
     serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
 }
 
+/// A submission of the request modal (`payload=` a `view_submission` JSON), as Slack sends it:
+/// `values` is the view's `state.values` (block id → action id → value).
+pub fn submission_body(user_id: &str, values: serde_json::Value, private_metadata: &str) -> String {
+    let payload = serde_json::json!({
+        "type": "view_submission",
+        "team": {"id": "T0001", "domain": "acme"},
+        "user": {"id": user_id, "username": "someone", "name": "someone", "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "trigger_id": "13345224609.738474920.8088930838d88f008e1",
+        "view": {
+            "id": "V0001", "type": "modal", "callback_id": "fargate_connect_request",
+            "private_metadata": private_metadata, "state": {"values": values},
+        },
+        "response_urls": [],
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}
+
+/// A global shortcut's body (`payload=` a `shortcut` JSON), as Slack sends it.
+pub fn shortcut_body(user_id: &str, callback_id: &str) -> String {
+    let payload = serde_json::json!({
+        "type": "shortcut", "callback_id": callback_id, "action_ts": "1700000001.000001",
+        "team": {"id": "T0001", "domain": "acme"},
+        "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
+        "trigger_id": "13345224609.738474920.8088930838d88f008e2",
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -61,7 +61,6 @@ async fn mistakes_get_a_helpful_ephemeral_reply_and_record_nothing() {
     let t = TestApp::start_with("default = \"30m\"\nmin = \"5m\"\nmax = \"2h\"").await;
     let cases = [
         ("conect web", "I don't know `conect`"),
-        ("connect", "Which service?"),
         ("connect web --for soon", "`--for` wants a duration"),
         ("connect web --for 3h", "longer than the maximum of 2h"),
         ("connect web --for 1m", "shorter than the minimum of 5m"),

@@ -11,11 +11,12 @@ use worker::state::RequestState;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The scope each Web API method needs (api.slack.com/methods).
-fn scope_of(method: &str) -> &'static str {
+/// The scope each Web API method needs (api.slack.com/methods); `views.open` needs none.
+fn scope_of(method: &str) -> Option<&'static str> {
     match method {
-        "chat.postMessage" | "chat.update" => "chat:write",
-        "usergroups.users.list" => "usergroups:read",
+        "chat.postMessage" | "chat.update" => Some("chat:write"),
+        "usergroups.users.list" => Some("usergroups:read"),
+        "views.open" => None,
         other => panic!("the bot called {other}; add its scope here and to the manifest"),
     }
 }
@@ -65,6 +66,14 @@ approvals_channel = "C0APPROVE"
         assert_eq!(status.as_u16(), 401, "{path} is not a route of the bot (got {status})");
     }
 
+    // The request form, from the command and from the manifest's shortcut.
+    let shortcuts = manifest["features"]["shortcuts"].as_sequence().unwrap();
+    assert_eq!(shortcuts.len(), 1);
+    assert_eq!(shortcuts[0]["type"].as_str(), Some("global"));
+    assert_eq!(shortcuts[0]["callback_id"].as_str(), Some(bot::modal::CALLBACK_ID));
+    assert_eq!(manifest["features"]["app_home"]["messages_tab_enabled"].as_bool(), Some(true), "cards are DMs");
+    assert_eq!(t.command("U0ALICE", "").await.0, 200);
+
     let reply = t.reply("U0ALICE", "connect web --reason manifest").await;
     let id = reply[reply.find("fc-").unwrap()..][..11].to_string();
     t.slack.wait_for_in("C0APPROVE", &id, WAIT).await;
@@ -77,8 +86,10 @@ approvals_channel = "C0APPROVE"
         .delivered()
         .iter()
         .filter_map(|c| c.path.strip_prefix("/api/"))
-        .map(|method| scope_of(method).to_string())
+        .filter_map(scope_of)
+        .map(str::to_string)
         .collect();
+    assert!(t.slack.delivered().iter().any(|c| c.path == "/api/views.open"), "the form was opened");
     needed.insert("commands".into());
     assert_eq!(scopes, needed, "the manifest's bot scopes are not exactly the ones the code uses");
     t.stop().await;

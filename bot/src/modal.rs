@@ -1,0 +1,273 @@
+//! The request modal. `/fargate` with no arguments, `/fargate connect` without a service and
+//! the global shortcut open it (`views.open`, with the trigger Slack sent, valid three
+//! seconds): the services this person may use (and whether each needs approval), the
+//! container, the duration within the policy's bounds, the reason, break-glass where some
+//! service allows it. Its submission goes through the same checks as the command
+//! (`connect::connect`); a mistake or a refusal is shown on the field it is about, in the
+//! modal, and nothing is recorded.
+
+use crate::command::ConnectArgs;
+use crate::connect::{connect, Asker, Field};
+use crate::gate::AppState;
+use crate::policy::Access;
+use serde_json::{json, Value};
+use worker::duration::HumanDuration;
+use worker::ids::{ContainerName, ServiceName};
+
+/// The modal's `callback_id`, and the global shortcut's (deploy/slack/manifest.yml).
+pub const CALLBACK_ID: &str = "fargate_connect_request";
+
+/// Slack's limit on a static select's options.
+const MAX_OPTIONS: usize = 100;
+
+/// A service this person may ask for, as the select offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub service: String,
+    pub cluster: String,
+    pub approval: bool,
+    pub break_glass: bool,
+}
+
+/// What the policy lets `user` ask for: the named services, and whether a `*` entry lets them
+/// name any (then the service is typed, not chosen).
+async fn offers(state: &AppState, user: &str) -> Result<(Vec<Offer>, bool), String> {
+    let mut offers = Vec::new();
+    let mut any = false;
+    for rule in &state.policy.services {
+        let groups = state.groups_of(user, Some(rule)).await?;
+        if let Access::Allowed { approval, break_glass, .. } =
+            state.policy.access(user, &rule.name, &rule.cluster, &|g| groups.contains(g))
+        {
+            if rule.name == "*" {
+                any = true;
+            } else {
+                let (service, cluster) = (rule.name.clone(), rule.cluster.clone());
+                offers.push(Offer { service, cluster, approval: approval.is_some(), break_glass });
+            }
+        }
+    }
+    Ok((offers, any))
+}
+
+fn plain(text: &str) -> Value {
+    json!({"type": "plain_text", "text": text})
+}
+
+fn input(block: &str, label: &str, element: Value, optional: bool, hint: Option<&str>) -> Value {
+    let mut b =
+        json!({"type": "input", "block_id": block, "label": plain(label), "element": element, "optional": optional});
+    if let Some(hint) = hint {
+        b["hint"] = plain(hint);
+    }
+    b
+}
+
+fn text_input(placeholder: &str, multiline: bool, max_length: u32) -> Value {
+    json!({"type": "plain_text_input", "action_id": "value", "multiline": multiline,
+           "max_length": max_length, "placeholder": plain(placeholder)})
+}
+
+/// The modal for someone offered `offers` (typed names too when `any`), asked from `channel`.
+pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration), channel: &str) -> Value {
+    let (default, max) = time_box;
+    let service = if any || offers.is_empty() || offers.len() > MAX_OPTIONS {
+        input("service", "Service", text_input("e.g. web", false, 255), false, Some("The ECS service's name."))
+    } else {
+        let options: Vec<Value> = offers
+            .iter()
+            .map(|o| {
+                let approval = if o.approval { " · needs approval" } else { "" };
+                json!({"text": plain(&format!("{} in {}{approval}", o.service, o.cluster)),
+                       "value": format!("{}/{}", o.cluster, o.service)})
+            })
+            .collect();
+        let select = json!({"type": "static_select", "action_id": "value", "placeholder": plain("Choose a service"), "options": options});
+        input("service", "Service", select, false, None)
+    };
+    let mut blocks = vec![
+        service,
+        input("container", "Container", text_input("the task's only or essential container", false, 255), true, None),
+        input(
+            "duration",
+            "For how long",
+            text_input(&format!("{default} (at most {max})"), false, 16),
+            true,
+            Some("Like 30m, 1h or 1h30m. The time starts when your link is ready."),
+        ),
+        input(
+            "reason",
+            "Reason",
+            text_input("e.g. INC-42: the queue is stuck", true, 500),
+            true,
+            Some("Shown to the approvers and kept in the audit history; needed for break-glass."),
+        ),
+    ];
+    if offers.iter().any(|o| o.break_glass) || any {
+        let option = json!({"text": plain("Break-glass: skip the approval (everyone in the audit channel is told)"), "value": "yes"});
+        let checkboxes = json!({"type": "checkboxes", "action_id": "value", "options": [option]});
+        blocks.push(input("break_glass", "Emergency", checkboxes, true, None));
+    }
+    json!({
+        "type": "modal",
+        "callback_id": CALLBACK_ID,
+        "title": plain("Request a shell"),
+        "submit": plain("Request"),
+        "close": plain("Cancel"),
+        "private_metadata": json!({"channel": channel}).to_string(),
+        "blocks": blocks,
+    })
+}
+
+/// Opens the modal for `user` with `trigger_id`; the error is what to tell them instead.
+pub async fn open(state: &AppState, user: &str, trigger_id: &str, channel: &str) -> Result<(), String> {
+    let (offers, any) = offers(state, user).await?;
+    if offers.is_empty() && !any {
+        return Err("The policy lets you use no service yet; an admin can change that.".into());
+    }
+    let max = state.time_box.max;
+    let view = view(&offers, any, (state.time_box.default.min(max), max), channel);
+    let body = json!({"trigger_id": trigger_id, "view": view});
+    state.slack.call("views.open", &body).await.map(|_| ()).map_err(|e| {
+        tracing::warn!(error = %e, "views.open failed");
+        "I could not open the request form just now; `/fargate connect <service>` does the same.".to_string()
+    })
+}
+
+fn block_id(field: Field) -> &'static str {
+    match field {
+        Field::Service => "service",
+        Field::Duration => "duration",
+        Field::BreakGlass => "break_glass",
+    }
+}
+
+fn errors(block: &str, message: &str) -> Value {
+    // Slack shows the text as is (no mrkdwn): drop the emphasis marks.
+    let text: String = message.chars().filter(|c| !matches!(c, '*' | '`')).collect();
+    json!({"response_action": "errors", "errors": {block: text}})
+}
+
+/// The request the form describes, or the field in error and why.
+fn args_of(values: &Value) -> Result<ConnectArgs, Value> {
+    let text = |block: &str| values[block]["value"]["value"].as_str().map(str::trim).filter(|s| !s.is_empty());
+    let chosen = values["service"]["value"]["selected_option"]["value"].as_str();
+    let (cluster, service) = match chosen.and_then(|v| v.split_once('/')) {
+        Some((cluster, service)) => (Some(cluster.to_string()), service),
+        None => (None, text("service").unwrap_or_default()),
+    };
+    let service = ServiceName::parse(service).map_err(|e| errors("service", &e.to_string()))?;
+    let container = match text("container") {
+        Some(c) => Some(ContainerName::parse(c).map_err(|e| errors("container", &e.to_string()))?),
+        None => None,
+    };
+    let ttl = match text("duration") {
+        Some(d) => Some(HumanDuration::parse(d).map_err(|e| errors("duration", &e.to_string()))?),
+        None => None,
+    };
+    let break_glass = values["break_glass"]["value"]["selected_options"].as_array().is_some_and(|o| !o.is_empty());
+    let reason = text("reason").map(str::to_string);
+    if break_glass && reason.is_none() {
+        return Err(errors("reason", "Break-glass needs a reason: it is told to the audit channel."));
+    }
+    Ok(ConnectArgs { service: Some(service), container, cluster, ttl, reason, task: None, break_glass })
+}
+
+/// Answers a submission of the modal: the field in error, or the modal replaced by what
+/// happened (the same words the command answers with).
+pub async fn submit(state: &AppState, payload: &Value) -> Value {
+    let args = match args_of(&payload["view"]["state"]["values"]) {
+        Ok(args) => args,
+        Err(answer) => return answer,
+    };
+    let metadata: Value =
+        payload["view"]["private_metadata"].as_str().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+    let user = &payload["user"];
+    let asker = Asker {
+        user_id: user["id"].as_str().unwrap_or_default().to_string(),
+        user_name: user["username"].as_str().or(user["name"].as_str()).unwrap_or_default().to_string(),
+        team_id: user["team_id"].as_str().or(payload["team"]["id"].as_str()).unwrap_or_default().to_string(),
+        channel_id: metadata["channel"].as_str().unwrap_or_default().to_string(),
+        response_url: String::new(),
+    };
+    match connect(state, &asker, args).await {
+        Ok(told) => json!({"response_action": "update", "view": {
+            "type": "modal",
+            "title": plain("Request a shell"),
+            "close": plain("Close"),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": told}}],
+        }}),
+        Err(refusal) => errors(block_id(refusal.field), &refusal.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, Value)]) -> Value {
+        Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), json!({"value": v}))).collect())
+    }
+
+    #[test]
+    fn a_form_becomes_the_same_request_as_the_command() {
+        let form = values(&[
+            ("service", json!({"type": "static_select", "selected_option": {"value": "prod/web"}})),
+            ("container", json!({"type": "plain_text_input", "value": " app "})),
+            ("duration", json!({"type": "plain_text_input", "value": "45m"})),
+            ("reason", json!({"type": "plain_text_input", "value": "INC-9"})),
+            ("break_glass", json!({"type": "checkboxes", "selected_options": []})),
+        ]);
+        let args = args_of(&form).unwrap();
+        assert_eq!(args.service.unwrap().as_str(), "web");
+        assert_eq!(args.cluster.as_deref(), Some("prod"));
+        assert_eq!(args.container.unwrap().as_str(), "app");
+        assert_eq!(args.ttl, Some(HumanDuration::from_secs(45 * 60)));
+        assert_eq!((args.reason.as_deref(), args.break_glass), (Some("INC-9"), false));
+    }
+
+    #[test]
+    fn mistakes_are_shown_on_their_field() {
+        let typed = |service: &str, duration: &str| {
+            values(&[
+                ("service", json!({"type": "plain_text_input", "value": service})),
+                ("duration", json!({"type": "plain_text_input", "value": duration})),
+            ])
+        };
+        let error = |form: Value| {
+            let answer = args_of(&form).unwrap_err();
+            assert_eq!(answer["response_action"], "errors");
+            answer["errors"].as_object().unwrap().keys().next().unwrap().clone()
+        };
+        assert_eq!(error(typed("web app", "")), "service");
+        assert_eq!(error(typed("web", "soon")), "duration");
+        let glass = values(&[
+            ("service", json!({"type": "plain_text_input", "value": "web"})),
+            ("break_glass", json!({"type": "checkboxes", "selected_options": [{"value": "yes"}]})),
+        ]);
+        assert_eq!(error(glass), "reason");
+    }
+
+    #[test]
+    fn the_view_offers_what_the_policy_allows_and_break_glass_only_where_allowed() {
+        let offer = |service: &str, approval, break_glass| Offer {
+            service: service.into(),
+            cluster: "prod".into(),
+            approval,
+            break_glass,
+        };
+        let bounds = (HumanDuration::from_secs(3600), HumanDuration::from_secs(8 * 3600));
+        let view = view(&[offer("web", false, false), offer("api", true, false)], false, bounds, "C1");
+        let blocks = view["blocks"].as_array().unwrap();
+        let options = blocks[0]["element"]["options"].as_array().unwrap();
+        assert_eq!(options[1]["text"]["text"], "api in prod · needs approval");
+        assert_eq!(options[1]["value"], "prod/api");
+        assert!(blocks.iter().all(|b| b["block_id"] != "break_glass"));
+        assert_eq!(view["private_metadata"], r#"{"channel":"C1"}"#);
+        assert_eq!(view["callback_id"], CALLBACK_ID);
+        let glass = super::view(&[offer("api", true, true)], false, bounds, "C1");
+        assert!(glass["blocks"].as_array().unwrap().iter().any(|b| b["block_id"] == "break_glass"));
+        let typed = super::view(&[], true, bounds, "C1");
+        assert_eq!(typed["blocks"][0]["element"]["type"], "plain_text_input");
+    }
+}

@@ -1,0 +1,130 @@
+//! The request modal through the HTTP endpoints and the Slack stand-in: `/fargate` alone and the
+//! global shortcut open it with what the policy lets the person use; a submission with a
+//! mistake is answered on its field and records nothing; a good one is the same request as the
+//! command, and reaches ready.
+
+use harness::app::TestApp;
+use harness::signed::{now, post_signed, shortcut_body, submission_body, SIGNING_SECRET};
+use serde_json::{json, Value};
+use std::time::Duration;
+use worker::state::RequestState;
+
+const WAIT: Duration = Duration::from_secs(60);
+const ALICE: &str = "U0ALICE";
+
+async fn start() -> TestApp {
+    let policy = r#"[policy]
+[[policy.services]]
+name = "web"
+allow = ["*"]
+[[policy.services]]
+name = "api"
+allow = ["S0DEVS"]
+approval = true
+approvers = ["U0BOB"]
+approvals_channel = "C0APPROVE"
+[[policy.services]]
+name = "secret"
+allow = ["U0NOBODY"]
+"#;
+    let t = TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", policy).await;
+    t.slack.set_group("S0DEVS", &[ALICE]);
+    t
+}
+
+/// The view of the last `views.open`.
+async fn opened(t: &TestApp, count: usize) -> Value {
+    harness::wait_for("views.open", WAIT, || async {
+        let calls = t.slack.delivered_to("views.open");
+        (calls.len() == count).then(|| calls.last().unwrap().body.clone())
+    })
+    .await
+}
+
+async fn submit(t: &TestApp, values: Value) -> Value {
+    let body = submission_body(ALICE, values, r#"{"channel":"C0OPS"}"#);
+    let response =
+        post_signed(&format!("{}/slack/interactions", t.url), &body, SIGNING_SECRET, &now().to_string()).await;
+    assert_eq!(response.status().as_u16(), 200);
+    response.json().await.unwrap()
+}
+
+fn form(service: &str, duration: Option<&str>) -> Value {
+    json!({
+        "service": {"value": {"type": "static_select", "selected_option": {"value": service}}},
+        "duration": {"value": {"type": "plain_text_input", "value": duration}},
+        "reason": {"value": {"type": "plain_text_input", "value": "checking the modal"}},
+    })
+}
+
+async fn requests(t: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(t.ledger.pool()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field() {
+    let t = start().await;
+    // `/fargate` alone: an empty 200 (no message), and the modal opened with the trigger.
+    let (status, reply) = t.command(ALICE, "").await;
+    assert_eq!((status, reply), (200, Value::Null));
+    let open = opened(&t, 1).await;
+    assert_eq!(open["trigger_id"], "13345224609.738474920.8088930838d88f008e0");
+    let view = &open["view"];
+    assert_eq!(view["callback_id"], "fargate_connect_request");
+    let options: Vec<&str> = view["blocks"][0]["element"]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(options, ["prod/web", "prod/api"], "only what Alice may use");
+    assert!(view["blocks"][0]["element"]["options"][1]["text"]["text"].as_str().unwrap().contains("needs approval"));
+    // `connect` without a service opens it too.
+    assert_eq!(t.command(ALICE, "connect").await, (200, Value::Null));
+    opened(&t, 2).await;
+
+    // Mistakes: on their field, nothing recorded.
+    let answer = submit(&t, form("prod/web", Some("soon"))).await;
+    assert_eq!(answer["response_action"], "errors");
+    assert!(answer["errors"]["duration"].as_str().unwrap().contains("soon"), "{answer}");
+    let answer = submit(&t, form("prod/web", Some("2h"))).await;
+    assert!(answer["errors"]["duration"].as_str().unwrap().contains("between"), "{answer}");
+    // A service the form did not offer (a crafted submission): refused on the field, and the
+    // denial is in the audit history like the command's.
+    let answer = submit(&t, form("prod/secret", None)).await;
+    assert!(answer["errors"]["service"].as_str().unwrap().contains("You may not connect to secret"), "{answer}");
+    assert_eq!(requests(&t).await, 0);
+    let denials: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE kind = 'denied_by_policy'")
+        .fetch_one(t.ledger.pool())
+        .await
+        .unwrap();
+    assert_eq!(denials, 1);
+
+    // A good one: the modal says what happened, and it is the command's request.
+    let answer = submit(&t, form("prod/web", Some("20m"))).await;
+    assert_eq!(answer["response_action"], "update", "{answer}");
+    let told = answer["view"]["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(told.contains("Working on it"), "{told}");
+    let id = told[told.find("fc-").unwrap()..][..11].to_string();
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    assert_eq!((request.channel_id.as_str(), request.ttl_secs), ("C0OPS", 20 * 60));
+    assert_eq!(request.reason.as_deref(), Some("checking the modal"));
+    t.slack.wait_for_all(&[&id, "is ready until"], WAIT).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_shortcut_opens_the_modal_and_a_forged_submission_changes_nothing() {
+    let t = start().await;
+    let url = format!("{}/slack/interactions", t.url);
+    let shortcut = shortcut_body(ALICE, "fargate_connect_request");
+    assert_eq!(post_signed(&url, &shortcut, SIGNING_SECRET, &now().to_string()).await.status().as_u16(), 200);
+    let open = opened(&t, 1).await;
+    assert_eq!(open["trigger_id"], "13345224609.738474920.8088930838d88f008e2");
+    let forged = submission_body(ALICE, form("prod/web", None), "{}");
+    let response = post_signed(&url, &forged, "not-the-secret", &now().to_string()).await;
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(requests(&t).await, 0);
+    t.stop().await;
+}
