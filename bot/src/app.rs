@@ -73,6 +73,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     let groups = GroupDirectory::new(api.clone(), config.policy.group_cache_ttl.as_duration());
     let region = aws.region.clone();
     let policy = Arc::new(config.policy.clone());
+    let (home, home_queue) = crate::home::channel();
     let state = AppState {
         ledger: ledger.clone(),
         signing_secret: config.signing_secret.clone(),
@@ -84,6 +85,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         wake_notifier: wake_notifier.clone(),
         replays: Arc::new(ReplayGuard::new(crate::signature::MAX_SKEW_SECS)),
         slack: Arc::new(api.clone()),
+        home: home.clone(),
     };
     let open = Arc::new(Open::default());
     let limits = config.server.limits();
@@ -100,7 +102,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     let ops = tokio::spawn(server::serve(
         "ops",
         listeners.ops,
-        ops_router(state, open.clone()),
+        ops_router(state.clone(), open.clone()),
         ops_limits,
         open,
         stopped(stop_rx.clone()),
@@ -111,7 +113,9 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     );
     let runner = Runner::new(provisioner, wake_worker);
     let worker = tokio::spawn(runner.run(stopped(stop_rx.clone())));
-    let notifier = Notifier::new(ledger.clone(), api, &region, policy, wake_notifier, config.worker.poll_interval());
+    let home_task = tokio::spawn(crate::home::run(state, home_queue, stopped(stop_rx.clone())));
+    let notifier =
+        Notifier::new(ledger.clone(), api, &region, policy, home, wake_notifier, config.worker.poll_interval());
     let notifier = tokio::spawn(notifier.run(stopped(stop_rx)));
     Ok(RunningApp {
         addr,
@@ -123,6 +127,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
             ("operators' http server", ops),
             ("worker", worker),
             ("notifier", notifier),
+            ("app home", home_task),
         ],
     })
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     /// The Web API, for what must be answered at once (`views.open` within the trigger's
     /// three seconds).
     pub slack: Arc<SlackApi>,
+    /// Asks for App Homes to be drawn again.
+    pub home: crate::home::HomeUpdates,
 }
 
 impl AppState {

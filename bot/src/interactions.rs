@@ -94,6 +94,10 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
         return StatusCode::OK.into_response();
     };
     let (answer, audit_kind) = handle(&state, &click).await;
+    if payload["view"]["type"] == "home" {
+        // Clicked on their Home: drawn again with what the click changed.
+        state.home.send(crate::home::Refresh::Opened(click.user.clone()));
+    }
     if let Some(text) = answer {
         let request_id = parse_request_id(&click.value).map(|id| id.to_string());
         let known = match &request_id {

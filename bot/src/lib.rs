@@ -10,6 +10,7 @@ pub mod config;
 pub mod connect;
 pub mod doctor;
 pub mod gate;
+pub mod home;
 pub mod interactions;
 pub mod modal;
 pub mod notifier;

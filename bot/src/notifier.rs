@@ -13,6 +13,7 @@
 //!   and its requester told what to ask their admin.
 //! - Audit lines go to the audit channel, when one is configured.
 
+use crate::home::{HomeUpdates, Refresh};
 use crate::policy::Policy;
 use crate::render;
 use crate::slack::{SlackApi, SlackError};
@@ -38,6 +39,7 @@ pub struct Notifier {
     region: String,
     audit_channel: Option<String>,
     policy: Arc<Policy>,
+    home: HomeUpdates,
     wake: Arc<Notify>,
     poll_interval: Duration,
 }
@@ -81,11 +83,12 @@ impl Notifier {
         api: SlackApi,
         region: &str,
         policy: Arc<Policy>,
+        home: HomeUpdates,
         wake: Arc<Notify>,
         poll_interval: Duration,
     ) -> Self {
         let audit_channel = policy.audit_channel.clone();
-        Self { ledger, api, region: region.to_string(), audit_channel, policy, wake, poll_interval }
+        Self { ledger, api, region: region.to_string(), audit_channel, policy, home, wake, poll_interval }
     }
 
     /// The mentions of the approvers of `request`'s service, as the policy names them now.
@@ -215,6 +218,7 @@ impl Notifier {
                 let events = self.ledger.audit_for(&request.id).await?;
                 let message = render::requester_card(&request, &events, &self.region);
                 let posted = self.upsert(&request.id, "requester", &request.requester_id, message).await?;
+                self.home.send(Refresh::Changed(request.requester_id.clone()));
                 Ok(Delivered { via_response_url: false, covers: Some((CARD, upto)), posted })
             }
             Notice::ApprovalCard => {

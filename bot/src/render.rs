@@ -103,6 +103,30 @@ fn cancel_button(request: &Request) -> Value {
     )
 }
 
+/// The buttons a request offers now: to its requester (or an admin) Extend and End when
+/// ready, Cancel while on its way; to an approver (`as_approver`) Approve and Deny while it
+/// waits for a decision.
+pub fn request_buttons(request: &Request, as_approver: bool) -> Vec<Value> {
+    let id = &request.id;
+    match request.state() {
+        RequestState::AwaitingApproval if as_approver => vec![
+            button("Approve", APPROVE, id, Some("primary")),
+            confirmed(
+                button("Deny", DENY, id, Some("danger")),
+                "Deny this request?",
+                format!("<@{}> is told it was denied, and by whom.", request.requester_id),
+                "Deny",
+            ),
+        ],
+        RequestState::Ready => vec![button("Extend", EXTEND, id, Some("primary")), end_button(request)],
+        RequestState::AwaitingApproval
+        | RequestState::Requested
+        | RequestState::Approved
+        | RequestState::Provisioning => vec![cancel_button(request)],
+        _ => Vec::new(),
+    }
+}
+
 fn actions(request_id: &str, buttons: Vec<Value>) -> Value {
     json!({"type": "actions", "block_id": format!("request:{request_id}"), "elements": buttons})
 }
@@ -273,15 +297,9 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
             blocks.push(section(format!("*Preflight*\n{}", checks_text(&checks))));
         }
     }
-    match state {
-        RequestState::Ready => {
-            blocks.push(actions(id, vec![button("Extend", EXTEND, id, Some("primary")), end_button(request)]))
-        }
-        RequestState::AwaitingApproval
-        | RequestState::Requested
-        | RequestState::Approved
-        | RequestState::Provisioning => blocks.push(actions(id, vec![cancel_button(request)])),
-        _ => {}
+    let buttons = request_buttons(request, false);
+    if !buttons.is_empty() {
+        blocks.push(actions(id, buttons));
     }
     json!({"text": text, "blocks": blocks})
 }
@@ -303,18 +321,7 @@ pub fn approval_card(request: &Request, approvers: &str) -> Value {
                 "Decide by {} or it is cancelled.",
                 slack_date(request.decide_by.unwrap_or_default())
             )));
-            blocks.push(actions(
-                id,
-                vec![
-                    button("Approve", APPROVE, id, Some("primary")),
-                    confirmed(
-                        button("Deny", DENY, id, Some("danger")),
-                        "Deny this request?",
-                        format!("<@{}> is told it was denied, and by whom.", request.requester_id),
-                        "Deny",
-                    ),
-                ],
-            ));
+            blocks.push(actions(id, request_buttons(request, true)));
             "awaiting a decision".to_string()
         }
         RequestState::Denied => format!(

@@ -1,5 +1,6 @@
 //! HTTP ingress: `POST /slack/commands` (Slack-signed slash commands), `POST
-//! /slack/interactions` (button clicks, see `interactions`) and `GET /healthz` on the listener
+//! /slack/interactions` (button clicks, see `interactions`), `POST /slack/events` (App Home,
+//! see `home`) and `GET /healthz` on the listener
 //! Slack reaches; `GET /metrics`, `GET /readyz` and `GET /healthz` on the operators' one.
 //! A forged, stale, replayed or oversized request is refused (401/413) before anything is
 //! recorded (see `gate`); a person's mistake gets a helpful ephemeral reply with HTTP 200. The reply never waits on
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/slack/commands", post(slash_command))
         .route("/slack/interactions", post(crate::interactions::interaction))
+        .route("/slack/events", post(crate::home::events))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

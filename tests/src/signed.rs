@@ -75,11 +75,39 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// A click on a button of someone's App Home: a `block_actions` from a view, with no
+/// response_url (Slack gives none for a Home).
+pub fn home_click_body(user_id: &str, action_id: &str, value: &str) -> String {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "team": {"id": "T0001", "domain": "acme"},
+        "container": {"type": "view", "view_id": "V0HOME"},
+        "view": {"id": "V0HOME", "type": "home"},
+        "trigger_id": "13345224609.738474920.8088930838d88f008e3",
+        "actions": [{"type": "button", "action_id": action_id, "block_id": format!("home:x:{value}"), "value": value,
+                     "action_ts": "1700000001.000001"}]
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}
+
 /// POSTs `body` to `url` with Slack's headers for `secret` at `timestamp`.
 pub async fn post_signed(url: &str, body: &str, secret: &str, timestamp: &str) -> reqwest::Response {
+    post_signed_as(url, body, secret, timestamp, "application/x-www-form-urlencoded").await
+}
+
+/// The same, as `content_type` (the Events API sends JSON).
+pub async fn post_signed_as(
+    url: &str,
+    body: &str,
+    secret: &str,
+    timestamp: &str,
+    content_type: &str,
+) -> reqwest::Response {
     reqwest::Client::new()
         .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-type", content_type)
         .header("x-slack-request-timestamp", timestamp)
         .header("x-slack-signature", sign(secret.as_bytes(), timestamp, body.as_bytes()))
         .body(body.to_string())

@@ -16,7 +16,7 @@ fn scope_of(method: &str) -> Option<&'static str> {
     match method {
         "chat.postMessage" | "chat.update" => Some("chat:write"),
         "usergroups.users.list" => Some("usergroups:read"),
-        "views.open" => None,
+        "views.open" | "views.publish" => None,
         other => panic!("the bot called {other}; add its scope here and to the manifest"),
     }
 }
@@ -38,6 +38,12 @@ async fn the_manifest_matches_the_routes_and_the_scopes_the_bot_uses() {
     let interactivity = &manifest["settings"]["interactivity"];
     assert_eq!(interactivity["is_enabled"].as_bool(), Some(true));
     let interaction_path = path_of(interactivity["request_url"].as_str().unwrap());
+    let events = &manifest["settings"]["event_subscriptions"];
+    let events_path = path_of(events["request_url"].as_str().unwrap());
+    let bot_events: Vec<&str> =
+        events["bot_events"].as_sequence().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(bot_events, ["app_home_opened"], "the only event the bot handles");
+    assert_eq!(manifest["features"]["app_home"]["home_tab_enabled"].as_bool(), Some(true));
     let scopes: BTreeSet<String> = manifest["oauth_config"]["scopes"]["bot"]
         .as_sequence()
         .unwrap()
@@ -61,7 +67,7 @@ approvals_channel = "C0APPROVE"
 
     // The manifest's URLs are the bot's routes.
     let client = reqwest::Client::new();
-    for path in [&command_path, &interaction_path] {
+    for path in [&command_path, &interaction_path, &events_path] {
         let status = client.post(format!("{}{path}", t.url)).body("x=1").send().await.unwrap().status();
         assert_eq!(status.as_u16(), 401, "{path} is not a route of the bot (got {status})");
     }
@@ -73,6 +79,12 @@ approvals_channel = "C0APPROVE"
     assert_eq!(shortcuts[0]["callback_id"].as_str(), Some(bot::modal::CALLBACK_ID));
     assert_eq!(manifest["features"]["app_home"]["messages_tab_enabled"].as_bool(), Some(true), "cards are DMs");
     assert_eq!(t.command("U0ALICE", "").await.0, 200);
+    let opened = serde_json::json!({"type": "event_callback",
+        "event": {"type": "app_home_opened", "user": "U0ALICE", "tab": "home"}});
+    let (events_url, body, ts) = (format!("{}{events_path}", t.url), opened.to_string(), harness::signed::now());
+    let secret = harness::signed::SIGNING_SECRET;
+    let sent = harness::signed::post_signed_as(&events_url, &body, secret, &ts.to_string(), "application/json").await;
+    assert_eq!(sent.status().as_u16(), 200);
 
     let reply = t.reply("U0ALICE", "connect web --reason manifest").await;
     let id = reply[reply.find("fc-").unwrap()..][..11].to_string();
@@ -90,6 +102,7 @@ approvals_channel = "C0APPROVE"
         .map(str::to_string)
         .collect();
     assert!(t.slack.delivered().iter().any(|c| c.path == "/api/views.open"), "the form was opened");
+    assert!(t.slack.delivered().iter().any(|c| c.path == "/api/views.publish"), "a Home was drawn");
     needed.insert("commands".into());
     assert_eq!(scopes, needed, "the manifest's bot scopes are not exactly the ones the code uses");
     t.stop().await;

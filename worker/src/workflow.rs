@@ -377,6 +377,17 @@ impl Ledger {
         Ok(sqlx::query_as(&sql).bind(user).fetch_all(self.pool()).await?)
     }
 
+    /// Requests waiting for a decision, the oldest deadline first (the `requests_decide`
+    /// index holds only these).
+    pub async fn awaiting_approval(&self) -> Result<Vec<Request>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM requests INDEXED BY requests_decide WHERE state = 'awaiting_approval'
+             ORDER BY decide_by LIMIT 100",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// The access history, newest first.
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Request>, LedgerError> {
         Ok(sqlx::query_as(
