@@ -114,8 +114,8 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     let runner = Runner::new(provisioner, wake_worker);
     let worker = tokio::spawn(runner.run(stopped(stop_rx.clone())));
     let home_task = tokio::spawn(crate::home::run(state, home_queue, stopped(stop_rx.clone())));
-    let notifier =
-        Notifier::new(ledger.clone(), api, &region, policy, home, wake_notifier, config.worker.poll_interval());
+    let timing = (config.worker.untold_limit.as_duration(), config.worker.poll_interval());
+    let notifier = Notifier::new(ledger.clone(), api, &region, policy, home, timing, wake_notifier);
     let notifier = tokio::spawn(notifier.run(stopped(stop_rx)));
     Ok(RunningApp {
         addr,

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use worker::events::Notice;
+use worker::events::{Moment, Notice};
 use worker::ledger::{now_ms, Ledger, LedgerError, OutboxRow, Request};
 use worker::metrics::METRICS;
 use worker::workflow::{PostedMessage, Settlement};
@@ -40,6 +40,8 @@ pub struct Notifier {
     audit_channel: Option<String>,
     policy: Arc<Policy>,
     home: HomeUpdates,
+    /// `worker.untold_limit`: the time box of a bastion whose person is not told yet.
+    untold_limit: Duration,
     wake: Arc<Notify>,
     poll_interval: Duration,
 }
@@ -84,11 +86,12 @@ impl Notifier {
         region: &str,
         policy: Arc<Policy>,
         home: HomeUpdates,
+        timing: (Duration, Duration),
         wake: Arc<Notify>,
-        poll_interval: Duration,
     ) -> Self {
+        let (untold_limit, poll_interval) = timing;
         let audit_channel = policy.audit_channel.clone();
-        Self { ledger, api, region: region.to_string(), audit_channel, policy, home, wake, poll_interval }
+        Self { ledger, api, region: region.to_string(), audit_channel, policy, home, untold_limit, wake, poll_interval }
     }
 
     /// The mentions of the approvers of `request`'s service, as the policy names them now.
@@ -261,10 +264,16 @@ impl Notifier {
             }
             Notice::Tell { moment } => {
                 let request = self.request(row).await?;
-                match tell::tell(&request, moment, &self.region) {
-                    Some(message) => self.direct_message(&request, message).await,
-                    None => Ok(Delivered::web_api()),
+                let Some(message) = tell::tell(&request, moment, &self.region) else {
+                    return Ok(Delivered::web_api());
+                };
+                let delivered = self.direct_message(&request, message).await?;
+                if moment == Moment::Ready {
+                    // Told now: the time box starts now.
+                    let untold_ms = self.untold_limit.as_millis() as i64;
+                    self.ledger.told_ready(&request.id, now_ms(), untold_ms).await?;
                 }
+                Ok(delivered)
             }
             Notice::Reminder { expires_at_ms } => {
                 let request = self.request(row).await?;

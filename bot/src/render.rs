@@ -182,6 +182,9 @@ fn state_words(request: &Request) -> String {
             format!("ended early by <@{}>", request.ended_by.as_deref().unwrap_or("?"))
         }
         (RequestState::Ended, Some("expired")) => "its time box is over".into(),
+        (RequestState::Ended, Some("never_told")) => {
+            "ended unused: Slack could not be reached to say it was ready".into()
+        }
         (RequestState::Ended, Some("cancelled")) | (RequestState::Cancelled, Some("cancelled")) => "cancelled".into(),
         (RequestState::Cancelled, Some("approval_expired")) => "expired without a decision".into(),
         (RequestState::Cancelled, Some("approvals_unreachable")) => {

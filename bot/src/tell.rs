@@ -76,6 +76,10 @@ fn ended(request: &Request) -> Option<String> {
         (RequestState::Ended, Some("expired")) => format!(
             ":checkered_flag: Your access to {what} has ended: its time was up (request `{id}`). The bastion, its role and its sessions are gone."
         ),
+        (RequestState::Ended, Some("never_told")) => format!(
+            ":warning: Your bastion for {what} was ready, but Slack could not be reached to tell you, so it was ended unused \
+             (request `{id}`). Nothing of it is left running; ask again when you need it."
+        ),
         (RequestState::Ended, Some("ended_by_user")) => format!(
             ":checkered_flag: {who} ended your access to {what} (request `{id}`). The bastion, its role and its sessions are gone."
         ),
@@ -134,6 +138,7 @@ mod tests {
         assert!(t(RequestState::Denied, Some("denied"), Moment::Denied).contains("<@U2> denied"));
         assert!(t(RequestState::Failed, Some("no running task"), Moment::Failed).contains("failed: no running task"));
         assert!(t(RequestState::Ended, Some("expired"), Moment::Ended).contains("its time was up"));
+        assert!(t(RequestState::Ended, Some("never_told"), Moment::Ended).contains("ended unused"));
         assert!(t(RequestState::Ended, Some("ended_by_user"), Moment::Ended).contains("You ended"));
         assert!(t(RequestState::Cancelled, Some("approval_expired"), Moment::Ended).contains("Nobody decided"));
         let unreachable = t(RequestState::Cancelled, Some("approvals_unreachable"), Moment::Ended);

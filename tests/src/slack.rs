@@ -70,6 +70,8 @@ struct Shared {
     posted: Arc<std::sync::atomic::AtomicU64>,
     /// Channel → the error `chat.postMessage` answers for it (`not_in_channel`, …).
     refused: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// While set, every call is answered 503 (an outage).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct SlackStandIn {
@@ -139,6 +141,11 @@ impl SlackStandIn {
         self.shared.refused.lock().unwrap().insert(channel.to_string(), error.to_string());
     }
 
+    /// An outage: every call is answered 503 while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The next `times` calls get `status` (with `Retry-After` when given).
     pub fn fail_next(&self, status: u16, retry_after: Option<u64>, times: usize) {
         let mut plan = self.shared.plan.lock().unwrap();
@@ -197,6 +204,12 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         let mut plan = shared.plan.lock().unwrap();
         let index = plan.iter().position(|p| p.path.as_ref().is_none_or(|prefix| path.starts_with(prefix)));
         index.and_then(|i| plan.remove(i))
+    };
+    let planned = match planned {
+        None if shared.down.load(std::sync::atomic::Ordering::SeqCst) => {
+            Some(Planned { status: 503, retry_after: None, path: None })
+        }
+        other => other,
     };
     let status = planned.as_ref().map(|p| p.status).unwrap_or(200);
     shared.calls.lock().unwrap()[index].status = status;

@@ -2,11 +2,14 @@
 //! in place): the requester is told each moment of their request as a direct message, the
 //! approval card @-mentions the approvers and reminds them at half their time to decide, an
 //! approvals channel the bot cannot post to cancels the request at once with what to ask the
-//! admin, and End, Deny and Cancel ask for confirmation. Through the recording Slack stand-in.
+//! admin, End, Deny and Cancel ask for confirmation, and the time box starts when the person
+//! is told the bastion is ready (one never told is ended unused). Through the recording Slack
+//! stand-in.
 
 use harness::app::TestApp;
 use harness::slack::Recorded;
 use std::time::Duration;
+use worker::duration::HumanDuration;
 use worker::state::RequestState;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -125,5 +128,57 @@ async fn an_approvals_channel_the_bot_is_not_in_cancels_at_once_and_says_what_to
     assert_eq!(t.calls_of("RunInstances").await, 0);
     let tries = t.slack.calls().into_iter().filter(|c| c.body["channel"] == APPROVALS).count();
     assert_eq!(tries, 1, "a channel that refuses for good is not asked again");
+    t.stop().await;
+}
+
+/// A request for `web` (no approval) in an app whose time boxes are `box_secs` long and whose
+/// untold bastions end after `untold_secs`.
+async fn start_untold(box_secs: u64, untold_secs: u64) -> TestApp {
+    let time_box = format!("default = \"{box_secs}s\"\nmin = \"1s\"\nmax = \"1h\"");
+    TestApp::start_custom(&time_box, |c| c.worker.untold_limit = HumanDuration::from_secs(untold_secs)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_box_starts_when_the_person_is_told_not_when_the_bastion_was_ready() {
+    let t = start_untold(30, 60).await;
+    let id = t.connect(ALICE, "connect web").await;
+    t.slack.set_down(true); // Slack goes away before the link can be delivered.
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let ready = t.ledger.get(&id).await.unwrap();
+    let ready_at = ready.ready_at.unwrap();
+    assert!(ready.told_at.is_none());
+    // Three seconds of outage after it was ready.
+    harness::wait_for("3 s past ready", WAIT, || async { (worker::ledger::now_ms() >= ready_at + 3000).then_some(()) })
+        .await;
+    t.slack.set_down(false);
+    wait_told(&t, ALICE, "is ready until").await;
+    let told = harness::wait_for("the told time recorded", WAIT, || async {
+        let request = t.ledger.get(&id).await.unwrap();
+        request.told_at.is_some().then_some(request)
+    })
+    .await;
+    let told_at = told.told_at.unwrap();
+    assert!(told_at >= ready_at + 3000, "told {told_at}, ready {ready_at}");
+    assert_eq!(told.ready_at, Some(told_at), "the time box starts when told");
+    assert_eq!(told.expires_at, Some(told_at + 30_000), "the whole 30 s from then");
+    assert!(t.audit_kinds(&id).await.contains(&"told_ready".to_string()));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bastion_nobody_could_be_told_about_is_ended_unused_and_they_hear_why_later() {
+    // A 20-minute time box, but only 3 s to tell the person.
+    let t = start_untold(1200, 3).await;
+    let id = t.connect(ALICE, "connect web").await;
+    t.slack.set_down(true);
+    t.wait_for_state(&id, RequestState::Ended, WAIT).await;
+    let ended = t.ledger.get(&id).await.unwrap();
+    assert_eq!(ended.end_reason.as_deref(), Some("never_told"));
+    assert!(ended.ended_at.unwrap() - ended.ready_at.unwrap() < 60_000, "not the whole 20 minutes");
+    t.slack.set_down(false);
+    // Back: the link is never shown as usable, and the person is told it ended unused.
+    let told = wait_told(&t, ALICE, "ended unused").await;
+    assert!(told.iter().all(|m| !m.contains("is ready until")), "{told:?}");
+    t.slack.wait_for_all(&[&id, "ended unused"], WAIT).await;
     t.stop().await;
 }

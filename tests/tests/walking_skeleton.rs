@@ -151,6 +151,7 @@ async fn connect_to_ready_link_to_expiry_end_to_end() {
             "role_created",
             "instance_launched",
             "ready",
+            "told_ready",
             "expired",
             "torn_down",
             "ended"

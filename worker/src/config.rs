@@ -194,6 +194,10 @@ pub struct WorkerSettings {
     pub reaper_grace: HumanDuration,
     /// How long before its expiry a person is reminded (with an Extend button).
     pub reminder_before: HumanDuration,
+    /// The time box starts when the person is told their bastion is ready; a bastion whose
+    /// person cannot be told (Slack unreachable) is ended unused this long after it was ready
+    /// (or at its time box, if that is shorter).
+    pub untold_limit: HumanDuration,
 }
 
 impl Default for WorkerSettings {
@@ -209,6 +213,7 @@ impl Default for WorkerSettings {
             reaper_interval: HumanDuration::from_secs(300),
             reaper_grace: HumanDuration::from_secs(900),
             reminder_before: HumanDuration::from_secs(300),
+            untold_limit: HumanDuration::from_secs(900),
         }
     }
 }

@@ -96,6 +96,8 @@ pub enum EndReason {
     EndedByUser,
     /// Cancelled before it was ready (by the requester, or approval never came).
     Cancelled,
+    /// Ready, but the requester could not be told within `worker.untold_limit`: ended unused.
+    NeverTold,
 }
 
 impl EndReason {
@@ -104,6 +106,7 @@ impl EndReason {
             EndReason::Expired => "expired",
             EndReason::EndedByUser => "ended_by_user",
             EndReason::Cancelled => "cancelled",
+            EndReason::NeverTold => "never_told",
         }
     }
 }

@@ -520,7 +520,12 @@ impl Provisioner {
         if waiting.stage == Readiness::Usable {
             // The instance's expires-at tag keeps the bastion's own hard stop; the ledger holds
             // the time box.
-            if self.ledger.mark_ready(request_id, &self.aws.region).await?.is_none() {
+            if self
+                .ledger
+                .mark_ready(request_id, &self.aws.region, self.worker.untold_limit.as_secs() as i64 * 1000)
+                .await?
+                .is_none()
+            {
                 // Ended while we waited: teardown again, in case it ran before the launch.
                 self.ledger.ensure_teardown(request_id).await?;
             }

@@ -425,5 +425,6 @@ fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
         reminded_at: None,
         ended_by: None,
         hard_stop_at: None,
+        told_at: None,
     }
 }

@@ -116,6 +116,8 @@ pub struct Request {
     pub ended_by: Option<String>,
     /// The bastion's own deadline (UTC ms), fixed at the first launch attempt.
     pub hard_stop_at: Option<i64>,
+    /// When the requester was told it is ready (the time box starts then).
+    pub told_at: Option<i64>,
 }
 
 /// `RequestState` as read from its text column.

@@ -154,12 +154,19 @@ impl Ledger {
         Ok(())
     }
 
-    /// provisioning → ready: the time box starts now. Writes the audit event and the notice.
-    pub async fn mark_ready(&self, id: &str, region: &str) -> Result<Option<Request>, LedgerError> {
+    /// provisioning → ready. The time box starts when the person is told (`told_ready`); until
+    /// then it runs for at most `untold_limit_ms`, so a bastion nobody could be told about
+    /// is ended unused. Writes the audit event and the notices.
+    pub async fn mark_ready(
+        &self,
+        id: &str,
+        region: &str,
+        untold_limit_ms: i64,
+    ) -> Result<Option<Request>, LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
         let request = fetch(&mut tx, id).await?;
-        let expires_at = now + request.ttl_secs * 1000;
+        let expires_at = now + (request.ttl_secs * 1000).min(untold_limit_ms);
         let changed = sqlx::query(
             "UPDATE requests SET state = 'ready', ready_at = ?, expires_at = ?, updated_at = ?
              WHERE id = ? AND state = 'provisioning'",
@@ -189,6 +196,43 @@ impl Ledger {
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Some(request))
+    }
+
+    /// The requester was told (at `at`) that their bastion is ready: the time box starts now,
+    /// with what extensions already added. The bastion's own deadline is moved (a reschedule
+    /// job) when it would no longer be a minute past the new expiry. Does nothing for a
+    /// request no longer ready, or already told.
+    pub async fn told_ready(&self, id: &str, at: i64, untold_limit_ms: i64) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let request = fetch(&mut tx, id).await?;
+        let (RequestState::Ready, None, Some(ready_at), Some(expires_at)) =
+            (request.state(), request.told_at, request.ready_at, request.expires_at)
+        else {
+            return Ok(());
+        };
+        let untold_box = (request.ttl_secs * 1000).min(untold_limit_ms);
+        let extended = (expires_at - ready_at - untold_box).max(0);
+        let new_expiry = at + request.ttl_secs * 1000 + extended;
+        sqlx::query(
+            "UPDATE requests SET told_at = ?1, ready_at = ?1, expires_at = ?2, updated_at = ?1,
+                reminded_at = CASE WHEN expires_at = ?2 THEN reminded_at END
+             WHERE id = ?3 AND state = 'ready' AND told_at IS NULL",
+        )
+        .bind(at)
+        .bind(new_expiry)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = json!({"expires_at": new_expiry, "previous_expires_at": expires_at, "late_ms": at - ready_at});
+        append_audit(&mut tx, id, WORKER, "told_ready", detail, at).await?;
+        if new_expiry != expires_at {
+            push_outbox(&mut tx, Some(id), &Notice::Card, at).await?;
+        }
+        if request.hard_stop_at.is_some_and(|stop| new_expiry + 60_000 > stop) {
+            enqueue_job(&mut tx, id, JobKind::Reschedule, at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Any open state → failed, with the reason told to the person, and a teardown job for
@@ -228,10 +272,14 @@ impl Ledger {
         let mut moved = Vec::with_capacity(due.len());
         for id in due {
             if guarded(&mut tx, &id, &[RequestState::Ready], RequestState::Ending, now).await? {
-                sqlx::query("UPDATE requests SET end_reason = 'expired' WHERE id = ?")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
+                // Never told it was ready (Slack unreachable the whole time): ended unused.
+                sqlx::query(
+                    "UPDATE requests SET end_reason = CASE WHEN told_at IS NULL THEN 'never_told' ELSE 'expired' END
+                     WHERE id = ?",
+                )
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
                 append_audit(&mut tx, &id, WORKER, "expired", json!({}), now).await?;
                 push_outbox(&mut tx, Some(&id), &Notice::Card, now).await?;
                 enqueue_job(&mut tx, &id, JobKind::Teardown, now).await?;
@@ -258,6 +306,7 @@ impl Ledger {
             let reason = match request.end_reason.as_deref() {
                 Some("ended_by_user") => EndReason::EndedByUser,
                 Some("cancelled") => EndReason::Cancelled,
+                Some("never_told") => EndReason::NeverTold,
                 _ => EndReason::Expired,
             };
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;

@@ -248,7 +248,7 @@ async fn expiry_moves_only_due_ready_requests() {
     ledger.set_target(&r.id, "arn:task", "app", &[], json!({})).await.unwrap();
     let launch = LaunchInfo { instance_type: "t3.micro".into(), spot: true, ..Default::default() };
     ledger.set_instance(&r.id, "i-1", &launch, "instance_launched", json!({})).await.unwrap();
-    let ready = ledger.mark_ready(&r.id, "eu-west-1").await.unwrap().unwrap();
+    let ready = ledger.mark_ready(&r.id, "eu-west-1", i64::MAX).await.unwrap().unwrap();
     let expires = ready.expires_at.unwrap();
     assert!(ledger.expire_due(expires - 1).await.unwrap().is_empty());
     assert_eq!(ledger.expire_due(expires).await.unwrap(), vec![r.id.clone()]);
