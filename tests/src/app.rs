@@ -191,6 +191,20 @@ impl TestApp {
     }
 
     /// Waits until `id` is in `state`.
+    /// Waits until the requester of `id` was told it is ready (the direct message delivered):
+    /// its time box starts then, so its expiry is final only from then on.
+    pub async fn wait_until_told(&self, id: &str) -> worker::ledger::Request {
+        crate::wait_for(
+            &format!("{id}'s requester to be told it is ready"),
+            std::time::Duration::from_secs(60),
+            || async {
+                let request = self.ledger.get(id).await.unwrap();
+                request.told_at.is_some().then_some(request)
+            },
+        )
+        .await
+    }
+
     pub async fn wait_for_state(&self, id: &str, state: worker::state::RequestState, timeout: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

@@ -1,10 +1,15 @@
 //! The local sandbox's web page: a small stand-in for the Slack client. It shows what the bot
 //! posted and updated (your direct messages with the bot, #approvals, #audit, replies only you
-//! see) with their buttons, sends `/fargate …` as any user, clicks buttons, and lists the
-//! bastions in the emulator, refreshing every second. Requests to the bot are signed exactly as
-//! Slack signs them.
+//! see) with their buttons, the request form the bot opens (`views.open`) and each person's
+//! App Home (`views.publish`), sends `/fargate …` as any user, submits the form, opens Home,
+//! clicks buttons, and lists the bastions in the emulator, refreshing every second. Requests to
+//! the bot are signed exactly as Slack signs them. (Slack's confirmation dialogs are not
+//! shown: a button acts at once.)
 
-use crate::signed::{click_body, command_body, now, post_signed, SIGNING_SECRET};
+use crate::signed::{
+    click_body, command_body_with_trigger, home_click_body, now, post_signed, post_signed_as, submission_body,
+    SIGNING_SECRET,
+};
 use crate::slack::Recorded;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -53,6 +58,8 @@ struct UiState {
     next: u32,
     owners: HashMap<u32, String>,
     replies: Vec<Value>,
+    /// Trigger id → the user whose command it came with (a form opened with it is theirs).
+    triggers: HashMap<String, String>,
 }
 
 impl Ui {
@@ -72,6 +79,8 @@ impl Ui {
             .route("/api/state", get(state))
             .route("/api/command", post(command))
             .route("/api/click", post(click))
+            .route("/api/submit", post(submit))
+            .route("/api/home", post(open_home))
             .with_state(self);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -95,13 +104,23 @@ struct CommandIn {
 
 async fn command(State(ui): State<Ui>, Json(input): Json<CommandIn>) -> Response {
     let text = input.text.trim().strip_prefix("/fargate").unwrap_or(input.text.trim()).trim().to_string();
-    let body = command_body(&text, &input.user, &ui.response_url(&input.user));
+    let trigger = {
+        let mut state = ui.state.lock().unwrap();
+        state.next += 1;
+        let trigger = format!("13345224609.{}.5a4e0b0c", 1_000_000 + state.next);
+        state.triggers.insert(trigger.clone(), input.user.clone());
+        trigger
+    };
+    let body = command_body_with_trigger(&text, &input.user, &ui.response_url(&input.user), &trigger);
     let response =
         post_signed(&format!("{}/slack/commands", ui.bot_url), &body, SIGNING_SECRET, &now().to_string()).await;
     let status = response.status().as_u16();
     let reply: Value = response.json().await.unwrap_or(Value::Null);
     let entry = json!({"user": input.user, "command": format!("/fargate {text}"), "status": status, "message": reply});
-    ui.state.lock().unwrap().replies.push(entry.clone());
+    // An empty answer shows nothing in Slack (the bot opened the request form instead).
+    if !reply.is_null() {
+        ui.state.lock().unwrap().replies.push(entry.clone());
+    }
     Json(entry).into_response()
 }
 
@@ -110,12 +129,58 @@ struct ClickIn {
     user: String,
     action: String,
     value: String,
+    /// A button on the user's App Home (no response URL).
+    #[serde(default)]
+    home: bool,
 }
 
 async fn click(State(ui): State<Ui>, Json(input): Json<ClickIn>) -> Response {
-    let body = click_body(&input.user, &input.action, &input.value, &ui.response_url(&input.user));
+    let body = if input.home {
+        home_click_body(&input.user, &input.action, &input.value)
+    } else {
+        click_body(&input.user, &input.action, &input.value, &ui.response_url(&input.user))
+    };
     let response =
         post_signed(&format!("{}/slack/interactions", ui.bot_url), &body, SIGNING_SECRET, &now().to_string()).await;
+    Json(json!({"status": response.status().as_u16()})).into_response()
+}
+
+#[derive(Deserialize)]
+struct SubmitIn {
+    user: String,
+    /// The trigger the form was opened with.
+    trigger: String,
+    /// The form's `state.values`, as Slack sends them.
+    values: Value,
+}
+
+/// Submits the form opened with `trigger`, as Slack would; answers with the bot's answer
+/// (errors on fields, or the view that replaces the form).
+async fn submit(State(ui): State<Ui>, Json(input): Json<SubmitIn>) -> Response {
+    let opened = (ui.calls)()
+        .into_iter()
+        .rfind(|c| c.path == "/api/views.open" && c.body["trigger_id"] == input.trigger.as_str());
+    let metadata =
+        opened.and_then(|c| c.body["view"]["private_metadata"].as_str().map(str::to_string)).unwrap_or_default();
+    let body = submission_body(&input.user, input.values, &metadata);
+    let response =
+        post_signed(&format!("{}/slack/interactions", ui.bot_url), &body, SIGNING_SECRET, &now().to_string()).await;
+    let status = response.status().as_u16();
+    Json(json!({"status": status, "answer": response.json::<Value>().await.unwrap_or(Value::Null)})).into_response()
+}
+
+#[derive(Deserialize)]
+struct HomeIn {
+    user: String,
+}
+
+/// The user opens the bot's Home tab: Slack's `app_home_opened` event.
+async fn open_home(State(ui): State<Ui>, Json(input): Json<HomeIn>) -> Response {
+    let event = json!({"type": "event_callback", "team_id": "T0001", "api_app_id": "A0001",
+        "event": {"type": "app_home_opened", "user": input.user, "channel": format!("D{}", input.user), "tab": "home"}});
+    let url = format!("{}/slack/events", ui.bot_url);
+    let response =
+        post_signed_as(&url, &event.to_string(), SIGNING_SECRET, &now().to_string(), "application/json").await;
     Json(json!({"status": response.status().as_u16()})).into_response()
 }
 
@@ -124,10 +189,12 @@ async fn click(State(ui): State<Ui>, Json(input): Json<ClickIn>) -> Response {
 async fn state(State(ui): State<Ui>) -> Response {
     let mut messages: Vec<Value> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
-    let (owners, mut replies) = {
+    let (owners, mut replies, triggers) = {
         let state = ui.state.lock().unwrap();
-        (state.owners.clone(), state.replies.clone())
+        (state.owners.clone(), state.replies.clone(), state.triggers.clone())
     };
+    let mut forms = Vec::new();
+    let mut homes: HashMap<String, Value> = HashMap::new();
     for call in (ui.calls)().into_iter().filter(|c| c.status == 200) {
         match call.path.as_str() {
             "/api/chat.postMessage" => {
@@ -146,6 +213,15 @@ async fn state(State(ui): State<Ui>) -> Response {
                     messages[i]["message"] = call.body.clone();
                     messages[i]["edited"] = true.into();
                 }
+            }
+            "/api/views.open" => {
+                let trigger = call.body["trigger_id"].as_str().unwrap_or_default();
+                let user = triggers.get(trigger).cloned().unwrap_or_default();
+                forms.push(json!({"user": user, "trigger": trigger, "view": call.body["view"]}));
+            }
+            "/api/views.publish" => {
+                let user = call.body["user_id"].as_str().unwrap_or_default().to_string();
+                homes.insert(user, call.body["view"].clone());
             }
             path if path.starts_with("/response/") => {
                 let n: u32 = path.trim_start_matches("/response/").parse().unwrap_or(0);
@@ -170,5 +246,6 @@ async fn state(State(ui): State<Ui>) -> Response {
             }));
         }
     }
-    Json(json!({"messages": messages, "replies": replies, "instances": instances})).into_response()
+    Json(json!({"messages": messages, "replies": replies, "instances": instances, "forms": forms, "homes": homes}))
+        .into_response()
 }

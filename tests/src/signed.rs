@@ -6,6 +6,11 @@ pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 /// A slash command's form body, as Slack sends it.
 pub fn command_body(text: &str, user_id: &str, response_url: &str) -> String {
+    command_body_with_trigger(text, user_id, response_url, "13345224609.738474920.8088930838d88f008e0")
+}
+
+/// The same, with its own `trigger_id` (what a modal opened for it is known by).
+pub fn command_body_with_trigger(text: &str, user_id: &str, response_url: &str, trigger_id: &str) -> String {
     serde_urlencoded::to_string([
         ("token", "deprecated-verification-token"),
         ("team_id", "T0001"),
@@ -18,7 +23,7 @@ pub fn command_body(text: &str, user_id: &str, response_url: &str) -> String {
         ("text", text),
         ("api_app_id", "A0001"),
         ("response_url", response_url),
-        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        ("trigger_id", trigger_id),
     ])
     .expect("form")
 }

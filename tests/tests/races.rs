@@ -51,7 +51,8 @@ async fn two_quick_extensions_both_reach_the_bastion_the_later_deadline_last() {
     let t = TestApp::start_with("default = \"30m\"\nmin = \"1s\"\nmax = \"2h\"").await;
     let id = t.connect("U0ALICE", "connect web").await;
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
-    // The first extension's command is held 3 s: the second comes while it is on its way.
+    t.wait_until_told(&id).await; // the time box (and so the expiry) starts then
+                                  // The first extension's command is held 3 s: the second comes while it is on its way.
     inject_delay(&t.account, "SendCommand", "extend", 3.0, 1).await;
     let reply = t.reply("U0ALICE", &format!("extend {id} 5m")).await;
     assert!(reply.contains("Extended"), "{reply}");
@@ -89,6 +90,7 @@ async fn bastions_waiting_to_be_ready_hold_no_slot_and_an_expiry_is_torn_down_on
     .await;
     let first = t.connect("U0ALICE", "connect web").await;
     t.wait_for_state(&first, RequestState::Ready, WAIT).await;
+    t.wait_until_told(&first).await;
     // No agent comes online from now on: every new bastion waits to be ready.
     set_ssm_online(&t.account, false).await;
     let mut waiting = Vec::new();

@@ -307,7 +307,7 @@ async fn an_expiry_is_torn_down_on_time_while_every_provisioning_slot_waits_for_
     })
     .await;
     // The first request's time box ends meanwhile: its teardown must not queue behind them.
-    let expires_at = t.ledger.get(&first).await.unwrap().expires_at.unwrap();
+    let expires_at = t.wait_until_told(&first).await.expires_at.unwrap();
     t.wait_for_audit(&first, "torn_down", WAIT).await;
     let torn = t.ledger.audit_for(&first).await.unwrap().into_iter().find(|e| e.kind == "torn_down").unwrap();
     let late_ms = torn.at - expires_at;

@@ -1,7 +1,7 @@
 //! The local sandbox's web page in a real headless Chromium (Debian's `chromium` and
 //! `chromedriver`, driven over WebDriver): send `/fargate connect web`, watch the card update
 //! to the link while the bastion appears in the emulator, press End and watch it go; ask for
-//! `api`, switch to the approver, press Approve.
+//! `api`, switch to the approver, press Approve; ask through the request form, and open Home.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`.ci/run` installs them; or set
 //! FARGATE_CONNECT_CHROMIUM / FARGATE_CONNECT_CHROMEDRIVER). Without them the test is ignored
@@ -185,6 +185,25 @@ async fn a_person_drives_the_sandbox_page_in_a_real_browser() {
     browser.wait_text("#channels", "Approved by @U0LEAD").await;
     browser.select_user("U0SANDBOX").await;
     browser.wait_text("#dm", "is ready until").await;
+
+    // The request form: `/fargate` alone opens it; a mistake is shown on its field; then it
+    // asks, and says what happened.
+    browser.type_into("#text", "/fargate").await;
+    browser.click("#send").await;
+    browser.wait_text("#modal", "Request a shell").await;
+    browser.type_into("#modal input[name=\"duration\"]", "soon").await;
+    browser.click("#form-submit").await;
+    browser.wait_text("#modal .error[data-for=\"duration\"]", "soon").await;
+    browser.type_into("#modal input[name=\"duration\"]", "2m").await;
+    browser.click("#form-submit").await;
+    let told = browser.wait_text("#modal", "Working on it").await;
+    browser.click("#form-close").await;
+    let id = told[told.find("fc-").unwrap()..][..11].to_string();
+
+    // App Home: opened, it lists the request just made, with its buttons.
+    browser.click("#open-home").await;
+    browser.wait_text("#home", "Your requests").await;
+    browser.wait_text("#home", &id).await;
     browser.close().await;
     t.stop().await;
 }

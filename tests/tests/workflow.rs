@@ -114,9 +114,10 @@ async fn approval_flow_end_to_end() {
     .await;
     let ready = t.slack.wait_for_all(&[&id, "is ready", "Approved by <@U0BOB>"], WAIT).await;
     assert!(ready.all_text().contains("start-session"));
-    let request = t.ledger.get(&id).await.unwrap();
+    let request = t.wait_until_told(&id).await;
     assert_eq!(request.decided_by.as_deref(), Some(BOB));
-    assert_eq!(request.expires_at.unwrap() - request.ready_at.unwrap(), 30 * 60 * 1000, "the clock starts at ready");
+    assert_eq!(request.ready_at, request.told_at, "the clock starts when Alice is told");
+    assert_eq!(request.expires_at.unwrap() - request.ready_at.unwrap(), 30 * 60 * 1000);
     let events = t.ledger.audit_for(&id).await.unwrap();
     let approved = events.iter().find(|e| e.kind == "approved").expect("an approval event");
     assert_eq!(approved.actor, BOB);
@@ -240,7 +241,7 @@ async fn extend_moves_the_expiry_and_the_bastions_own_shutdown_within_the_maximu
     let t = start("15m").await;
     let id = id_in(&t.reply(ALICE, "connect web --for 50m").await);
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
-    let before = t.ledger.get(&id).await.unwrap().expires_at.unwrap();
+    let before = t.wait_until_told(&id).await.expires_at.unwrap();
     let probes = t.calls_of("SendCommand").await; // the readiness probe(s)
 
     let reply = t.reply(ALICE, &format!("extend {id} 5m")).await;
@@ -442,7 +443,7 @@ async fn an_extension_is_refused_once_the_policy_no_longer_allows_the_requester(
     let mut t = start("15m").await;
     let id = id_in(&t.reply(ALICE, "connect web --for 30m").await);
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
-    let expires_at = t.ledger.get(&id).await.unwrap().expires_at;
+    let expires_at = t.wait_until_told(&id).await.expires_at;
     // The admins deny Alice `web` and restart the bot with that policy.
     let denying = policy("15m").replace(r#"deny = ["U0MALLORY"]"#, r#"deny = ["U0MALLORY", "U0ALICE"]"#);
     let fresh =
