@@ -4,6 +4,7 @@
 //! click on it.
 
 use harness::app::TestApp;
+use harness::sandbox_ui::DEMO_POLICY;
 use harness::signed::{home_click_body, now, post_signed, post_signed_as, SIGNING_SECRET};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -11,23 +12,12 @@ use worker::state::RequestState;
 
 const WAIT: Duration = Duration::from_secs(60);
 const ALICE: &str = "U0ALICE";
-const BOB: &str = "U0BOB";
+const LEAD: &str = "U0LEAD";
 const ADMIN: &str = "U0ADMIN";
 
+/// The sandbox's policy: `web` for anyone, `api` approved by U0LEAD, U0ADMIN an admin.
 async fn start() -> TestApp {
-    let policy = r#"[policy]
-admins = ["U0ADMIN"]
-[[policy.services]]
-name = "web"
-allow = ["*"]
-[[policy.services]]
-name = "api"
-allow = ["*"]
-approval = true
-approvers = ["U0BOB"]
-approvals_channel = "C0APPROVE"
-"#;
-    TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", policy).await
+    TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", DEMO_POLICY).await
 }
 
 async fn event(t: &TestApp, body: Value, secret: &str) -> reqwest::Response {
@@ -82,15 +72,15 @@ async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date
     // Bob approves `api`: his Home shows Alice's request waiting for him; he approves there.
     let reply = t.reply(ALICE, "connect api --reason home").await;
     let api = reply[reply.find("fc-").unwrap()..][..11].to_string();
-    opens_home(&t, BOB).await;
-    home_of(&t, BOB, "Approve and Deny", |v| buttons(v, "decide", &api) == ["approve", "deny"]).await;
-    let click = home_click_body(BOB, "approve", &api);
+    opens_home(&t, LEAD).await;
+    home_of(&t, LEAD, "Approve and Deny", |v| buttons(v, "decide", &api) == ["approve", "deny"]).await;
+    let click = home_click_body(LEAD, "approve", &api);
     let status =
         post_signed(&format!("{}/slack/interactions", t.url), &click, SIGNING_SECRET, &now().to_string()).await;
     assert_eq!(status.status().as_u16(), 200);
     t.wait_for_state(&api, RequestState::Ready, WAIT).await;
-    home_of(&t, BOB, "nothing left to decide", |v| buttons(v, "decide", &api).is_empty()).await;
-    assert_eq!(t.ledger.get(&api).await.unwrap().decided_by.as_deref(), Some(BOB));
+    home_of(&t, LEAD, "nothing left to decide", |v| buttons(v, "decide", &api).is_empty()).await;
+    assert_eq!(t.ledger.get(&api).await.unwrap().decided_by.as_deref(), Some(LEAD));
 
     // An admin sees every open request, with End.
     opens_home(&t, ADMIN).await;

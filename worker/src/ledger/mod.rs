@@ -235,8 +235,9 @@ impl Ledger {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // 1 MiB of page cache per connection: the loops read little, and memory is a budget.
-            .pragma("cache_size", "-1024");
+            // 256 KiB of page cache per connection: the loops read little (through indexes),
+            // and memory is a budget (docs/PERFORMANCE.md).
+            .pragma("cache_size", "-256");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // sqlx 0.8 `begin_with`: a future dropped after its BEGIN ran but before it handed
