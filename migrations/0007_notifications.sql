@@ -4,3 +4,5 @@ ALTER TABLE requests ADD COLUMN approvers_reminded_at INTEGER;
 -- box starts then, not at `ready_at` (`Ledger::told_ready`). NULL while not told; a request
 -- never told within `worker.untold_limit` is ended unused (end_reason `never_told`).
 ALTER TABLE requests ADD COLUMN told_at INTEGER;
+-- Requests already ready before this migration were told when they became ready.
+UPDATE requests SET told_at = ready_at WHERE ready_at IS NOT NULL;

@@ -17,6 +17,9 @@ use worker::ids::{ContainerName, ServiceName};
 /// The modal's `callback_id`, and the global shortcut's (deploy/slack/manifest.yml).
 pub const CALLBACK_ID: &str = "fargate_connect_request";
 
+/// How long opening the form may take, of Slack's three seconds.
+const OPEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(2500);
+
 /// Slack's limit on a static select's options.
 const MAX_OPTIONS: usize = 100;
 
@@ -78,7 +81,9 @@ pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration
             .iter()
             .map(|o| {
                 let approval = if o.approval { " · needs approval" } else { "" };
-                json!({"text": plain(&format!("{} in {}{approval}", o.service, o.cluster)),
+                // Slack refuses an option text over 75 characters.
+                let text: String = format!("{} in {}{approval}", o.service, o.cluster).chars().take(75).collect();
+                json!({"text": plain(&text),
                        "value": format!("{}/{}", o.cluster, o.service)})
             })
             .collect();
@@ -119,8 +124,22 @@ pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration
     })
 }
 
-/// Opens the modal for `user` with `trigger_id`; the error is what to tell them instead.
+/// Opens the modal for `user` with `trigger_id`; the error is what to tell them instead. The
+/// trigger is good for three seconds, and the command or shortcut must be answered within
+/// them too: all of it (the policy's user-group lookups, `views.open`) gets `OPEN_WITHIN`.
 pub async fn open(state: &AppState, user: &str, trigger_id: &str, channel: &str) -> Result<(), String> {
+    match tokio::time::timeout(OPEN_WITHIN, open_now(state, user, trigger_id, channel)).await {
+        Ok(opened) => opened,
+        Err(_) => {
+            tracing::warn!(user, "opening the request form took too long");
+            Err(UNAVAILABLE.to_string())
+        }
+    }
+}
+
+const UNAVAILABLE: &str = "I could not open the request form just now; `/fargate connect <service>` does the same.";
+
+async fn open_now(state: &AppState, user: &str, trigger_id: &str, channel: &str) -> Result<(), String> {
     let (offers, any) = offers(state, user).await?;
     if offers.is_empty() && !any {
         return Err("The policy lets you use no service yet; an admin can change that.".into());
@@ -130,7 +149,7 @@ pub async fn open(state: &AppState, user: &str, trigger_id: &str, channel: &str)
     let body = json!({"trigger_id": trigger_id, "view": view});
     state.slack.call("views.open", &body).await.map(|_| ()).map_err(|e| {
         tracing::warn!(error = %e, "views.open failed");
-        "I could not open the request form just now; `/fargate connect <service>` does the same.".to_string()
+        UNAVAILABLE.to_string()
     })
 }
 
@@ -152,7 +171,8 @@ fn errors(block: &str, message: &str) -> Value {
 fn args_of(values: &Value) -> Result<ConnectArgs, Value> {
     let text = |block: &str| values[block]["value"]["value"].as_str().map(str::trim).filter(|s| !s.is_empty());
     let chosen = values["service"]["value"]["selected_option"]["value"].as_str();
-    let (cluster, service) = match chosen.and_then(|v| v.split_once('/')) {
+    // A cluster may be an ARN (`…:cluster/prod`); a service name never holds a `/`.
+    let (cluster, service) = match chosen.and_then(|v| v.rsplit_once('/')) {
         Some((cluster, service)) => (Some(cluster.to_string()), service),
         None => (None, text("service").unwrap_or_default()),
     };

@@ -263,15 +263,19 @@ impl Notifier {
                 Ok(Delivered::web_api())
             }
             Notice::Tell { moment } => {
-                let request = self.request(row).await?;
+                let mut request = self.request(row).await?;
+                let (at, untold_ms) = (now_ms(), self.untold_limit.as_millis() as i64);
+                if moment == Moment::Ready && request.told_at.is_none() {
+                    // Told now, the time box starts now: the message shows the expiry it will have.
+                    request.expires_at = request.expires_at.map(|_| request.expiry_once_told(at, untold_ms));
+                }
                 let Some(message) = tell::tell(&request, moment, &self.region) else {
                     return Ok(Delivered::web_api());
                 };
                 let delivered = self.direct_message(&request, message).await?;
                 if moment == Moment::Ready {
-                    // Told now: the time box starts now.
-                    let untold_ms = self.untold_limit.as_millis() as i64;
-                    self.ledger.told_ready(&request.id, now_ms(), untold_ms).await?;
+                    // Only once delivered: a person never told keeps the untold bound.
+                    self.ledger.told_ready(&request.id, at, untold_ms).await?;
                 }
                 Ok(delivered)
             }

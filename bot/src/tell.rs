@@ -7,6 +7,7 @@
 use crate::policy::Principal;
 use crate::render::{cli_command, console_url, section, slack_date, target};
 use serde_json::{json, Value};
+use worker::audit_line::person_text;
 use worker::events::Moment;
 use worker::ledger::Request;
 use worker::state::RequestState;
@@ -51,7 +52,7 @@ pub fn tell(request: &Request, moment: Moment, region: &str) -> Option<Value> {
         }
         Moment::Failed => format!(
             ":x: Your request `{id}` for {what} failed: {}. Whatever was made for it is torn down; the card above has the details.",
-            request.end_reason.as_deref().unwrap_or("see the card")
+            person_text(request.end_reason.as_deref().unwrap_or("see the card"))
         ),
         Moment::Ended => ended(request)?,
     };

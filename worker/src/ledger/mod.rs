@@ -138,6 +138,17 @@ impl TryFrom<String> for StateColumn {
 }
 
 impl Request {
+    /// The expiry of this ready request if its person is told at `at`: the time box from
+    /// then, plus what extensions added before, never past the service's maximum.
+    /// (`untold_limit_ms`: the box it ran on until then, `worker.untold_limit`.)
+    pub fn expiry_once_told(&self, at: i64, untold_limit_ms: i64) -> i64 {
+        let ttl = self.ttl_secs * 1000;
+        let (Some(ready_at), Some(expires_at)) = (self.ready_at, self.expires_at) else { return at + ttl };
+        let extended = (expires_at - ready_at - ttl.min(untold_limit_ms)).max(0);
+        let max = self.max_ttl_secs.unwrap_or(self.ttl_secs) * 1000;
+        at + (ttl + extended).min(max.max(ttl))
+    }
+
     pub fn state(&self) -> RequestState {
         self.state.0
     }

@@ -189,10 +189,8 @@ impl Ledger {
         crate::metrics::METRICS.request("ready");
         crate::metrics::METRICS.ready_after(now - request.created_at);
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        // The audit channel's "granted" line comes when the person is told (`told_ready`).
         push_outbox(&mut tx, Some(id), &Notice::Tell { moment: Moment::Ready }, now).await?;
-        let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
-        let line = request.subject().line(what, Some(expires_at));
-        push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         let request = fetch(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Some(request))
@@ -210,9 +208,8 @@ impl Ledger {
         else {
             return Ok(());
         };
-        let untold_box = (request.ttl_secs * 1000).min(untold_limit_ms);
-        let extended = (expires_at - ready_at - untold_box).max(0);
-        let new_expiry = at + request.ttl_secs * 1000 + extended;
+        let new_expiry = request.expiry_once_told(at, untold_limit_ms);
+        let extended_before = expires_at - ready_at > (request.ttl_secs * 1000).min(untold_limit_ms);
         sqlx::query(
             "UPDATE requests SET told_at = ?1, ready_at = ?1, expires_at = ?2, updated_at = ?1,
                 reminded_at = CASE WHEN expires_at = ?2 THEN reminded_at END
@@ -228,7 +225,12 @@ impl Ledger {
         if new_expiry != expires_at {
             push_outbox(&mut tx, Some(id), &Notice::Card, at).await?;
         }
-        if request.hard_stop_at.is_some_and(|stop| new_expiry + 60_000 > stop) {
+        let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
+        let line = request.subject().line(what, Some(new_expiry));
+        push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, at).await?;
+        // The bastion's own deadline: moved when an extension before now set it (to the
+        // untold expiry) or when it would come less than a minute after the new expiry.
+        if extended_before || request.hard_stop_at.is_some_and(|stop| new_expiry + 60_000 > stop) {
             enqueue_job(&mut tx, id, JobKind::Reschedule, at).await?;
         }
         tx.commit().await?;

@@ -396,3 +396,21 @@ async fn response_urls_are_forgotten_after_slacks_thirty_minutes() {
     assert_eq!(ledger.get(&new.id).await.unwrap().response_url, "http://127.0.0.1/x");
     assert_eq!(ledger.age_requests(now_ms() - 30 * 60 * 1000, 0).await.unwrap().response_urls, 0);
 }
+
+#[test]
+fn the_time_box_counts_from_being_told_keeps_extensions_and_stays_within_the_maximum() {
+    let untold = 15 * 60_000;
+    let request = |expires_at: i64| Request {
+        ttl_secs: 3600,
+        max_ttl_secs: Some(4 * 3600),
+        ready_at: Some(0),
+        expires_at: Some(expires_at),
+        ..Request::default()
+    };
+    // Not extended: the whole hour from being told.
+    assert_eq!(request(untold).expiry_once_told(10_000, untold), 10_000 + 3_600_000);
+    // Extended by 30 minutes before being told: kept.
+    assert_eq!(request(untold + 1_800_000).expiry_once_told(10_000, untold), 10_000 + 5_400_000);
+    // Extended by 3h45 before being told: no more than the service's 4h maximum.
+    assert_eq!(request(untold + 13_500_000).expiry_once_told(10_000, untold), 10_000 + 4 * 3_600_000);
+}
