@@ -3,7 +3,7 @@
 //! request ids people click. Both `routes` (slash commands) and `interactions` (clicks) use it.
 
 use crate::config::Secret;
-use crate::policy::{Policy, ServiceRule};
+use crate::policy::{Access, Policy, ServiceRule};
 use crate::replay::ReplayGuard;
 use crate::signature;
 use crate::slack::{GroupDirectory, SlackApi};
@@ -50,6 +50,18 @@ impl AppState {
             tracing::warn!(error = %e, "user-group lookup failed");
             SLACK_TROUBLE.to_string()
         })
+    }
+
+    /// What the policy says about `user` and each of its service entries, in order (one
+    /// user-group lookup per entry, served by the cache): `/fargate services` and the request
+    /// form both show it.
+    pub async fn access_per_rule(&self, user: &str) -> Result<Vec<(&ServiceRule, Access)>, String> {
+        let mut each = Vec::with_capacity(self.policy.services.len());
+        for rule in &self.policy.services {
+            let groups = self.groups_of(user, Some(rule)).await?;
+            each.push((rule, self.policy.access(user, &rule.name, &rule.cluster, &|g| groups.contains(g))));
+        }
+        Ok(each)
     }
 
     /// Verifies Slack's signature over the raw body, then that this signed request was not

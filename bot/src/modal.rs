@@ -37,11 +37,8 @@ pub struct Offer {
 async fn offers(state: &AppState, user: &str) -> Result<(Vec<Offer>, bool), String> {
     let mut offers = Vec::new();
     let mut any = false;
-    for rule in &state.policy.services {
-        let groups = state.groups_of(user, Some(rule)).await?;
-        if let Access::Allowed { approval, break_glass, .. } =
-            state.policy.access(user, &rule.name, &rule.cluster, &|g| groups.contains(g))
-        {
+    for (rule, access) in state.access_per_rule(user).await? {
+        if let Access::Allowed { approval, break_glass, .. } = access {
             if rule.name == "*" {
                 any = true;
             } else {

@@ -315,11 +315,8 @@ async fn services(state: &AppState, user: &str) -> Result<String, String> {
         return Ok("No services are configured yet; an admin adds them under `[policy]` in the config.".into());
     }
     let mut lines = Vec::new();
-    for rule in &policy.services {
-        let groups = state.groups_of(user, Some(rule)).await?;
-        let in_group = |g: &str| groups.contains(g);
+    for (rule, access) in state.access_per_rule(user).await? {
         let name = if rule.name == "*" { "any service".to_string() } else { format!("*{}*", rule.name) };
-        let access = policy.access(user, if rule.name == "*" { "*" } else { &rule.name }, &rule.cluster, &in_group);
         let status = match access {
             Access::Allowed { approval: Some(channel), break_glass, .. } => format!(
                 ":large_yellow_circle: you may ask; approval in <#{channel}>{}",
