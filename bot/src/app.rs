@@ -1,8 +1,8 @@
-//! The whole process: the HTTP listeners (Slack's and the operators'), worker loops and
-//! Slack notifier, sharing one ledger and one shutdown signal. `spawn` takes the listeners so
-//! tests bind port 0 themselves.
+//! The whole process: Slack's ingress (an HTTP listener, or Socket Mode's outbound
+//! connections), the operators' listener, worker loops and Slack notifier, sharing one ledger
+//! and one shutdown signal. `spawn` takes the listeners so tests bind port 0 themselves.
 
-use crate::config::Config;
+use crate::config::{Config, SlackMode};
 use crate::gate::AppState;
 use crate::notifier::Notifier;
 use crate::replay::ReplayGuard;
@@ -21,7 +21,8 @@ use worker::runner::Runner;
 
 /// A running process, for `main` and for tests.
 pub struct RunningApp {
-    pub addr: SocketAddr,
+    /// Where Slack's requests arrive over HTTP; `None` in Socket Mode.
+    pub addr: Option<SocketAddr>,
     /// The operators' listener (`/metrics`, `/readyz`).
     pub ops_addr: SocketAddr,
     pub ledger: Ledger,
@@ -35,18 +36,22 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// The two listeners, bound by the caller.
 pub struct Listeners {
-    /// Where Slack's requests arrive (`server.bind`).
-    pub slack: TcpListener,
+    /// Where Slack's requests arrive (`server.bind`); none in Socket Mode.
+    pub slack: Option<TcpListener>,
     /// `/metrics` and `/readyz` (`server.ops_bind`).
     pub ops: TcpListener,
 }
 
 impl Listeners {
-    /// Binds `server.bind` and `server.ops_bind`.
-    pub async fn bind(settings: &crate::config::ServerSettings) -> anyhow::Result<Self> {
+    /// Binds `server.ops_bind`, and `server.bind` unless Slack comes over Socket Mode.
+    pub async fn bind(settings: &crate::config::ServerSettings, mode: SlackMode) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let slack =
-            TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let slack = match mode {
+            SlackMode::Http => Some(
+                TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?,
+            ),
+            SlackMode::Socket => None,
+        };
         let ops = TcpListener::bind(settings.ops_bind)
             .await
             .with_context(|| format!("cannot listen on {} (server.ops_bind)", settings.ops_bind))?;
@@ -55,14 +60,24 @@ impl Listeners {
 
     /// Both on loopback, on ports the system picks (tests, the sandbox).
     pub async fn loopback() -> std::io::Result<Self> {
-        Ok(Self { slack: TcpListener::bind("127.0.0.1:0").await?, ops: TcpListener::bind("127.0.0.1:0").await? })
+        Ok(Self { slack: Some(TcpListener::bind("127.0.0.1:0").await?), ops: TcpListener::bind("127.0.0.1:0").await? })
+    }
+
+    /// The operators' listener only, on loopback (Socket Mode in tests).
+    pub async fn ops_only() -> std::io::Result<Self> {
+        Ok(Self { slack: None, ops: TcpListener::bind("127.0.0.1:0").await? })
     }
 }
 
 /// Opens the ledger and starts the parts on `listeners`.
 pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Result<RunningApp> {
     let ledger = Ledger::open(&config.database.url).await?;
-    let addr = listeners.slack.local_addr()?;
+    // Socket Mode serves no HTTP for Slack, even when a listener was bound.
+    let slack_listener = match config.slack.mode {
+        SlackMode::Http => Some(listeners.slack.ok_or_else(|| anyhow::anyhow!("HTTP mode needs server.bind"))?),
+        SlackMode::Socket => None,
+    };
+    let addr = slack_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let ops_addr = listeners.ops.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let wake_worker = Arc::new(Notify::new());
@@ -89,14 +104,30 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     };
     let open = Arc::new(Open::default());
     let limits = config.server.limits();
-    let server = tokio::spawn(server::serve(
-        "slack",
-        listeners.slack,
-        router(state.clone()),
-        limits,
-        open.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    let ingress = match (slack_listener, &config.app_token) {
+        (Some(listener), _) => (
+            "http server",
+            tokio::spawn(server::serve(
+                "slack",
+                listener,
+                router(state.clone()),
+                limits,
+                open.clone(),
+                stopped(stop_rx.clone()),
+            )),
+        ),
+        (None, Some(app_token)) => {
+            let (state, settings, token, stop) =
+                (state.clone(), config.slack.clone(), app_token.clone(), stopped(stop_rx.clone()));
+            let task = tokio::spawn(async move {
+                if let Err(e) = crate::socket::run(state, &settings, &token, stop).await {
+                    tracing::error!(error = %e, "Socket Mode could not start");
+                }
+            });
+            ("socket mode", task)
+        }
+        (None, None) => anyhow::bail!("Socket Mode needs SLACK_APP_TOKEN"),
+    };
     // The operators' listener: few connections, and never crowded out by the Slack one.
     let ops_limits = server::Limits { max_connections: 64, ..limits };
     let ops = tokio::spawn(server::serve(
@@ -123,7 +154,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         ledger,
         stop,
         tasks: vec![
-            ("http server", server),
+            ingress,
             ("operators' http server", ops),
             ("worker", worker),
             ("notifier", notifier),

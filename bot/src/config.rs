@@ -102,6 +102,16 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlackSettings {
+    /// How Slack's requests reach the bot: `socket` (an outbound WebSocket, nothing listens on
+    /// the internet; needs `SLACK_APP_TOKEN`) or `http` (Slack posts to `server.bind`; needs
+    /// `SLACK_SIGNING_SECRET`).
+    pub mode: SlackMode,
+    /// Socket Mode: how many WebSocket connections to keep open (Slack spreads envelopes over
+    /// them, so one can be replaced while the other serves).
+    pub socket_connections: u32,
+    /// Socket Mode: how long to wait before opening a connection again after a failed attempt
+    /// (whole seconds).
+    pub socket_retry_after: HumanDuration,
     /// Base URL of the Slack Web API (tests point it at a local stand-in).
     pub api_base_url: String,
     /// Hosts a `response_url` may point at; the bot posts to no other (Slack's own are
@@ -112,10 +122,33 @@ pub struct SlackSettings {
 impl Default for SlackSettings {
     fn default() -> Self {
         Self {
+            mode: SlackMode::Http,
+            socket_connections: 2,
+            socket_retry_after: HumanDuration::from_secs(5),
             api_base_url: "https://slack.com/api".into(),
             response_url_hosts: vec!["hooks.slack.com".into(), "hooks.slack-gov.com".into()],
         }
     }
+}
+
+/// `slack.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    Socket,
+    Http,
+}
+
+/// The Slack secrets, each from the environment (or a `_FILE`); which are needed depends on
+/// `slack.mode`.
+#[derive(Debug, Clone)]
+pub struct SlackSecrets {
+    /// `SLACK_SIGNING_SECRET`: checks what Slack posts in HTTP mode.
+    pub signing_secret: Option<Secret>,
+    /// `SLACK_BOT_TOKEN` (`xoxb-…`): the Web API.
+    pub bot_token: Secret,
+    /// `SLACK_APP_TOKEN` (`xapp-…`, scope `connections:write`): opens Socket Mode connections.
+    pub app_token: Option<Secret>,
 }
 
 /// The file's shape.
@@ -150,8 +183,11 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub limits: LimitSettings,
     pub policy: Policy,
-    pub signing_secret: Secret,
+    /// Set in HTTP mode (checked at start).
+    pub signing_secret: Option<Secret>,
     pub bot_token: Secret,
+    /// Set in Socket Mode (checked at start).
+    pub app_token: Option<Secret>,
 }
 
 impl Config {
@@ -160,13 +196,49 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
         let file = parse_file(&text, &path.display().to_string())?;
-        let signing_secret = secret_from_env("SLACK_SIGNING_SECRET")?;
         let bot_token = secret_from_env("SLACK_BOT_TOKEN")?;
-        Self::from_parts(file, signing_secret, bot_token)
+        let secrets = match file.slack.mode {
+            SlackMode::Http => {
+                SlackSecrets { signing_secret: Some(secret_from_env("SLACK_SIGNING_SECRET")?), bot_token, app_token: None }
+            }
+            SlackMode::Socket => {
+                SlackSecrets { signing_secret: None, bot_token, app_token: Some(secret_from_env("SLACK_APP_TOKEN")?) }
+            }
+        };
+        Self::from_secrets(file, secrets)
+    }
+
+    /// An HTTP-mode config from a parsed file (tests, `doctor`).
+    pub fn from_parts(file: FileConfig, signing_secret: Secret, bot_token: Secret) -> Result<Self, ConfigError> {
+        Self::from_secrets(file, SlackSecrets { signing_secret: Some(signing_secret), bot_token, app_token: None })
     }
 
     /// Validates a parsed file with the secrets given (tests and `load` both end here).
-    pub fn from_parts(file: FileConfig, signing_secret: Secret, bot_token: Secret) -> Result<Self, ConfigError> {
+    pub fn from_secrets(file: FileConfig, secrets: SlackSecrets) -> Result<Self, ConfigError> {
+        let SlackSecrets { signing_secret, bot_token, app_token } = secrets;
+        match file.slack.mode {
+            SlackMode::Http if signing_secret.is_none() => {
+                return Err(ConfigError::MissingSecret("SLACK_SIGNING_SECRET"));
+            }
+            SlackMode::Socket => match &app_token {
+                None => return Err(ConfigError::MissingSecret("SLACK_APP_TOKEN")),
+                Some(token) if !token.expose().starts_with("xapp-") => {
+                    return Err(ConfigError::Invalid(
+                        "SLACK_APP_TOKEN must be an app-level token (xapp-…, scope connections:write), \
+                         from the app's Basic Information page"
+                            .into(),
+                    ))
+                }
+                Some(_) => {}
+            },
+            SlackMode::Http => {}
+        }
+        let slack = &file.slack;
+        if !(1..=10).contains(&slack.socket_connections) || slack.socket_retry_after.as_secs() < 1 {
+            return Err(ConfigError::Invalid(
+                "slack.socket_connections must be 1 to 10, slack.socket_retry_after at least 1s".into(),
+            ));
+        }
         file.aws.validate().map_err(ConfigError::Invalid)?;
         file.time_box.validate().map_err(ConfigError::Invalid)?;
         if !file.database.url.starts_with("sqlite:") {
@@ -202,6 +274,7 @@ impl Config {
             limits,
             signing_secret,
             bot_token,
+            app_token,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! network (the security group must have no inbound rule), and each configured service's ECS
 //! Exec preflight. Every line is ✓ / ! / ✗ with the fix.
 
-use crate::config::{Config, FileConfig, Secret};
+use crate::config::{Config, FileConfig, Secret, SlackMode, SlackSecrets};
 use crate::slack::SlackApi;
 use worker::audit::Verdict;
 use worker::aws::ecs::{self, Wanted};
@@ -32,6 +32,7 @@ pub struct Setup<'a> {
     pub file: &'a FileConfig,
     pub signing_secret: Option<Secret>,
     pub bot_token: Option<Secret>,
+    pub app_token: Option<Secret>,
 }
 
 /// Runs every check; `services` are checked with the preflight in addition to the policy's.
@@ -40,20 +41,31 @@ pub async fn run(setup: &Setup<'_>, aws: &Aws, services: &[(String, Option<Strin
     let file = setup.file;
 
     // Config and secrets.
-    let config = match (&setup.signing_secret, &setup.bot_token) {
-        (Some(s), Some(t)) => match Config::from_parts(file.clone(), s.clone(), t.clone()) {
-            Ok(config) => {
-                out.push(check("config", Outcome::Pass, "valid", None));
-                Some(config)
+    let socket = file.slack.mode == SlackMode::Socket;
+    let config = match &setup.bot_token {
+        Some(bot_token) => {
+            let secrets = SlackSecrets {
+                signing_secret: setup.signing_secret.clone(),
+                bot_token: bot_token.clone(),
+                app_token: setup.app_token.clone(),
+            };
+            match Config::from_secrets(file.clone(), secrets) {
+                Ok(config) => {
+                    out.push(check("config", Outcome::Pass, "valid", None));
+                    Some(config)
+                }
+                Err(e) => {
+                    out.push(check("config", Outcome::Fail, e.to_string(), Some("fix the setting named")));
+                    None
+                }
             }
-            Err(e) => {
-                out.push(check("config", Outcome::Fail, e.to_string(), Some("fix the setting named")));
-                None
-            }
-        },
-        _ => None,
+        }
+        None => None,
     };
-    for (name, value) in [("SLACK_SIGNING_SECRET", &setup.signing_secret), ("SLACK_BOT_TOKEN", &setup.bot_token)] {
+    // The secrets this mode needs: Socket Mode has no signing secret, HTTP no app token.
+    let (mode_secret, mode_value) =
+        if socket { ("SLACK_APP_TOKEN", &setup.app_token) } else { ("SLACK_SIGNING_SECRET", &setup.signing_secret) };
+    for (name, value) in [(mode_secret, mode_value), ("SLACK_BOT_TOKEN", &setup.bot_token)] {
         out.push(match value {
             Some(_) => check(name, Outcome::Pass, "set", None),
             None => check(name, Outcome::Fail, "not set", Some("export it, or NAME_FILE naming a file that holds it")),
@@ -83,6 +95,20 @@ pub async fn run(setup: &Setup<'_>, aws: &Aws, services: &[(String, Option<Strin
             e.to_string(),
             Some("check database.url and that its folder is writable"),
         )),
+    }
+
+    // Socket Mode: the app-level token may open connections (the URL it returns is not used).
+    if let (true, Some(token)) = (socket, &setup.app_token) {
+        let api = SlackApi::new(&file.slack.api_base_url, token.clone());
+        out.push(match api.call("apps.connections.open", &serde_json::json!({})).await {
+            Ok(_) => check("slack socket mode", Outcome::Pass, "the app token opens connections", None),
+            Err(e) => check(
+                "slack socket mode",
+                Outcome::Fail,
+                e.to_string(),
+                Some("use an app-level token (xapp-…) with connections:write, and turn Socket Mode on (deploy/slack/manifest.socket.yml)"),
+            ),
+        });
     }
 
     // Slack: the token works, and for which workspace.

@@ -24,7 +24,8 @@ const SLACK_TROUBLE: &str =
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
-    pub signing_secret: Secret,
+    /// `None` in Socket Mode, where nothing is accepted over HTTP.
+    pub signing_secret: Option<Secret>,
     pub time_box: TimeBoxSettings,
     pub limits: LimitSettings,
     pub policy: Arc<Policy>,
@@ -70,7 +71,10 @@ impl AppState {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let (timestamp, sig) = (header("x-slack-request-timestamp"), header("x-slack-signature"));
-        let checked = signature::verify(self.signing_secret.expose().as_bytes(), timestamp, sig, body, now)
+        let Some(secret) = &self.signing_secret else {
+            return Err(Refused::SocketMode);
+        };
+        let checked = signature::verify(secret.expose().as_bytes(), timestamp, sig, body, now)
             .map_err(Refused::Signature)
             .and_then(|()| {
                 // Both headers were there and valid, or the signature check had failed.
@@ -88,6 +92,8 @@ pub enum Refused {
     Signature(signature::SignatureError),
     #[error(transparent)]
     Replay(crate::replay::Replay),
+    #[error("Slack's requests come over Socket Mode, never over HTTP, in this mode")]
+    SocketMode,
 }
 
 /// Request ids as people type them (and as buttons carry them).

@@ -63,8 +63,17 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, body: Byt
         tracing::warn!("signed but malformed event");
         return (StatusCode::BAD_REQUEST, "malformed event").into_response();
     };
+    match answer_event(&state, &envelope) {
+        Some(reply) => Json(reply).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+/// Handles an Events API envelope, whichever way it came (HTTP or Socket Mode); returns the
+/// body of the answer when it has one (the URL check's challenge).
+pub fn answer_event(state: &AppState, envelope: &Value) -> Option<Value> {
     match envelope["type"].as_str() {
-        Some("url_verification") => Json(json!({"challenge": envelope["challenge"]})).into_response(),
+        Some("url_verification") => Some(json!({"challenge": envelope["challenge"]})),
         Some("event_callback") => {
             let event = &envelope["event"];
             if let (Some("app_home_opened"), Some("home"), Some(user)) =
@@ -72,9 +81,9 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, body: Byt
             {
                 state.home.send(Refresh::Opened(user.to_string()));
             }
-            StatusCode::OK.into_response()
+            None
         }
-        _ => StatusCode::OK.into_response(),
+        _ => None,
     }
 }
 

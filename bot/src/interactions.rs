@@ -70,30 +70,39 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
             return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
         }
     };
+    match answer_interaction(&state, &payload).await {
+        Some(reply) => Json(reply).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+/// Handles an interaction's payload, whichever way it came (HTTP or Socket Mode); returns the
+/// body of the acknowledgement when it has one (a form submission's `response_action`).
+pub async fn answer_interaction(state: &AppState, payload: &Value) -> Option<Value> {
     let ours = |callback: &Value| callback.as_str() == Some(crate::modal::CALLBACK_ID);
     match payload["type"].as_str() {
         Some("view_submission") if ours(&payload["view"]["callback_id"]) => {
-            return Json(crate::modal::submit(&state, &payload).await).into_response();
+            return Some(crate::modal::submit(state, payload).await);
         }
         Some("shortcut") if ours(&payload["callback_id"]) => {
             let user = payload["user"]["id"].as_str().unwrap_or_default();
             let trigger = payload["trigger_id"].as_str().unwrap_or_default();
-            if let Err(why) = crate::modal::open(&state, user, trigger, "").await {
+            if let Err(why) = crate::modal::open(state, user, trigger, "").await {
                 // A global shortcut has no channel to answer in: a direct message instead.
                 let body = serde_json::json!({"channel": user, "text": why});
                 if let Err(e) = state.slack.call("chat.postMessage", &body).await {
                     tracing::warn!(error = %e, "could not tell a person why the request form did not open");
                 }
             }
-            return StatusCode::OK.into_response();
+            return None;
         }
         _ => {}
     }
     let Some(click) = Click::parse(&payload) else {
         // Other interaction types are not ours to handle.
-        return StatusCode::OK.into_response();
+        return None;
     };
-    let (answer, audit_kind) = handle(&state, &click).await;
+    let (answer, audit_kind) = handle(state, &click).await;
     if payload["view"]["type"] == "home" {
         // Clicked on their Home: drawn again with what the click changed.
         state.home.send(crate::home::Refresh::Opened(click.user.clone()));
@@ -105,7 +114,14 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
             None => None,
         };
         if click.response_url.is_empty() {
-            tracing::info!(user = click.user, %text, "a click's answer has nowhere to go");
+            // A click on Home carries no response_url: the answer goes as a direct message.
+            // Sent beside the acknowledgement, which must not wait on it.
+            let (slack, body) = (state.slack.clone(), serde_json::json!({"channel": click.user, "text": text}));
+            tokio::spawn(async move {
+                if let Err(e) = slack.call("chat.postMessage", &body).await {
+                    tracing::warn!(error = %e, "could not tell a person the answer to their click on Home");
+                }
+            });
         } else if let Err(e) =
             state.ledger.queue_ephemeral(known.as_deref(), &click.user, &click.response_url, &text, audit_kind).await
         {
@@ -113,7 +129,7 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
         }
         state.wake_notifier.notify_one();
     }
-    StatusCode::OK.into_response()
+    None
 }
 
 /// What to tell the person who clicked (if anything), and the audit kind of a refusal.

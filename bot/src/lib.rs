@@ -1,4 +1,4 @@
-//! fargate-connect's Slack side: the HTTP ingress (signature check, command grammar), the
+//! fargate-connect's Slack side: the ingress over HTTP or Socket Mode (signature check, command grammar), the
 //! notifier that renders worker notices for Slack, and the process that runs them with the
 //! worker. It never calls AWS itself (but for `doctor`'s read-only probes); it meets the worker in
 //! the ledger.
@@ -21,6 +21,7 @@ pub mod routes;
 pub mod server;
 pub mod signature;
 pub mod slack;
+pub mod socket;
 pub mod tell;
 
 /// Installs rustls' aws-lc-rs provider once, before any TLS client is built.

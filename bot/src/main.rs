@@ -136,9 +136,12 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 async fn serve(config: Config) -> anyhow::Result<()> {
     config.aws.boundary_check().map_err(anyhow::Error::msg)?;
     let aws = worker::aws::Aws::from_env(config.aws.region.as_deref()).await?;
-    let listeners = bot::app::Listeners::bind(&config.server).await?;
+    let listeners = bot::app::Listeners::bind(&config.server, config.slack.mode).await?;
     let mut app = bot::app::spawn(config, aws, listeners).await?;
-    tracing::info!(addr = %app.addr, ops = %app.ops_addr, "fargate-connect is serving");
+    match app.addr {
+        Some(addr) => tracing::info!(%addr, ops = %app.ops_addr, "fargate-connect is serving Slack over HTTP"),
+        None => tracing::info!(ops = %app.ops_addr, "fargate-connect is serving Slack over Socket Mode"),
+    }
     tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
@@ -169,6 +172,7 @@ async fn doctor(
         file: &file,
         signing_secret: bot::config::secret_from_env("SLACK_SIGNING_SECRET").ok(),
         bot_token: bot::config::secret_from_env("SLACK_BOT_TOKEN").ok(),
+        app_token: bot::config::secret_from_env("SLACK_APP_TOKEN").ok(),
     };
     let aws = worker::aws::Aws::from_env(file.aws.region.as_deref()).await?;
     let services: Vec<(String, Option<String>)> = service.into_iter().map(|s| (s, container.clone())).collect();

@@ -243,19 +243,30 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
             return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
         }
     };
+    match answer_command(&state, &form).await {
+        Some(reply) => Json(reply).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+/// The answer to a slash command, whichever way it came (HTTP or Socket Mode): the ephemeral
+/// reply, or `None` when the request form was opened instead (an empty acknowledgement shows
+/// no message).
+pub async fn answer_command(state: &AppState, form: &SlashCommand) -> Option<serde_json::Value> {
+    let state = state.clone();
     let user = form.user_id.as_str();
     let command = Command::parse(&form.text);
-    // Nothing to go on: the request modal asks for it (an empty 200 shows no message).
+    // Nothing to go on: the request modal asks for it.
     let mut form_refused = None;
     if (form.text.trim().is_empty() || command == Err(CommandError::MissingService)) && !form.trigger_id.is_empty() {
         match crate::modal::open(&state, user, &form.trigger_id, &form.channel_id).await {
-            Ok(()) => return StatusCode::OK.into_response(),
+            Ok(()) => return None,
             Err(e) => form_refused = Some(e),
         }
     }
     let reply = match command {
         Ok(Command::Help) => {
-            let usage = USAGE.replace("/fargate", command_name(&form));
+            let usage = USAGE.replace("/fargate", command_name(form));
             form_refused.map(|why| format!("{why}\n\n{usage}")).unwrap_or(usage)
         }
         Ok(Command::Connect(args)) => {
@@ -278,9 +289,9 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
         Ok(Command::History { service, user: who, since, page }) => {
             history(&state, user, service.map(|s| s.to_string()), who, since, page).await.unwrap_or_else(|e| e)
         }
-        Err(e) => mistake(&form, &e),
+        Err(e) => mistake(form, &e),
     };
-    Json(ephemeral(&reply)).into_response()
+    Some(ephemeral(&reply))
 }
 
 fn command_name(form: &SlashCommand) -> &str {

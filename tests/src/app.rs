@@ -1,5 +1,7 @@
 //! One test's world: its own moto account (seeded), its own SQLite database, its own Slack
-//! stand-in, and the real bot process parts running in this test's runtime on port 0.
+//! stand-in, and the real bot process parts running in this test's runtime on port 0. Slack's
+//! requests reach the bot over the test's `Transport`: signed HTTP posts, or envelopes over the
+//! Socket Mode connections the bot opened to the stand-in.
 //!
 //! The bot signs its AWS calls with its own key, and the emulator holds them to the module's
 //! bot policy (`crate::iam`), as AWS would; it is configured as the module's outputs say: the
@@ -7,7 +9,7 @@
 //! policy refused any of the bot's calls, naming them.
 
 use crate::seed::{aws_for, bot_aws_for, seed, Seeded};
-use crate::signed::{command_body, now, post_signed, SIGNING_SECRET};
+use crate::signed::{command_body_with_trigger, command_payload, now, post_signed, post_signed_as, SIGNING_SECRET};
 use crate::slack::SlackStandIn;
 use bot::app::RunningApp;
 use bot::config::{parse_file, Config, Secret};
@@ -15,9 +17,20 @@ use std::path::PathBuf;
 use worker::aws::Aws;
 use worker::ledger::Ledger;
 
+/// How Slack's requests reach the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Signed POSTs to its listener.
+    Http,
+    /// Envelopes over the WebSocket connections it opened (no listener, no signing secret).
+    Socket,
+}
+
 pub struct TestApp {
     pub app: Option<RunningApp>,
+    /// The bot's HTTP listener for Slack (empty in Socket Mode, which has none).
     pub url: String,
+    pub transport: Transport,
     /// The operators' listener (`/metrics`, `/readyz`).
     pub ops_url: String,
     pub ledger: Ledger,
@@ -122,6 +135,16 @@ impl TestApp {
     }
 
     pub async fn start_full(time_box: &str, policy: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_over(Transport::Http, time_box, policy, adjust).await
+    }
+
+    /// Starts with the policy given, Slack's requests coming over `transport`.
+    pub async fn start_over(
+        transport: Transport,
+        time_box: &str,
+        policy: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         bot::install_crypto_provider();
         let account = crate::moto::new_account();
         let aws = aws_for(&account);
@@ -137,15 +160,21 @@ impl TestApp {
         // no other, nor create one) and its boundary (the bot may create roles only with it).
         config.aws.security_group_id = Some(seeded.bastion_security_group_id.clone());
         config.aws.permissions_boundary_arn = Some(seeded.permissions_boundary_arn.clone());
+        if transport == Transport::Socket {
+            config.slack.mode = bot::config::SlackMode::Socket;
+            config.signing_secret = None;
+            config.app_token = Some(Secret::new("xapp-1-A0001-test"));
+            config.slack.socket_retry_after = worker::duration::HumanDuration::from_secs(1);
+        }
         adjust(&mut config);
-        let listeners = bot::app::Listeners::loopback().await.unwrap();
-        let app = bot::app::spawn(config.clone(), bot_aws.clone(), listeners).await.expect("the app starts");
-        let url = format!("http://{}", app.addr);
+        let app = spawn(&config, &bot_aws, &slack).await;
+        let url = app.addr.map(|addr| format!("http://{addr}")).unwrap_or_default();
         let ops_url = format!("http://{}", app.ops_addr);
         let ledger = app.ledger.clone();
         Self {
             app: Some(app),
             url,
+            transport,
             ops_url,
             ledger,
             slack,
@@ -161,26 +190,66 @@ impl TestApp {
         }
     }
 
-    /// Sends `/fargate <text>` as `user`, signed now; returns status and JSON (if any).
+    /// Sends `/fargate <text>` as `user` (signed now, or as an envelope); returns the status and
+    /// the reply's JSON (`Null` when there is none).
     pub async fn command(&self, user: &str, text: &str) -> (u16, serde_json::Value) {
         let n = self.responses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = command_body(text, user, &self.slack.response_url(n));
-        let response =
-            post_signed(&format!("{}/slack/commands", self.url), &body, SIGNING_SECRET, &now().to_string()).await;
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, json)
+        let response_url = self.slack.response_url(n);
+        let trigger = "13345224609.738474920.8088930838d88f008e0";
+        match self.transport {
+            Transport::Http => {
+                let body = command_body_with_trigger(text, user, &response_url, trigger);
+                let response =
+                    post_signed(&format!("{}/slack/commands", self.url), &body, SIGNING_SECRET, &now().to_string())
+                        .await;
+                let status = response.status().as_u16();
+                let json = response.json().await.unwrap_or(serde_json::Value::Null);
+                (status, json)
+            }
+            Transport::Socket => {
+                let ack = self.slack.socket.send("slash_commands", command_payload(text, user, &response_url, trigger)).await;
+                (200, ack["payload"].clone())
+            }
+        }
     }
 
-    /// Clicks button `action` (approve, deny, extend, end) for `request_id` as `user`, signed
-    /// now; returns the HTTP status.
+    /// Clicks button `action` (approve, deny, extend, end) for `request_id` as `user`; returns
+    /// the HTTP status (200 for an acknowledged envelope).
     pub async fn click(&self, user: &str, action: &str, request_id: &str) -> u16 {
         let n = self.responses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = crate::signed::click_body(user, action, request_id, &self.slack.response_url(n));
-        post_signed(&format!("{}/slack/interactions", self.url), &body, SIGNING_SECRET, &now().to_string())
-            .await
-            .status()
-            .as_u16()
+        self.interact(&crate::signed::click_payload(user, action, request_id, &self.slack.response_url(n))).await.0
+    }
+
+    /// Sends an interaction's payload (a click, a form submission, a shortcut) over the test's
+    /// transport; returns the status and the acknowledgement's body (`Null` when empty).
+    pub async fn interact(&self, payload: &serde_json::Value) -> (u16, serde_json::Value) {
+        match self.transport {
+            Transport::Http => {
+                let body = crate::signed::interaction_body(payload);
+                let response =
+                    post_signed(&format!("{}/slack/interactions", self.url), &body, SIGNING_SECRET, &now().to_string())
+                        .await;
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(serde_json::Value::Null))
+            }
+            Transport::Socket => (200, self.slack.socket.send("interactive", payload.clone()).await["payload"].clone()),
+        }
+    }
+
+    /// Sends an Events API envelope (`event_callback`, …) over the test's transport; returns
+    /// the status and the answer's body (`Null` when empty).
+    pub async fn event(&self, envelope: &serde_json::Value) -> (u16, serde_json::Value) {
+        match self.transport {
+            Transport::Http => {
+                let url = format!("{}/slack/events", self.url);
+                let response =
+                    post_signed_as(&url, &envelope.to_string(), SIGNING_SECRET, &now().to_string(), "application/json")
+                        .await;
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(serde_json::Value::Null))
+            }
+            Transport::Socket => (200, self.slack.socket.send("events_api", envelope.clone()).await["payload"].clone()),
+        }
     }
 
     /// The text of the reply to `/fargate <text>` as `user`.
@@ -311,6 +380,8 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.abort();
         }
+        // A dead process's connections close with it (its tasks here would live on).
+        self.slack.socket.drop_all();
     }
 
     /// Starts the process again on the same database, account and Slack stand-in.
@@ -320,10 +391,14 @@ impl TestApp {
         // process, so close their connections (rolling back whatever they had open) as the
         // OS would.
         self.ledger.pool().close().await;
-        let listeners = bot::app::Listeners::loopback().await.unwrap();
-        let app =
-            bot::app::spawn(self.config.clone(), self.bot_aws.clone(), listeners).await.expect("the app restarts");
-        self.url = format!("http://{}", app.addr);
+        crate::wait_for("the crashed process's connections to close", std::time::Duration::from_secs(10), || async {
+            // Again each time: one the dying parts opened before their abort took effect.
+            self.slack.socket.drop_all();
+            self.slack.socket.links().is_empty().then_some(())
+        })
+        .await;
+        let app = spawn(&self.config, &self.bot_aws, &self.slack).await;
+        self.url = app.addr.map(|addr| format!("http://{addr}")).unwrap_or_default();
         self.ops_url = format!("http://{}", app.ops_addr);
         self.ledger = app.ledger.clone();
         self.app = Some(app);
@@ -378,4 +453,23 @@ impl Drop for TestApp {
             }
         }
     }
+}
+
+/// Starts the bot's parts for `config`: with a listener for Slack in HTTP mode; in Socket Mode
+/// without one, returning once all its connections to the stand-in are open.
+async fn spawn(config: &Config, bot_aws: &Aws, slack: &SlackStandIn) -> RunningApp {
+    let socket = config.slack.mode == bot::config::SlackMode::Socket;
+    let listeners = if socket {
+        bot::app::Listeners::ops_only().await.unwrap()
+    } else {
+        bot::app::Listeners::loopback().await.unwrap()
+    };
+    let before = slack.socket.links().len();
+    let app = bot::app::spawn(config.clone(), bot_aws.clone(), listeners).await.expect("the app starts");
+    if socket {
+        assert!(app.addr.is_none(), "Socket Mode listens for nothing from Slack");
+        let wanted = before + config.slack.socket_connections as usize;
+        slack.socket.wait_for_links(wanted, std::time::Duration::from_secs(30)).await;
+    }
+    app
 }

@@ -1,7 +1,7 @@
 //! Test harness for fargate-connect's integration tests, all against real parts: the moto
 //! server (started here from a venv this harness creates), the real SQLite ledger, a recording
-//! stand-in for Slack's Web API, and requests signed exactly as Slack signs them. The bot's AWS
-//! calls are held to the Terraform module's bot policy (`iam`).
+//! stand-in for Slack's Web API and its Socket Mode, and requests signed exactly as Slack signs
+//! them. The bot's AWS calls are held to the Terraform module's bot policy (`iam`).
 
 pub mod app;
 pub mod iam;
@@ -10,6 +10,7 @@ pub mod sandbox_ui;
 pub mod seed;
 pub mod signed;
 pub mod slack;
+pub mod socket;
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,4 +33,23 @@ where
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
     }
+}
+
+/// Declares each of the async test functions named (each takes a `harness::app::Transport`)
+/// as two tests, `<name>::over_http` and `<name>::over_socket_mode`: the same flow with Slack's
+/// requests signed over HTTP, then as envelopes over Socket Mode.
+#[macro_export]
+macro_rules! over_both_transports {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_http() {
+                super::$name($crate::app::Transport::Http).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_socket_mode() {
+                super::$name($crate::app::Transport::Socket).await
+            }
+        }
+    )+};
 }

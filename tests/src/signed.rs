@@ -11,7 +11,17 @@ pub fn command_body(text: &str, user_id: &str, response_url: &str) -> String {
 
 /// The same, with its own `trigger_id` (what a modal opened for it is known by).
 pub fn command_body_with_trigger(text: &str, user_id: &str, response_url: &str, trigger_id: &str) -> String {
-    serde_urlencoded::to_string([
+    serde_urlencoded::to_string(command_fields(text, user_id, response_url, trigger_id)).expect("form")
+}
+
+/// A slash command's fields: the form over HTTP, the envelope's payload object over Socket Mode.
+pub fn command_fields<'a>(
+    text: &'a str,
+    user_id: &'a str,
+    response_url: &'a str,
+    trigger_id: &'a str,
+) -> [(&'static str, &'a str); 12] {
+    [
         ("token", "deprecated-verification-token"),
         ("team_id", "T0001"),
         ("team_domain", "acme"),
@@ -24,13 +34,28 @@ pub fn command_body_with_trigger(text: &str, user_id: &str, response_url: &str, 
         ("api_app_id", "A0001"),
         ("response_url", response_url),
         ("trigger_id", trigger_id),
-    ])
-    .expect("form")
+    ]
+}
+
+/// The same fields as a JSON object: a `slash_commands` envelope's payload.
+pub fn command_payload(text: &str, user_id: &str, response_url: &str, trigger_id: &str) -> serde_json::Value {
+    let fields = command_fields(text, user_id, response_url, trigger_id);
+    serde_json::Value::Object(fields.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect())
+}
+
+/// An interaction's form body: `payload=` its JSON, as Slack posts it.
+pub fn interaction_body(payload: &serde_json::Value) -> String {
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
 }
 
 /// A button click's form body (`payload=` a `block_actions` JSON), as Slack sends it.
 pub fn click_body(user_id: &str, action_id: &str, value: &str, response_url: &str) -> String {
-    let payload = serde_json::json!({
+    interaction_body(&click_payload(user_id, action_id, value, response_url))
+}
+
+/// Its JSON (an `interactive` envelope's payload over Socket Mode).
+pub fn click_payload(user_id: &str, action_id: &str, value: &str, response_url: &str) -> serde_json::Value {
+    serde_json::json!({
         "type": "block_actions",
         "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
         "api_app_id": "A0001",
@@ -43,14 +68,18 @@ pub fn click_body(user_id: &str, action_id: &str, value: &str, response_url: &st
             "type": "button", "action_id": action_id, "block_id": format!("request:{value}"), "value": value,
             "action_ts": "1700000001.000001", "text": {"type": "plain_text", "text": action_id}
         }]
-    });
-    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+    })
 }
 
 /// A submission of the request modal (`payload=` a `view_submission` JSON), as Slack sends it:
 /// `values` is the view's `state.values` (block id → action id → value).
 pub fn submission_body(user_id: &str, values: serde_json::Value, private_metadata: &str) -> String {
-    let payload = serde_json::json!({
+    interaction_body(&submission_payload(user_id, values, private_metadata))
+}
+
+/// Its JSON (an `interactive` envelope's payload over Socket Mode).
+pub fn submission_payload(user_id: &str, values: serde_json::Value, private_metadata: &str) -> serde_json::Value {
+    serde_json::json!({
         "type": "view_submission",
         "team": {"id": "T0001", "domain": "acme"},
         "user": {"id": user_id, "username": "someone", "name": "someone", "team_id": "T0001"},
@@ -61,19 +90,22 @@ pub fn submission_body(user_id: &str, values: serde_json::Value, private_metadat
             "private_metadata": private_metadata, "state": {"values": values},
         },
         "response_urls": [],
-    });
-    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+    })
 }
 
 /// A global shortcut's body (`payload=` a `shortcut` JSON), as Slack sends it.
 pub fn shortcut_body(user_id: &str, callback_id: &str) -> String {
-    let payload = serde_json::json!({
+    interaction_body(&shortcut_payload(user_id, callback_id))
+}
+
+/// Its JSON (an `interactive` envelope's payload over Socket Mode).
+pub fn shortcut_payload(user_id: &str, callback_id: &str) -> serde_json::Value {
+    serde_json::json!({
         "type": "shortcut", "callback_id": callback_id, "action_ts": "1700000001.000001",
         "team": {"id": "T0001", "domain": "acme"},
         "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
         "trigger_id": "13345224609.738474920.8088930838d88f008e2",
-    });
-    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+    })
 }
 
 pub fn now() -> i64 {
@@ -83,7 +115,12 @@ pub fn now() -> i64 {
 /// A click on a button of someone's App Home: a `block_actions` from a view, with no
 /// response_url (Slack gives none for a Home).
 pub fn home_click_body(user_id: &str, action_id: &str, value: &str) -> String {
-    let payload = serde_json::json!({
+    interaction_body(&home_click_payload(user_id, action_id, value))
+}
+
+/// Its JSON (an `interactive` envelope's payload over Socket Mode).
+pub fn home_click_payload(user_id: &str, action_id: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({
         "type": "block_actions",
         "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
         "api_app_id": "A0001",
@@ -93,8 +130,7 @@ pub fn home_click_body(user_id: &str, action_id: &str, value: &str) -> String {
         "trigger_id": "13345224609.738474920.8088930838d88f008e3",
         "actions": [{"type": "button", "action_id": action_id, "block_id": format!("home:x:{value}"), "value": value,
                      "action_ts": "1700000001.000001"}]
-    });
-    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+    })
 }
 
 /// POSTs `body` to `url` with Slack's headers for `secret` at `timestamp`.

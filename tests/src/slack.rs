@@ -1,5 +1,5 @@
-//! A recording stand-in for Slack: the Web API under `/api/<method>` and response URLs under
-//! `/response/<n>`. It answers as Slack does (`{"ok":true,…}` JSON with a JSON content type),
+//! A recording stand-in for Slack: the Web API under `/api/<method>`, response URLs under
+//! `/response/<n>`, and Socket Mode's connections (`apps.connections.open`, then `socket`). It answers as Slack does (`{"ok":true,…}` JSON with a JSON content type),
 //! records every call, and can be told to fail the next calls (e.g. 429 with Retry-After).
 
 use axum::body::Bytes;
@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+const OPEN_CONNECTION: &str = "/api/apps.connections.open";
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -72,24 +74,30 @@ struct Shared {
     refused: Arc<Mutex<std::collections::HashMap<String, String>>>,
     /// While set, every call is answered 503 (an outage).
     down: Arc<std::sync::atomic::AtomicBool>,
+    /// Socket Mode's side, whose URLs `apps.connections.open` hands out.
+    socket: Option<crate::socket::SocketSide>,
+    tickets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct SlackStandIn {
     pub base: String,
+    /// Socket Mode: the connections the bot opened, and what goes over them.
+    pub socket: crate::socket::SocketSide,
     shared: Shared,
     _server: tokio::task::JoinHandle<()>,
 }
 
 impl SlackStandIn {
     pub async fn start() -> Self {
-        let shared = Shared::default();
+        let socket = crate::socket::SocketSide::start().await;
+        let shared = Shared { socket: Some(socket.clone()), ..Shared::default() };
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { base, shared, _server: server }
+        Self { base, socket, shared, _server: server }
     }
 
     pub fn api_base(&self) -> String {
@@ -100,8 +108,15 @@ impl SlackStandIn {
         format!("{}/response/{n}", self.base)
     }
 
+    /// Every Web API and response_url call, but Socket Mode's `apps.connections.open` (see
+    /// `connections_opened`).
     pub fn calls(&self) -> Vec<Recorded> {
-        self.shared.calls.lock().unwrap().clone()
+        self.shared.calls.lock().unwrap().iter().filter(|c| c.path != OPEN_CONNECTION).cloned().collect()
+    }
+
+    /// The `apps.connections.open` calls (Socket Mode), in order.
+    pub fn connections_opened(&self) -> Vec<Recorded> {
+        self.shared.calls.lock().unwrap().iter().filter(|c| c.path == OPEN_CONNECTION).cloned().collect()
     }
 
     /// A cheap, clonable way to read the calls from elsewhere (the sandbox's web page).
@@ -244,6 +259,17 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
                 None => return (StatusCode::OK, r#"{"ok":false,"error":"channel_not_found"}"#).into_response(),
             };
             json!({"ok": true, "channel": channel, "ts": format!("1700000000.{n:06}"), "message": parsed})
+        }
+        // Only an app-level token opens a connection, as with Slack.
+        Some("apps.connections.open") => {
+            let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            match (&shared.socket, authorization.starts_with("Bearer xapp-")) {
+                (Some(socket), true) => {
+                    let ticket = shared.tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    json!({"ok": true, "url": socket.url(ticket)})
+                }
+                _ => json!({"ok": false, "error": "not_allowed_token_type"}),
+            }
         }
         Some("chat.update") => json!({"ok": true, "channel": parsed["channel"], "ts": parsed["ts"]}),
         Some("usergroups.users.list") => {

@@ -1,11 +1,12 @@
-//! App Home through the Events API endpoint and the Slack stand-in: Slack's URL check, each
+//! App Home over both transports (the Events API endpoint, and Socket Mode's `events_api`
+//! envelopes) and the Slack stand-in: Slack's URL check, each
 //! person's Home drawn when they open it (their requests; what waits for them as approver;
 //! every open request for admins), drawn again when a request of theirs changes and after a
 //! click on it.
 
-use harness::app::TestApp;
+use harness::app::{TestApp, Transport};
 use harness::sandbox_ui::DEMO_POLICY;
-use harness::signed::{home_click_body, now, post_signed, post_signed_as, SIGNING_SECRET};
+use harness::signed::{home_click_payload, now, post_signed_as, SIGNING_SECRET};
 use serde_json::{json, Value};
 use std::time::Duration;
 use worker::state::RequestState;
@@ -16,8 +17,8 @@ const LEAD: &str = "U0LEAD";
 const ADMIN: &str = "U0ADMIN";
 
 /// The sandbox's policy: `web` for anyone, `api` approved by U0LEAD, U0ADMIN an admin.
-async fn start() -> TestApp {
-    TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", DEMO_POLICY).await
+async fn start(transport: Transport) -> TestApp {
+    TestApp::start_over(transport, "default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", DEMO_POLICY, |_| {}).await
 }
 
 async fn event(t: &TestApp, body: Value, secret: &str) -> reqwest::Response {
@@ -28,7 +29,7 @@ async fn event(t: &TestApp, body: Value, secret: &str) -> reqwest::Response {
 async fn opens_home(t: &TestApp, user: &str) {
     let body = json!({"type": "event_callback", "team_id": "T0001", "api_app_id": "A0001", "event_id": "Ev1",
         "event": {"type": "app_home_opened", "user": user, "channel": "D0001", "tab": "home", "event_ts": "1.1"}});
-    assert_eq!(event(t, body, SIGNING_SECRET).await.status().as_u16(), 200);
+    assert_eq!(t.event(&body).await.0, 200);
 }
 
 /// The action ids of `request`'s buttons in `list` of the view.
@@ -48,15 +49,17 @@ async fn home_of(t: &TestApp, user: &str, what: &str, holds: impl Fn(&Value) -> 
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date() {
-    let t = start().await;
-    // Slack's URL check when the events URL is saved; a forged event changes nothing.
-    let check = event(&t, json!({"type": "url_verification", "challenge": "3eZbrw1aB"}), SIGNING_SECRET).await;
-    assert_eq!(check.json::<Value>().await.unwrap(), json!({"challenge": "3eZbrw1aB"}));
-    let forged = json!({"type": "event_callback", "event": {"type": "app_home_opened", "user": ALICE, "tab": "home"}});
-    assert_eq!(event(&t, forged, "not-the-secret").await.status().as_u16(), 401);
-    assert!(t.slack.delivered_to("views.publish").is_empty());
+async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date(transport: Transport) {
+    let t = start(transport).await;
+    if transport == Transport::Http {
+        // Slack's URL check when the events URL is saved; a forged event changes nothing.
+        let check = event(&t, json!({"type": "url_verification", "challenge": "3eZbrw1aB"}), SIGNING_SECRET).await;
+        assert_eq!(check.json::<Value>().await.unwrap(), json!({"challenge": "3eZbrw1aB"}));
+        let forged =
+            json!({"type": "event_callback", "event": {"type": "app_home_opened", "user": ALICE, "tab": "home"}});
+        assert_eq!(event(&t, forged, "not-the-secret").await.status().as_u16(), 401);
+        assert!(t.slack.delivered_to("views.publish").is_empty());
+    }
 
     opens_home(&t, ALICE).await;
     home_of(&t, ALICE, "nothing open", |v| {
@@ -74,10 +77,17 @@ async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date
     let api = reply[reply.find("fc-").unwrap()..][..11].to_string();
     opens_home(&t, LEAD).await;
     home_of(&t, LEAD, "Approve and Deny", |v| buttons(v, "decide", &api) == ["approve", "deny"]).await;
-    let click = home_click_body(LEAD, "approve", &api);
-    let status =
-        post_signed(&format!("{}/slack/interactions", t.url), &click, SIGNING_SECRET, &now().to_string()).await;
-    assert_eq!(status.status().as_u16(), 200);
+    // Alice may not approve her own: a click on Home has no response_url, so she is told in a
+    // direct message.
+    assert_eq!(t.interact(&home_click_payload(ALICE, "approve", &api)).await.0, 200);
+    harness::wait_for("Alice told why her click did nothing", WAIT, || async {
+        t.slack.delivered_to("chat.postMessage").into_iter().find(|c| {
+            let text = c.body["text"].as_str().unwrap_or_default();
+            c.body["channel"] == ALICE && (text.contains("own request") || text.contains("Only approvers"))
+        })
+    })
+    .await;
+    assert_eq!(t.interact(&home_click_payload(LEAD, "approve", &api)).await.0, 200);
     t.wait_for_state(&api, RequestState::Ready, WAIT).await;
     home_of(&t, LEAD, "nothing left to decide", |v| buttons(v, "decide", &api).is_empty()).await;
     assert_eq!(t.ledger.get(&api).await.unwrap().decided_by.as_deref(), Some(LEAD));
@@ -91,3 +101,5 @@ async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date
     assert!(buttons(&alice, "decide", &api).is_empty());
     t.stop().await;
 }
+
+harness::over_both_transports!(each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date);

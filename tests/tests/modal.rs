@@ -1,10 +1,10 @@
-//! The request modal through the HTTP endpoints and the Slack stand-in: `/fargate` alone and the
+//! The request modal over both transports (HTTP and Socket Mode) and the Slack stand-in: `/fargate` alone and the
 //! global shortcut open it with what the policy lets the person use; a submission with a
 //! mistake is answered on its field and records nothing; a good one is the same request as the
 //! command, and reaches ready.
 
-use harness::app::TestApp;
-use harness::signed::{now, post_signed, shortcut_body, submission_body, SIGNING_SECRET};
+use harness::app::{TestApp, Transport};
+use harness::signed::{now, post_signed, shortcut_payload, submission_body, submission_payload};
 use serde_json::{json, Value};
 use std::time::Duration;
 use worker::state::RequestState;
@@ -12,7 +12,7 @@ use worker::state::RequestState;
 const WAIT: Duration = Duration::from_secs(60);
 const ALICE: &str = "U0ALICE";
 
-async fn start() -> TestApp {
+async fn start(transport: Transport) -> TestApp {
     let policy = r#"[policy]
 [[policy.services]]
 name = "web"
@@ -27,7 +27,7 @@ approvals_channel = "C0APPROVE"
 name = "secret"
 allow = ["U0NOBODY"]
 "#;
-    let t = TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", policy).await;
+    let t = TestApp::start_over(transport, "default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", policy, |_| {}).await;
     t.slack.set_group("S0DEVS", &[ALICE]);
     t
 }
@@ -42,11 +42,9 @@ async fn opened(t: &TestApp, count: usize) -> Value {
 }
 
 async fn submit(t: &TestApp, values: Value) -> Value {
-    let body = submission_body(ALICE, values, r#"{"channel":"C0OPS"}"#);
-    let response =
-        post_signed(&format!("{}/slack/interactions", t.url), &body, SIGNING_SECRET, &now().to_string()).await;
-    assert_eq!(response.status().as_u16(), 200);
-    response.json().await.unwrap()
+    let (status, answer) = t.interact(&submission_payload(ALICE, values, r#"{"channel":"C0OPS"}"#)).await;
+    assert_eq!(status, 200);
+    answer
 }
 
 fn form(service: &str, duration: Option<&str>) -> Value {
@@ -61,9 +59,8 @@ async fn requests(t: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(t.ledger.pool()).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field() {
-    let t = start().await;
+async fn the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field(transport: Transport) {
+    let t = start(transport).await;
     // `/fargate` alone: an empty 200 (no message), and the modal opened with the trigger.
     let (status, reply) = t.command(ALICE, "").await;
     assert_eq!((status, reply), (200, Value::Null));
@@ -114,17 +111,25 @@ async fn the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_global_shortcut_opens_the_modal_and_a_forged_submission_changes_nothing() {
-    let t = start().await;
-    let url = format!("{}/slack/interactions", t.url);
-    let shortcut = shortcut_body(ALICE, "fargate_connect_request");
-    assert_eq!(post_signed(&url, &shortcut, SIGNING_SECRET, &now().to_string()).await.status().as_u16(), 200);
+async fn the_global_shortcut_opens_the_modal_and_a_forged_submission_changes_nothing(transport: Transport) {
+    let t = start(transport).await;
+    assert_eq!(t.interact(&shortcut_payload(ALICE, "fargate_connect_request")).await.0, 200);
     let open = opened(&t, 1).await;
     assert_eq!(open["trigger_id"], "13345224609.738474920.8088930838d88f008e2");
+    if transport == Transport::Socket {
+        // No listener to forge a request to.
+        t.stop().await;
+        return;
+    }
+    let url = format!("{}/slack/interactions", t.url);
     let forged = submission_body(ALICE, form("prod/web", None), "{}");
     let response = post_signed(&url, &forged, "not-the-secret", &now().to_string()).await;
     assert_eq!(response.status().as_u16(), 401);
     assert_eq!(requests(&t).await, 0);
     t.stop().await;
 }
+
+harness::over_both_transports!(
+    the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field,
+    the_global_shortcut_opens_the_modal_and_a_forged_submission_changes_nothing,
+);

@@ -112,6 +112,7 @@ allow = ["*"]
         file: &file,
         signing_secret: Some(bot::config::Secret::new("s")),
         bot_token: Some(bot::config::Secret::new("xoxb-doctor")),
+        app_token: None,
     };
     let checks = bot::doctor::run(&setup, &bot_aws, &[]).await;
     let table = bot::doctor::table(&checks);
@@ -147,17 +148,25 @@ allow = ["*"]
         .unwrap();
     let correct = text.replace("[[policy.services]]\nname = \"billing\"\nallow = [\"*\"]\n", "");
     assert_ne!(correct, text, "billing is dropped");
+    // In Socket Mode (which has no signing secret): the app token opens connections.
+    let correct = correct.replacen("[slack]\n", "[slack]\nmode = \"socket\"\n", 1);
     let file = bot::config::parse_file(&correct, "doctor.toml").unwrap();
     let setup = bot::doctor::Setup {
         file: &file,
-        signing_secret: Some(bot::config::Secret::new("s")),
+        signing_secret: None,
         bot_token: Some(bot::config::Secret::new("xoxb-doctor")),
+        app_token: Some(bot::config::Secret::new("xapp-doctor")),
     };
     let checks = bot::doctor::run(&setup, &bot_aws, &[]).await;
     let table = bot::doctor::table(&checks);
     let failed: Vec<&str> = checks.iter().filter(|c| c.outcome == Fail).map(|c| c.name.as_str()).collect();
     assert!(failed.is_empty(), "doctor fails a correct deployment on {failed:?}:\n{table}");
     assert_eq!(outcome_in(&checks, "bastion security group"), Pass, "{table}");
+    assert_eq!(outcome_in(&checks, "slack socket mode"), Pass, "{table}");
+    assert_eq!(outcome_in(&checks, "SLACK_APP_TOKEN"), Pass, "{table}");
+    let opened = slack.connections_opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].authorization.as_deref(), Some("Bearer xapp-doctor"), "opened with the app token");
     harness::iam::assert_nothing_denied(&account).await;
 }
 

@@ -3,7 +3,7 @@
 //! shaped as ARCHITECTURE.md says, and, when the time box is over, nothing left behind.
 
 use base64::Engine;
-use harness::app::TestApp;
+use harness::app::{TestApp, Transport, OPEN_POLICY};
 use harness::seed::CLUSTER;
 use std::time::Duration;
 use worker::aws::tags;
@@ -16,9 +16,8 @@ fn request_id_in(text: &str) -> String {
     text[start..start + 11].to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_to_ready_link_to_expiry_end_to_end() {
-    let t = TestApp::start().await;
+async fn connect_to_ready_link_to_expiry_end_to_end(transport: Transport) {
+    let t = TestApp::start_over(transport, "default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", OPEN_POLICY, |_| {}).await;
 
     // 1. The signed slash command is acknowledged at once, ephemerally.
     let (status, reply) = t.command(USER, "connect web --for 3s").await;
@@ -185,3 +184,5 @@ fn urlencoding_decode(s: &str) -> String {
         s.to_string()
     }
 }
+
+harness::over_both_transports!(connect_to_ready_link_to_expiry_end_to_end);

@@ -1,10 +1,11 @@
-//! The Slack workflow through the HTTP endpoints, with Slack-signed commands and clicks, the
+//! The Slack workflow over both transports (Slack-signed HTTP posts, and Socket Mode
+//! envelopes; each flow runs as `<name>::over_http` and `<name>::over_socket_mode`), with the
 //! recording Slack stand-in (user groups included), moto and SQLite: policy, approvals (first
 //! decision wins, no self-approval, only approvers), extend within the maximum (and the
 //! bastion's own shutdown moved with SendCommand), end, pending-approval expiry, the lists, and
 //! the audit chain catching a hand-edited row.
 
-use harness::app::TestApp;
+use harness::app::{TestApp, Transport};
 use std::time::Duration;
 use worker::state::RequestState;
 
@@ -42,8 +43,8 @@ break_glass = true
     )
 }
 
-async fn start(approval_timeout: &str) -> TestApp {
-    let t = TestApp::start_with_policy(TIME_BOX, &policy(approval_timeout)).await;
+async fn start(transport: Transport, approval_timeout: &str) -> TestApp {
+    let t = TestApp::start_over(transport, TIME_BOX, &policy(approval_timeout), |_| {}).await;
     t.slack.set_group("S0DEVS", &[ALICE, BOB, CAROL]);
     t.slack.set_group("S0LEADS", &[BOB, CAROL, ALICE]);
     t
@@ -80,9 +81,8 @@ async fn wait_answer(t: &TestApp, needle: &str) -> String {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approval_flow_end_to_end() {
-    let t = start("15m").await;
+async fn approval_flow_end_to_end(transport: Transport) {
+    let t = start(transport, "15m").await;
     let reply = t.reply(ALICE, "connect api --for 30m --reason \"INC-42: stuck queue\"").await;
     assert!(reply.contains("needs approval"), "{reply}");
     assert!(reply.contains(&format!("<#{APPROVALS}>")), "{reply}");
@@ -125,9 +125,8 @@ async fn approval_flow_end_to_end() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_approve_clicks_at_the_same_moment_make_exactly_one_decision() {
-    let t = start("15m").await;
+async fn two_approve_clicks_at_the_same_moment_make_exactly_one_decision(transport: Transport) {
+    let t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect api --reason \"deploy check\"").await);
     t.slack.wait_for_in(APPROVALS, &id, WAIT).await;
     let (a, b) = tokio::join!(t.click(BOB, "approve", &id), t.click(CAROL, "approve", &id));
@@ -142,9 +141,8 @@ async fn two_approve_clicks_at_the_same_moment_make_exactly_one_decision() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approve_and_deny_at_the_same_moment_make_exactly_one_decision() {
-    let t = start("15m").await;
+async fn approve_and_deny_at_the_same_moment_make_exactly_one_decision(transport: Transport) {
+    let t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect api --reason \"deploy check\"").await);
     t.slack.wait_for_in(APPROVALS, &id, WAIT).await;
     // Bob approves and Carol denies at the same moment.
@@ -169,9 +167,8 @@ async fn approve_and_deny_at_the_same_moment_make_exactly_one_decision() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_approvers_decide_and_never_their_own_request() {
-    let t = start("15m").await;
+async fn only_approvers_decide_and_never_their_own_request(transport: Transport) {
+    let t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect api").await);
     t.slack.wait_for_in(APPROVALS, &id, WAIT).await;
     // Eve is not an approver.
@@ -184,7 +181,12 @@ async fn only_approvers_decide_and_never_their_own_request() {
     assert_eq!(t.ledger.get(&id).await.unwrap().state(), RequestState::AwaitingApproval);
     let kinds = t.audit_kinds(&id).await;
     assert!(kinds.contains(&"decision_refused".to_string()) && kinds.contains(&"self_approval_refused".to_string()));
-    // A forged click changes nothing.
+    // A forged click changes nothing (over HTTP; Socket Mode has no listener to forge to).
+    if transport == Transport::Socket {
+        assert!(t.url.is_empty());
+        t.stop().await;
+        return;
+    }
     let body = harness::signed::click_body(BOB, "approve", &id, &t.slack.response_url(99));
     let forged = harness::signed::post_signed(
         &format!("{}/slack/interactions", t.url),
@@ -198,9 +200,8 @@ async fn only_approvers_decide_and_never_their_own_request() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unanswered_approvals_expire() {
-    let t = start("1s").await;
+async fn unanswered_approvals_expire(transport: Transport) {
+    let t = start(transport, "1s").await;
     let id = id_in(&t.reply(ALICE, "connect api").await);
     t.wait_for_state(&id, RequestState::Cancelled, WAIT).await;
     harness::wait_for("the approval card to show the expiry", WAIT, || async {
@@ -219,9 +220,8 @@ async fn unanswered_approvals_expire() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn break_glass_skips_approval_where_allowed_and_tells_the_audit_channel() {
-    let t = start("15m").await;
+async fn break_glass_skips_approval_where_allowed_and_tells_the_audit_channel(transport: Transport) {
+    let t = start(transport, "15m").await;
     let reply = t.reply(ALICE, "connect api --break-glass").await;
     assert!(reply.contains("--reason"), "{reply}");
     let reply = t.reply(ALICE, "connect api --break-glass --reason \"prod down, INC-7\"").await;
@@ -236,9 +236,8 @@ async fn break_glass_skips_approval_where_allowed_and_tells_the_audit_channel() 
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extend_moves_the_expiry_and_the_bastions_own_shutdown_within_the_maximum() {
-    let t = start("15m").await;
+async fn extend_moves_the_expiry_and_the_bastions_own_shutdown_within_the_maximum(transport: Transport) {
+    let t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect web --for 50m").await);
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let before = t.wait_until_told(&id).await.expires_at.unwrap();
@@ -267,9 +266,8 @@ async fn extend_moves_the_expiry_and_the_bastions_own_shutdown_within_the_maximu
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn end_is_for_the_requester_or_an_admin_and_tears_down_at_once() {
-    let t = start("15m").await;
+async fn end_is_for_the_requester_or_an_admin_and_tears_down_at_once(transport: Transport) {
+    let t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect web --for 30m").await);
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let instance = t.ledger.get(&id).await.unwrap().instance_id.unwrap();
@@ -298,9 +296,8 @@ async fn end_is_for_the_requester_or_an_admin_and_tears_down_at_once() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn denials_unknown_services_and_the_lists() {
-    let t = start("15m").await;
+async fn denials_unknown_services_and_the_lists(transport: Transport) {
+    let t = start(transport, "15m").await;
     // Twelve developers for the lists below (set before the first lookup, which is cached).
     let users: Vec<String> = (0..12).map(|i| format!("U0DEV{i:02}")).collect();
     let mut devs: Vec<&str> = users.iter().map(String::as_str).collect();
@@ -359,7 +356,7 @@ async fn denials_unknown_services_and_the_lists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_catches_a_hand_edited_row_and_export_has_the_history() {
-    let t = start("15m").await;
+    let t = start(Transport::Http, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect api --reason 'check, the \"queue\"'").await);
     t.slack.wait_for_in(APPROVALS, &id, WAIT).await;
     t.click(BOB, "deny", &id).await;
@@ -414,9 +411,8 @@ fn assert_defused(text: &str, place: &str) {
     assert!(!text.contains("\n*Approved by*"), "{place} has a forged line: {text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown() {
-    let t = start("15m").await;
+async fn a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown(transport: Transport) {
+    let t = start(transport, "15m").await;
     let evil = "<!here> <!channel> <!subteam^S0EVIL> & see\n*Approved by* <@U0BOB>";
     // The approval card.
     let reply = t.reply(ALICE, &format!("connect api --reason \"{evil}\"")).await;
@@ -438,9 +434,8 @@ async fn a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown()
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extension_is_refused_once_the_policy_no_longer_allows_the_requester() {
-    let mut t = start("15m").await;
+async fn an_extension_is_refused_once_the_policy_no_longer_allows_the_requester(transport: Transport) {
+    let mut t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect web --for 30m").await);
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let expires_at = t.wait_until_told(&id).await.expires_at;
@@ -459,3 +454,17 @@ async fn an_extension_is_refused_once_the_policy_no_longer_allows_the_requester(
     assert!(reply.contains("no longer lets"), "{reply}");
     t.stop().await;
 }
+
+harness::over_both_transports!(
+    approval_flow_end_to_end,
+    two_approve_clicks_at_the_same_moment_make_exactly_one_decision,
+    approve_and_deny_at_the_same_moment_make_exactly_one_decision,
+    only_approvers_decide_and_never_their_own_request,
+    unanswered_approvals_expire,
+    break_glass_skips_approval_where_allowed_and_tells_the_audit_channel,
+    extend_moves_the_expiry_and_the_bastions_own_shutdown_within_the_maximum,
+    end_is_for_the_requester_or_an_admin_and_tears_down_at_once,
+    denials_unknown_services_and_the_lists,
+    a_persons_reason_pings_nobody_and_forges_no_line_wherever_it_is_shown,
+    an_extension_is_refused_once_the_policy_no_longer_allows_the_requester,
+);

@@ -45,11 +45,11 @@ async fn main() -> anyhow::Result<()> {
     config.worker.ready_poll_ms = 1000;
     let port: u16 = std::env::var("SANDBOX_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
     let listeners = bot::app::Listeners {
-        slack: tokio::net::TcpListener::bind(("127.0.0.1", port)).await?,
+        slack: Some(tokio::net::TcpListener::bind(("127.0.0.1", port)).await?),
         ops: tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
     };
     let app = bot::app::spawn(config, aws.clone(), listeners).await?;
-    let bot_url = format!("http://{}", app.addr);
+    let bot_url = format!("http://{}", app.addr.expect("the sandbox serves Slack over HTTP"));
     let ui_port: u16 = std::env::var("SANDBOX_UI_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let ui_listener = match tokio::net::TcpListener::bind(("127.0.0.1", ui_port)).await {
         Ok(listener) => listener,
