@@ -48,7 +48,9 @@ impl Listeners {
         use anyhow::Context;
         let slack = match mode {
             SlackMode::Http => Some(
-                TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?,
+                TcpListener::bind(settings.bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", settings.bind))?,
             ),
             SlackMode::Socket => None,
         };

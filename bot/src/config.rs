@@ -198,9 +198,11 @@ impl Config {
         let file = parse_file(&text, &path.display().to_string())?;
         let bot_token = secret_from_env("SLACK_BOT_TOKEN")?;
         let secrets = match file.slack.mode {
-            SlackMode::Http => {
-                SlackSecrets { signing_secret: Some(secret_from_env("SLACK_SIGNING_SECRET")?), bot_token, app_token: None }
-            }
+            SlackMode::Http => SlackSecrets {
+                signing_secret: Some(secret_from_env("SLACK_SIGNING_SECRET")?),
+                bot_token,
+                app_token: None,
+            },
             SlackMode::Socket => {
                 SlackSecrets { signing_secret: None, bot_token, app_token: Some(secret_from_env("SLACK_APP_TOKEN")?) }
             }
@@ -338,10 +340,41 @@ mod tests {
     fn the_example_config_in_deploy_is_valid() {
         let text = include_str!("../../deploy/fargate-connect.example.toml");
         let file = parse_file(text, "example").unwrap();
-        let (s, t) = secrets();
-        let config = Config::from_parts(file, s, t).unwrap();
+        let (_, t) = secrets();
+        let app_token = Some(Secret::new("xapp-1-A1-1-x"));
+        let config =
+            Config::from_secrets(file, SlackSecrets { signing_secret: None, bot_token: t, app_token }).unwrap();
+        assert_eq!(config.slack.mode, SlackMode::Socket, "the example leads with Socket Mode");
         assert_eq!(config.aws.cluster, "prod");
         assert_eq!(config.worker.ready_timeout.as_secs(), 600);
+    }
+
+    #[test]
+    fn each_mode_needs_its_own_secret_and_no_other() {
+        let socket = || parse_file(&format!("[slack]\nmode = \"socket\"\n{MINIMAL}"), "t.toml").unwrap();
+        let bot_token = Secret::new("xoxb-t");
+        let with = |signing: Option<&str>, app: Option<&str>| SlackSecrets {
+            signing_secret: signing.map(Secret::new),
+            bot_token: bot_token.clone(),
+            app_token: app.map(Secret::new),
+        };
+        // Socket Mode: the app token, no signing secret.
+        let config = Config::from_secrets(socket(), with(None, Some("xapp-1-A1-1-x"))).unwrap();
+        assert!(config.signing_secret.is_none() && !format!("{config:?}").contains("xapp-1"));
+        let err = Config::from_secrets(socket(), with(Some("s"), None)).unwrap_err();
+        assert!(err.to_string().contains("SLACK_APP_TOKEN"), "{err}");
+        // A bot token where the app token goes is named for what it is.
+        let err = Config::from_secrets(socket(), with(None, Some("xoxb-oops"))).unwrap_err();
+        assert!(err.to_string().contains("app-level token (xapp-"), "{err}");
+        // HTTP mode (the default): the signing secret.
+        let http = parse_file(MINIMAL, "t.toml").unwrap();
+        let err = Config::from_secrets(http, with(None, Some("xapp-1"))).unwrap_err();
+        assert!(err.to_string().contains("SLACK_SIGNING_SECRET"), "{err}");
+        let err = parse_file(&format!("[slack]\nmode = \"websocket\"\n{MINIMAL}"), "t.toml").unwrap_err();
+        assert!(err.to_string().contains("socket") && err.to_string().contains("http"), "{err}");
+        let file = parse_file(&format!("[slack]\nmode = \"socket\"\nsocket_connections = 0\n{MINIMAL}"), "t").unwrap();
+        let err = Config::from_secrets(file, with(None, Some("xapp-1"))).unwrap_err();
+        assert!(err.to_string().contains("slack.socket_connections"), "{err}");
     }
 
     #[test]

@@ -207,7 +207,8 @@ impl TestApp {
                 (status, json)
             }
             Transport::Socket => {
-                let ack = self.slack.socket.send("slash_commands", command_payload(text, user, &response_url, trigger)).await;
+                let ack =
+                    self.slack.socket.send("slash_commands", command_payload(text, user, &response_url, trigger)).await;
                 (200, ack["payload"].clone())
             }
         }

@@ -3,7 +3,8 @@
 //! connections as Slack does: `hello` first; envelopes (`slash_commands`, `interactive`,
 //! `events_api`), each with an `envelope_id`, spread over the open connections; the
 //! acknowledgements read back; a `disconnect` message when told; and a connection dropped
-//! without a close frame when told (a network failure).
+//! without a close frame when told (a network failure). A connection told to drop leaves the
+//! list of open ones at once, so nothing more is sent on it.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -102,7 +103,8 @@ impl SocketSide {
         let n = self.inner.next_envelope.fetch_add(1, Ordering::SeqCst) + 1;
         // Slack wants a payload back for commands and form submissions only.
         let accepts = kind == "slash_commands"
-            || (kind == "interactive" && matches!(payload["type"].as_str(), Some("view_submission" | "block_suggestion")));
+            || (kind == "interactive"
+                && matches!(payload["type"].as_str(), Some("view_submission" | "block_suggestion")));
         json!({
             "envelope_id": format!("e{n:04}-{}", rand::random::<u32>()),
             "type": kind,
@@ -119,7 +121,8 @@ impl SocketSide {
         let id = envelope["envelope_id"].as_str().expect("an envelope id").to_string();
         let (tx, rx) = oneshot::channel();
         self.inner.waiting.lock().unwrap().insert(id.clone(), tx);
-        self.send_on_next(envelope.to_string()).unwrap_or_else(|| panic!("no Socket Mode connection to deliver {id} on"));
+        self.send_on_next(envelope.to_string())
+            .unwrap_or_else(|| panic!("no Socket Mode connection to deliver {id} on"));
         let ack = tokio::time::timeout(ACK_WITHIN, rx).await.ok().and_then(Result::ok);
         self.inner.waiting.lock().unwrap().remove(&id);
         ack
@@ -128,14 +131,18 @@ impl SocketSide {
     /// Wraps `payload` in a new envelope and delivers it; panics without an acknowledgement.
     pub async fn send(&self, kind: &str, payload: Value) -> Value {
         let envelope = self.envelope(kind, payload);
-        self.deliver(&envelope).await.unwrap_or_else(|| panic!("no acknowledgement within {ACK_WITHIN:?} for {envelope}"))
+        self.deliver(&envelope)
+            .await
+            .unwrap_or_else(|| panic!("no acknowledgement within {ACK_WITHIN:?} for {envelope}"))
     }
 
     /// Sends `envelope` on one connection and drops that connection at once, before any
     /// acknowledgement can come back; returns the dropped connection's id.
     pub fn deliver_then_drop(&self, envelope: &Value) -> usize {
-        let links = self.inner.links.lock().unwrap();
-        let link = links.first().expect("an open connection");
+        let mut links = self.inner.links.lock().unwrap();
+        assert!(!links.is_empty(), "an open connection");
+        // Out of the list at once: nothing else is sent on it.
+        let link = links.remove(0);
         link.orders.send(Order::Send(envelope.to_string())).unwrap();
         link.orders.send(Order::Drop).unwrap();
         link.id
@@ -151,14 +158,15 @@ impl SocketSide {
 
     /// Drops every open connection without a close frame.
     pub fn drop_all(&self) {
-        for link in self.inner.links.lock().unwrap().iter() {
+        for link in self.inner.links.lock().unwrap().drain(..) {
             let _ = link.orders.send(Order::Drop);
         }
     }
 
     /// Tells connection `id` that Slack will close it soon (`disconnect`, `refresh_requested`).
     pub fn disconnect(&self, id: usize) {
-        let message = json!({"type": "disconnect", "reason": "refresh_requested", "debug_info": {"host": "applink-standin"}});
+        let message =
+            json!({"type": "disconnect", "reason": "refresh_requested", "debug_info": {"host": "applink-standin"}});
         if let Some(link) = self.inner.links.lock().unwrap().iter().find(|l| l.id == id) {
             let _ = link.orders.send(Order::Send(message.to_string()));
         }
@@ -166,8 +174,9 @@ impl SocketSide {
 
     /// Closes connection `id` (without a close frame), as Slack does a while after `disconnect`.
     pub fn drop_link(&self, id: usize) {
-        if let Some(link) = self.inner.links.lock().unwrap().iter().find(|l| l.id == id) {
-            let _ = link.orders.send(Order::Drop);
+        let mut links = self.inner.links.lock().unwrap();
+        if let Some(at) = links.iter().position(|l| l.id == id) {
+            let _ = links.remove(at).orders.send(Order::Drop);
         }
     }
 

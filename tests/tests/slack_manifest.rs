@@ -2,6 +2,8 @@
 //! routes the bot serves (they answer an unsigned request with 401, not 404), and its bot
 //! scopes are exactly those needed by the Web API methods the bot calls in a full workflow
 //! (seen at the Slack stand-in), plus `commands` for the slash command.
+//! `deploy/slack/manifest.socket.yml` is the same app in Socket Mode: every setting the same but
+//! `socket_mode_enabled`, and no request URL anywhere.
 
 use harness::app::TestApp;
 use harness::moto::repo_root;
@@ -106,4 +108,37 @@ approvals_channel = "C0APPROVE"
     needed.insert("commands".into());
     assert_eq!(scopes, needed, "the manifest's bot scopes are not exactly the ones the code uses");
     t.stop().await;
+}
+
+/// Removes every `url` and `request_url` key, wherever it is.
+fn without_urls(value: &mut serde_yaml::Value) -> usize {
+    let mut removed = 0;
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for key in ["url", "request_url"] {
+                removed += usize::from(map.remove(key).is_some());
+            }
+            for (_, v) in map.iter_mut() {
+                removed += without_urls(v);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(|v| removed += without_urls(v)),
+        _ => {}
+    }
+    removed
+}
+
+#[test]
+fn the_socket_mode_manifest_is_the_same_app_without_request_urls() {
+    let read = |name: &str| -> serde_yaml::Value {
+        let text = std::fs::read_to_string(repo_root().join("deploy/slack").join(name)).unwrap();
+        serde_yaml::from_str(&text).unwrap()
+    };
+    let (mut http, mut socket) = (read("manifest.yml"), read("manifest.socket.yml"));
+    assert_eq!(http["settings"]["socket_mode_enabled"].as_bool(), Some(false));
+    assert_eq!(socket["settings"]["socket_mode_enabled"].as_bool(), Some(true));
+    assert_eq!(without_urls(&mut socket), 0, "Socket Mode has no request URL");
+    assert_eq!(without_urls(&mut http), 3, "the command's, interactivity's and the events' URL");
+    http["settings"]["socket_mode_enabled"] = serde_yaml::Value::Bool(true);
+    assert_eq!(http, socket, "the two manifests differ in more than the transport");
 }
