@@ -98,7 +98,7 @@ pub async fn answer_interaction(state: &AppState, payload: &Value) -> Option<Val
         }
         _ => {}
     }
-    let Some(click) = Click::parse(&payload) else {
+    let Some(click) = Click::parse(payload) else {
         // Other interaction types are not ours to handle.
         return None;
     };
