@@ -253,13 +253,12 @@ async fn slash_command(State(state): State<AppState>, headers: HeaderMap, body: 
 /// reply, or `None` when the request form was opened instead (an empty acknowledgement shows
 /// no message).
 pub async fn answer_command(state: &AppState, form: &SlashCommand) -> Option<serde_json::Value> {
-    let state = state.clone();
     let user = form.user_id.as_str();
     let command = Command::parse(&form.text);
     // Nothing to go on: the request modal asks for it.
     let mut form_refused = None;
     if (form.text.trim().is_empty() || command == Err(CommandError::MissingService)) && !form.trigger_id.is_empty() {
-        match crate::modal::open(&state, user, &form.trigger_id, &form.channel_id).await {
+        match crate::modal::open(state, user, &form.trigger_id, &form.channel_id).await {
             Ok(()) => return None,
             Err(e) => form_refused = Some(e),
         }
@@ -270,10 +269,10 @@ pub async fn answer_command(state: &AppState, form: &SlashCommand) -> Option<ser
             form_refused.map(|why| format!("{why}\n\n{usage}")).unwrap_or(usage)
         }
         Ok(Command::Connect(args)) => {
-            connect(&state, &form.asker(), args).await.unwrap_or_else(|refusal| refusal.message)
+            connect(state, &form.asker(), args).await.unwrap_or_else(|refusal| refusal.message)
         }
-        Ok(Command::List) => list(&state, user).await.unwrap_or_else(|e| e),
-        Ok(Command::Services) => services(&state, user).await.unwrap_or_else(|e| e),
+        Ok(Command::List) => list(state, user).await.unwrap_or_else(|e| e),
+        Ok(Command::Services) => services(state, user).await.unwrap_or_else(|e| e),
         Ok(Command::Extend { request, by }) => match state.own_or_admin(user, request.as_str(), "extend").await {
             // Without a duration: another time box of the same length, or what is left of the maximum.
             Ok(r) => match by {
@@ -287,7 +286,7 @@ pub async fn answer_command(state: &AppState, form: &SlashCommand) -> Option<ser
             Err(e) => e,
         },
         Ok(Command::History { service, user: who, since, page }) => {
-            history(&state, user, service.map(|s| s.to_string()), who, since, page).await.unwrap_or_else(|e| e)
+            history(state, user, service.map(|s| s.to_string()), who, since, page).await.unwrap_or_else(|e| e)
         }
         Err(e) => mistake(form, &e),
     };

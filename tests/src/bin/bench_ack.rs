@@ -9,11 +9,16 @@
 //! answers, `--aws slow` at one that answers 503 after 10 s. The worker runs as in production,
 //! so the acknowledgement is measured while provisioning is stuck.
 //!
+//! `--transport socket` measures the same over Socket Mode: the server opens its connections to
+//! the Slack stand-in's WebSocket side (whose Web API then answers 503, as `http` mode's points
+//! at nothing), and each request is a `slash_commands` envelope; the latency is from sending the
+//! envelope to reading its acknowledgement.
+//!
 //! Run (see docs/PERFORMANCE.md):
 //! `cargo build --release -p fargate-connect -p fargate-connect-tests --bin fargate-connect --bin bench_ack`
 //! `target/release/bench_ack --concurrency 16 --requests 60000 --seconds 20 --aws down`
 
-use harness::signed::{command_body, now, SIGNING_SECRET};
+use harness::signed::{command_body, command_payload, now, SIGNING_SECRET};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +31,7 @@ struct Args {
     seconds: u64,
     aws: String,
     server: String,
+    transport: String,
 }
 
 fn args() -> Args {
@@ -34,6 +40,7 @@ fn args() -> Args {
         requests: 50_000,
         seconds: 20,
         aws: "down".into(),
+        transport: "http".into(),
         server: std::env::var("CARGO_TARGET_DIR")
             .map(|d| format!("{d}/release/fargate-connect"))
             .unwrap_or_else(|_| "target/release/fargate-connect".into()),
@@ -47,6 +54,7 @@ fn args() -> Args {
             "--seconds" => args.seconds = value.parse().expect("--seconds N"),
             "--aws" => args.aws = value,
             "--server" => args.server = value,
+            "--transport" => args.transport = value,
             other => panic!("unknown option {other}"),
         }
     }
@@ -120,30 +128,49 @@ async fn main() -> anyhow::Result<()> {
     let ops_port = free_port();
     let db = dir.0.join("ledger.db");
     let config = dir.0.join("bench.toml");
+    let socket = args.transport == "socket";
+    anyhow::ensure!(socket || args.transport == "http", "--transport http|socket");
+    let slack = harness::slack::SlackStandIn::start().await;
+    let slack_settings = if socket {
+        format!("mode = \"socket\"\napi_base_url = \"{}\"", slack.api_base())
+    } else {
+        "api_base_url = \"http://127.0.0.1:9/api\"".to_string()
+    };
     std::fs::write(
         &config,
         format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\nops_bind = \"127.0.0.1:{ops_port}\"\n[database]\nurl = \"sqlite://{}\"\n[slack]\napi_base_url = \"http://127.0.0.1:9/api\"\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\nrequire_boundary = false\n{LIMITS}[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\nops_bind = \"127.0.0.1:{ops_port}\"\n[database]\nurl = \"sqlite://{}\"\n[slack]\n{slack_settings}\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\nrequire_boundary = false\n{LIMITS}[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n",
             db.display()
         ),
     )?;
-    let mut server = Command::new(&args.server)
+    let mut server = Command::new(&args.server);
+    server
         .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
         .env("SLACK_BOT_TOKEN", "xoxb-bench")
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{aws_port}"))
         .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(Stdio::inherit());
+    if socket {
+        server.env("SLACK_APP_TOKEN", "xapp-1-bench");
+    } else {
+        server.env("SLACK_SIGNING_SECRET", SIGNING_SECRET);
+    }
+    let mut server = server.spawn()?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        anyhow::ensure!(Instant::now() < ready_by, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if socket {
+        slack.socket.wait_for_links(2, Duration::from_secs(30)).await;
+        // From here the Web API is down for the notifier, as in `http` mode.
+        slack.set_down(true);
+    } else {
+        let ready_by = Instant::now() + Duration::from_secs(30);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            anyhow::ensure!(Instant::now() < ready_by, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     let written_before = written_bytes(server.id()).unwrap_or(0);
@@ -167,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.concurrency {
         let (client, next, url) = (client.clone(), next.clone(), format!("{base}/slack/commands"));
         let total = args.requests;
+        let sockets = socket.then(|| slack.socket.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let (mut ok, mut not_ok) = (0u64, 0u64);
@@ -175,7 +203,21 @@ async fn main() -> anyhow::Result<()> {
                 if i >= total || Instant::now() >= deadline {
                     break;
                 }
-                let body = command_body("connect web", &format!("U{i:09}"), "http://127.0.0.1:9/response");
+                let user = format!("U{i:09}");
+                if let Some(sockets) = &sockets {
+                    let payload = command_payload("connect web", &user, "http://127.0.0.1:9/response", "");
+                    let envelope = sockets.envelope("slash_commands", payload);
+                    let sent = Instant::now();
+                    let ack = sockets.deliver(&envelope).await;
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                    if ack.is_some_and(|a| a["payload"]["text"].as_str().is_some_and(|t| t.contains("Working on it"))) {
+                        ok += 1;
+                    } else {
+                        not_ok += 1;
+                    }
+                    continue;
+                }
+                let body = command_body("connect web", &user, "http://127.0.0.1:9/response");
                 let ts = now().to_string();
                 let signature = bot::signature::sign(SIGNING_SECRET.as_bytes(), &ts, body.as_bytes());
                 let sent = Instant::now();
@@ -220,7 +262,8 @@ async fn main() -> anyhow::Result<()> {
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(&pool).await?;
     latencies.sort_unstable();
     println!(
-        "concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB",
+        "{} | concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB",
+        args.transport,
         args.concurrency,
         args.aws,
         ok + not_ok,
