@@ -2,7 +2,8 @@
 //! bastions with Extend / End (Cancel); for approvers, what waits for their decision with
 //! Approve / Deny; for admins, every open request with End. Published (`views.publish`) when
 //! they open the tab (the Events API's `app_home_opened`), after each click on it, and
-//! whenever the card of one of their requests changes. One task does the publishing, so no
+//! whenever the card of one of their requests changes; admins' and approvers' (the first 64 to
+//! open it) whenever anyone's does. One task does the publishing, so no
 //! Slack call ever holds up an acknowledgement.
 
 use crate::gate::AppState;
@@ -91,6 +92,9 @@ pub fn answer_event(state: &AppState, envelope: &Value) -> Option<Value> {
 pub async fn run(state: AppState, mut queue: mpsc::Receiver<Refresh>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut viewers: HashSet<String> = HashSet::new();
+    // Viewers whose Home shows other people's requests (admins, approvers): drawn again when
+    // anyone's request changes.
+    let mut overseers: Vec<String> = Vec::new();
     loop {
         let refresh = tokio::select! {
             refresh = queue.recv() => match refresh {
@@ -99,25 +103,57 @@ pub async fn run(state: AppState, mut queue: mpsc::Receiver<Refresh>, shutdown: 
             },
             _ = &mut shutdown => return,
         };
-        let user = match refresh {
+        let mut users = Vec::new();
+        match refresh {
             Refresh::Opened(user) => {
-                if viewers.len() < VIEWERS {
-                    viewers.insert(user.clone());
+                if viewers.len() < VIEWERS && viewers.insert(user.clone()) && overseers.len() < OVERSEERS {
+                    match oversees(&state, &user).await {
+                        Ok(true) => overseers.push(user.clone()),
+                        Ok(false) => {}
+                        // Asked again when they next open it.
+                        Err(_) => {
+                            viewers.remove(&user);
+                        }
+                    }
                 }
-                user
+                users.push(user);
             }
-            Refresh::Changed(user) if viewers.contains(&user) => user,
-            Refresh::Changed(_) => continue,
-        };
-        if let Err(e) = publish(&state, &user).await {
-            tracing::warn!(user, error = %e, "could not publish App Home");
+            Refresh::Changed(user) => {
+                users.extend(overseers.iter().filter(|o| **o != user).cloned());
+                if viewers.contains(&user) {
+                    users.push(user);
+                }
+            }
+        }
+        for user in users {
+            if let Err(e) = publish(&state, &user).await {
+                tracing::warn!(user, error = %e, "could not publish App Home");
+            }
         }
     }
 }
 
+/// Admins and approvers kept up to date with everyone's changes, at most.
+const OVERSEERS: usize = 64;
+
+/// Whether `user`'s Home shows other people's requests: an admin, or an approver of any entry.
+async fn oversees(state: &AppState, user: &str) -> Result<bool, String> {
+    let groups = state.groups_of(user, None).await?;
+    if state.policy.is_admin(user, &|g| groups.contains(g)) {
+        return Ok(true);
+    }
+    for rule in &state.policy.services {
+        let groups = state.groups_of(user, Some(rule)).await?;
+        if rule.approval.is_some() && state.policy.is_approver(user, &rule.name, &rule.cluster, &|g| groups.contains(g)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 async fn publish(state: &AppState, user: &str) -> Result<(), String> {
     let view = draw(state, user).await?;
-    let body = json!({"user_id": user, "view": view});
+    let body = crate::views::publish_body(user, view).map_err(|e| e.to_string())?;
     state.slack.call("views.publish", &body).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
@@ -231,6 +267,10 @@ mod tests {
             ]
         );
         let plain = view(&[], &[], None);
+        // Both fit slack-morphism's model of a view, field for field: nothing is lost on the way.
+        for drawn in [&home, &plain] {
+            assert_eq!(&crate::views::publish_body("U1", drawn.clone()).unwrap()["view"], drawn);
+        }
         assert_eq!(plain["type"], "home");
         assert!(actions(&plain).is_empty());
         assert!(plain["blocks"][1]["text"]["text"].as_str().unwrap().starts_with("None open"));

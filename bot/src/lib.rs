@@ -23,6 +23,7 @@ pub mod signature;
 pub mod slack;
 pub mod socket;
 pub mod tell;
+pub mod views;
 
 /// Installs rustls' aws-lc-rs provider once, before any TLS client is built.
 pub fn install_crypto_provider() {

@@ -61,6 +61,10 @@ async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date
         assert!(t.slack.delivered_to("views.publish").is_empty());
     }
 
+    // The lead and the admin opened their Homes first: they are kept up to date as other
+    // people's requests change, without opening them again.
+    opens_home(&t, LEAD).await;
+    opens_home(&t, ADMIN).await;
     opens_home(&t, ALICE).await;
     home_of(&t, ALICE, "nothing open", |v| {
         v["blocks"][1]["text"]["text"].as_str().unwrap_or("").starts_with("None open")
@@ -75,7 +79,6 @@ async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date
     // Bob approves `api`: his Home shows Alice's request waiting for him; he approves there.
     let reply = t.reply(ALICE, "connect api --reason home").await;
     let api = reply[reply.find("fc-").unwrap()..][..11].to_string();
-    opens_home(&t, LEAD).await;
     home_of(&t, LEAD, "Approve and Deny", |v| buttons(v, "decide", &api) == ["approve", "deny"]).await;
     // Alice may not approve her own: a click on Home has no response_url, so she is told in a
     // direct message.
@@ -93,7 +96,6 @@ async fn each_person_sees_their_requests_and_what_waits_for_them_kept_up_to_date
     assert_eq!(t.ledger.get(&api).await.unwrap().decided_by.as_deref(), Some(LEAD));
 
     // An admin sees every open request, with End.
-    opens_home(&t, ADMIN).await;
     let admin = home_of(&t, ADMIN, "both requests", |v| !buttons(v, "all", &web).is_empty()).await;
     assert_eq!(buttons(&admin, "all", &api), ["extend", "end"]);
     // Alice's Home never offers her Approve (it is her own request).
