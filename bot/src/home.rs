@@ -144,7 +144,8 @@ async fn oversees(state: &AppState, user: &str) -> Result<bool, String> {
     }
     for rule in &state.policy.services {
         let groups = state.groups_of(user, Some(rule)).await?;
-        if rule.approval.is_some() && state.policy.is_approver(user, &rule.name, &rule.cluster, &|g| groups.contains(g)) {
+        if rule.approval.is_some() && state.policy.is_approver(user, &rule.name, &rule.cluster, &|g| groups.contains(g))
+        {
             return Ok(true);
         }
     }
