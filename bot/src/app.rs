@@ -103,6 +103,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         replays: Arc::new(ReplayGuard::new(crate::signature::MAX_SKEW_SECS)),
         slack: Arc::new(api.clone()),
         home: home.clone(),
+        aws: aws.clone(),
     };
     let open = Arc::new(Open::default());
     let limits = config.server.limits();

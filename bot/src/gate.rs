@@ -41,6 +41,8 @@ pub struct AppState {
     pub slack: Arc<SlackApi>,
     /// Asks for App Homes to be drawn again.
     pub home: crate::home::HomeUpdates,
+    /// AWS, for the request form's one read: the containers of a service's task.
+    pub aws: worker::aws::Aws,
 }
 
 impl AppState {

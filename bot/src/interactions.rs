@@ -77,12 +77,16 @@ pub async fn interaction(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 /// Handles an interaction's payload, whichever way it came (HTTP or Socket Mode); returns the
-/// body of the acknowledgement when it has one (a form submission's `response_action`).
+/// body of the acknowledgement when it has one (a form submission's `response_action`, the
+/// container field's options).
 pub async fn answer_interaction(state: &AppState, payload: &Value) -> Option<Value> {
     let ours = |callback: &Value| callback.as_str() == Some(crate::modal::CALLBACK_ID);
     match payload["type"].as_str() {
         Some("view_submission") if ours(&payload["view"]["callback_id"]) => {
             return Some(crate::modal::submit(state, payload).await);
+        }
+        Some("block_suggestion") if ours(&payload["view"]["callback_id"]) => {
+            return Some(crate::modal::suggest(state, payload).await);
         }
         Some("shortcut") if ours(&payload["callback_id"]) => {
             let user = payload["user"]["id"].as_str().unwrap_or_default();

@@ -1,7 +1,8 @@
 //! The request modal. `/fargate` with no arguments, `/fargate connect` without a service and
 //! the global shortcut open it (`views.open`, with the trigger Slack sent, valid three
 //! seconds): the services this person may use (and whether each needs approval), the
-//! container, the duration within the policy's bounds, the reason, break-glass where some
+//! container (listed from the service's running task as the person opens the field: the
+//! form's one AWS read), the duration within the policy's bounds, the reason, break-glass where some
 //! service allows it. Its submission goes through the same checks as the command
 //! (`connect::connect`); a mistake or a refusal is shown on the field it is about, in the
 //! modal, and nothing is recorded.
@@ -63,6 +64,69 @@ fn input(block: &str, label: &str, element: Value, optional: bool, hint: Option<
     b
 }
 
+/// The container field: the running task's containers, listed by Slack as the person opens
+/// or types in it (`block_suggestion`, answered by `suggest`).
+fn container_select() -> Value {
+    json!({"type": "external_select", "action_id": "value", "min_query_length": 0,
+           "placeholder": plain("the task's only or essential container")})
+}
+
+const CONTAINER_HINT: &str = "The containers of the service's running task; left empty, its only or essential one.";
+
+/// How long listing the containers may take, of Slack's three seconds.
+const SUGGEST_WITHIN: std::time::Duration = std::time::Duration::from_millis(2500);
+
+/// Answers the container field's `block_suggestion`: the containers of the chosen service's
+/// running task (sidecars left out) that match what was typed, when the person may use that
+/// service; no options otherwise (nothing about a service is shown to someone it is not for).
+pub async fn suggest(state: &AppState, payload: &Value) -> Value {
+    let user = payload["user"]["id"].as_str().unwrap_or_default();
+    let typed = payload["value"].as_str().unwrap_or_default().trim().to_lowercase();
+    let values = &payload["view"]["state"]["values"];
+    let (cluster, service) = service_of(values);
+    let names = match ServiceName::parse(service) {
+        Ok(service) => {
+            let cluster = cluster.unwrap_or_else(|| state.policy.default_cluster.clone());
+            let lookup = containers_for(state, user, &service, &cluster);
+            tokio::time::timeout(SUGGEST_WITHIN, lookup).await.unwrap_or_else(|_| {
+                tracing::warn!(%service, "listing the containers took too long");
+                Vec::new()
+            })
+        }
+        Err(_) => Vec::new(),
+    };
+    let options: Vec<Value> = names
+        .iter()
+        .filter(|n| n.to_lowercase().contains(&typed))
+        .take(MAX_OPTIONS)
+        .map(|n| json!({"text": plain(n), "value": n}))
+        .collect();
+    json!({"options": options})
+}
+
+async fn containers_for(state: &AppState, user: &str, service: &ServiceName, cluster: &str) -> Vec<String> {
+    let rule = state.policy.rule(service.as_str(), cluster);
+    let Ok(groups) = state.groups_of(user, rule).await else { return Vec::new() };
+    if !matches!(state.policy.access(user, service.as_str(), cluster, &|g| groups.contains(g)), Access::Allowed { .. })
+    {
+        return Vec::new();
+    }
+    worker::aws::ecs::containers(&state.aws.ecs, cluster, service.as_str()).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, %service, "could not list the containers for the request form");
+        Vec::new()
+    })
+}
+
+/// The form's service: `(cluster, service)` when chosen from the list, `(None, typed)` when typed.
+fn service_of(values: &Value) -> (Option<String>, &str) {
+    let chosen = values["service"]["value"]["selected_option"]["value"].as_str();
+    // A cluster may be an ARN (`…:cluster/prod`); a service name never holds a `/`.
+    match chosen.and_then(|v| v.rsplit_once('/')) {
+        Some((cluster, service)) => (Some(cluster.to_string()), service),
+        None => (None, values["service"]["value"]["value"].as_str().map(str::trim).unwrap_or_default()),
+    }
+}
+
 fn text_input(placeholder: &str, multiline: bool, max_length: u32) -> Value {
     json!({"type": "plain_text_input", "action_id": "value", "multiline": multiline,
            "max_length": max_length, "placeholder": plain(placeholder)})
@@ -89,7 +153,7 @@ pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration
     };
     let mut blocks = vec![
         service,
-        input("container", "Container", text_input("the task's only or essential container", false, 255), true, None),
+        input("container", "Container", container_select(), true, Some(CONTAINER_HINT)),
         input(
             "duration",
             "For how long",
@@ -170,14 +234,11 @@ fn errors(block: &str, message: &str) -> Value {
 /// The request the form describes, or the field in error and why.
 fn args_of(values: &Value) -> Result<ConnectArgs, Value> {
     let text = |block: &str| values[block]["value"]["value"].as_str().map(str::trim).filter(|s| !s.is_empty());
-    let chosen = values["service"]["value"]["selected_option"]["value"].as_str();
-    // A cluster may be an ARN (`…:cluster/prod`); a service name never holds a `/`.
-    let (cluster, service) = match chosen.and_then(|v| v.rsplit_once('/')) {
-        Some((cluster, service)) => (Some(cluster.to_string()), service),
-        None => (None, text("service").unwrap_or_default()),
-    };
+    let (cluster, service) = service_of(values);
     let service = ServiceName::parse(service).map_err(|e| errors("service", &e.to_string()))?;
-    let container = match text("container") {
+    // Chosen from the task's list (or, from an older form, typed).
+    let picked = values["container"]["value"]["selected_option"]["value"].as_str().map(str::trim);
+    let container = match picked.filter(|c| !c.is_empty()).or_else(|| text("container")) {
         Some(c) => Some(ContainerName::parse(c).map_err(|e| errors("container", &e.to_string()))?),
         None => None,
     };
@@ -244,6 +305,12 @@ mod tests {
         assert_eq!(args.container.unwrap().as_str(), "app");
         assert_eq!(args.ttl, Some(HumanDuration::from_secs(45 * 60)));
         assert_eq!((args.reason.as_deref(), args.break_glass), (Some("INC-9"), false));
+        // The container chosen from the task's list.
+        let form = values(&[
+            ("service", json!({"type": "static_select", "selected_option": {"value": "prod/web"}})),
+            ("container", json!({"type": "external_select", "selected_option": {"value": "app"}})),
+        ]);
+        assert_eq!(args_of(&form).unwrap().container.unwrap().as_str(), "app");
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl Ui {
             .route("/api/command", post(command))
             .route("/api/click", post(click))
             .route("/api/submit", post(submit))
+            .route("/api/suggest", post(suggest))
             .route("/api/home", post(open_home))
             .with_state(self);
         tokio::spawn(async move {
@@ -167,6 +168,21 @@ async fn submit(State(ui): State<Ui>, Json(input): Json<SubmitIn>) -> Response {
         post_signed(&format!("{}/slack/interactions", ui.bot_url), &body, SIGNING_SECRET, &now().to_string()).await;
     let status = response.status().as_u16();
     Json(json!({"status": status, "answer": response.json::<Value>().await.unwrap_or(Value::Null)})).into_response()
+}
+
+#[derive(Deserialize)]
+struct SuggestIn {
+    user: String,
+    values: Value,
+}
+
+/// The container field's options for the form as filled so far, as Slack asks for them
+/// (`block_suggestion`).
+async fn suggest(State(ui): State<Ui>, Json(input): Json<SuggestIn>) -> Response {
+    let body = crate::signed::interaction_body(&crate::signed::suggestion_payload(&input.user, input.values, ""));
+    let response =
+        post_signed(&format!("{}/slack/interactions", ui.bot_url), &body, SIGNING_SECRET, &now().to_string()).await;
+    Json(json!({"answer": response.json::<Value>().await.unwrap_or(Value::Null)})).into_response()
 }
 
 #[derive(Deserialize)]

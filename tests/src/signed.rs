@@ -93,6 +93,20 @@ pub fn submission_payload(user_id: &str, values: serde_json::Value, private_meta
     })
 }
 
+/// Slack asking for the request modal's container options (`block_suggestion`) as `user` types
+/// `query` in it, with the form's other fields as `values` (its `state.values`).
+pub fn suggestion_payload(user_id: &str, values: serde_json::Value, query: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "block_suggestion",
+        "user": {"id": user_id, "username": "someone", "team_id": "T0001"},
+        "team": {"id": "T0001", "domain": "acme"},
+        "api_app_id": "A0001",
+        "container": {"type": "view", "view_id": "V0001"},
+        "block_id": "container", "action_id": "value", "value": query,
+        "view": {"id": "V0001", "type": "modal", "callback_id": "fargate_connect_request", "state": {"values": values}},
+    })
+}
+
 /// A global shortcut's body (`payload=` a `shortcut` JSON), as Slack sends it.
 pub fn shortcut_body(user_id: &str, callback_id: &str) -> String {
     interaction_body(&shortcut_payload(user_id, callback_id))

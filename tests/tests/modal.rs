@@ -4,7 +4,7 @@
 //! command, and reaches ready.
 
 use harness::app::{TestApp, Transport};
-use harness::signed::{now, post_signed, shortcut_payload, submission_body, submission_payload};
+use harness::signed::{now, post_signed, shortcut_payload, submission_body, submission_payload, suggestion_payload};
 use serde_json::{json, Value};
 use std::time::Duration;
 use worker::state::RequestState;
@@ -55,6 +55,14 @@ fn form(service: &str, duration: Option<&str>) -> Value {
     })
 }
 
+/// The container options offered to Alice for `service` as she types `query`.
+async fn suggested(t: &TestApp, service: &str, query: &str) -> Vec<String> {
+    let (status, answer) = t.interact(&suggestion_payload(ALICE, form(service, None), query)).await;
+    assert_eq!(status, 200);
+    let options = answer["options"].as_array().unwrap_or_else(|| panic!("options in {answer}"));
+    options.iter().map(|o| o["value"].as_str().unwrap().to_string()).collect()
+}
+
 async fn requests(t: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(t.ledger.pool()).await.unwrap()
 }
@@ -79,6 +87,13 @@ async fn the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field
     // `connect` without a service opens it too.
     assert_eq!(t.command(ALICE, "connect").await, (200, Value::Null));
     opened(&t, 2).await;
+
+    // The container field lists the running task's containers (not the envoy sidecar), as
+    // Slack asks while the person types; nothing for a service they may not use.
+    assert_eq!(suggested(&t, "prod/web", "").await, ["app"]);
+    assert_eq!(suggested(&t, "prod/web", "AP").await, ["app"]);
+    assert!(suggested(&t, "prod/web", "nginx").await.is_empty());
+    assert!(suggested(&t, "prod/secret", "").await.is_empty(), "not Alice's to see");
 
     // Mistakes: on their field, nothing recorded.
     let answer = submit(&t, form("prod/web", Some("soon"))).await;

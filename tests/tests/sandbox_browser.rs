@@ -191,6 +191,9 @@ async fn a_person_drives_the_sandbox_page_in_a_real_browser() {
     browser.type_into("#text", "/fargate").await;
     browser.click("#send").await;
     browser.wait_text("#modal", "Request a shell").await;
+    // The container field lists the chosen service's running task's containers.
+    browser.wait_text("#modal select[name=\"container\"]", "app").await;
+    browser.click("#modal select[name=\"container\"] option[value=\"app\"]").await;
     browser.type_into("#modal input[name=\"duration\"]", "soon").await;
     browser.click("#form-submit").await;
     browser.wait_text("#modal .error[data-for=\"duration\"]", "soon").await;
@@ -199,6 +202,7 @@ async fn a_person_drives_the_sandbox_page_in_a_real_browser() {
     let told = browser.wait_text("#modal", "Working on it").await;
     browser.click("#form-close").await;
     let id = told[told.find("fc-").unwrap()..][..11].to_string();
+    assert_eq!(t.ledger.get(&id).await.unwrap().container.as_deref(), Some("app"), "the container chosen");
 
     // App Home: opened, it lists the request just made, with its buttons.
     browser.click("#open-home").await;

@@ -165,6 +165,40 @@ pub struct Clients<'a> {
     pub settings: &'a AwsSettings,
 }
 
+/// The containers of `service`'s newest running task that a person would open a shell in (no
+/// known sidecar), for the request form's container field: `ListTasks` and `DescribeTasks`,
+/// the same reads preflight makes. Empty when nothing runs.
+pub async fn containers(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Vec<String>, AwsError> {
+    let listed = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(DesiredStatus::Running)
+        .max_results(10)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTasks", e))?;
+    let arns = listed.task_arns().to_vec();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeTasks", e))?;
+    let group = format!("service:{service}");
+    let newest = described
+        .tasks()
+        .iter()
+        .filter(|t| t.group() == Some(group.as_str()) && t.last_status() == Some("RUNNING"))
+        .max_by_key(|t| t.started_at().or(t.created_at()).map(|d| (d.secs(), d.subsec_nanos())));
+    let names = newest.map(|t| t.containers().iter().filter_map(|c| c.name()).collect::<Vec<_>>()).unwrap_or_default();
+    Ok(names.into_iter().filter(|n| !is_sidecar(n)).map(str::to_string).collect())
+}
+
 pub async fn preflight(clients: &Clients<'_>, cache: &PreflightCache, wanted: &Wanted<'_>) -> Result<Report, AwsError> {
     let (ecs, iam) = (clients.ecs, clients.iam);
     let (cluster, service) = (wanted.cluster, wanted.service);
