@@ -1,7 +1,7 @@
-//! fargate-connect's Slack side: the ingress over HTTP or Socket Mode (signature check, command grammar), the
-//! notifier that renders worker notices for Slack, and the process that runs them with the
-//! worker. It never calls AWS itself (but for `doctor`'s read-only probes); it meets the worker in
-//! the ledger.
+//! fargate-connect's Slack side: the ingress over HTTP or Socket Mode (signature check, command
+//! grammar), the notifier that renders worker notices for Slack, and the process that runs them
+//! with the worker. It never calls AWS itself (but for `doctor`'s read-only probes and the
+//! request form's container list); it meets the worker in the ledger.
 
 pub mod app;
 pub mod audit_cli;
