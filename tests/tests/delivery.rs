@@ -3,7 +3,7 @@
 //! requester must not miss (ready, ended, the reminder) told as new direct messages, which
 //! Slack notifies (an update in place and an ephemeral reply do not).
 
-use harness::app::TestApp;
+use harness::app::{TestApp, Transport, OPEN_POLICY};
 use std::time::Duration;
 use worker::duration::HumanDuration;
 
@@ -95,10 +95,9 @@ fn told(t: &TestApp, user: &str) -> Vec<String> {
     calls.filter(|c| c.body["channel"] == user && !is_card(c, user)).map(|c| c.all_text()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end() {
+async fn the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end(transport: Transport) {
     // Reminded a second after it is ready: 20 s time boxes, reminded 19 s before the end.
-    let t = TestApp::start_custom("default = \"20s\"\nmin = \"1s\"\nmax = \"2h\"", |c| {
+    let t = TestApp::start_over(transport, "default = \"20s\"\nmin = \"1s\"\nmax = \"2h\"", OPEN_POLICY, |c| {
         c.worker.reminder_before = HumanDuration::from_secs(19)
     })
     .await;
@@ -115,5 +114,10 @@ async fn the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end() {
     assert_eq!(buttons[1]["confirm"]["confirm"]["text"], "End now", "End asks first");
     let reminders = t.slack.delivered().into_iter().filter(|c| c.all_text().contains(":alarm_clock:")).count();
     assert_eq!(reminders, 1, "one reminder");
+    // Its Extend works (over either transport).
+    assert_eq!(t.click(USER, "extend", &first).await, 200);
+    t.wait_for_audit(&first, "extended", WAIT).await;
     t.stop().await;
 }
+
+harness::over_both_transports!(the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end);

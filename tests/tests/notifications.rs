@@ -4,9 +4,9 @@
 //! approvals channel the bot cannot post to cancels the request at once with what to ask the
 //! admin, End, Deny and Cancel ask for confirmation, and the time box starts when the person
 //! is told the bastion is ready (one never told is ended unused). Through the recording Slack
-//! stand-in.
+//! stand-in; the flows with commands and clicks over both transports (HTTP and Socket Mode).
 
-use harness::app::TestApp;
+use harness::app::{TestApp, Transport};
 use harness::slack::Recorded;
 use std::time::Duration;
 use worker::duration::HumanDuration;
@@ -18,12 +18,12 @@ const BOB: &str = "U0BOB";
 const APPROVALS: &str = "C0APPROVE";
 
 /// `api` needs a decision from Bob or the leads group, in #approvals, within `timeout`.
-async fn start(timeout: &str) -> TestApp {
+async fn start(transport: Transport, timeout: &str) -> TestApp {
     let policy = format!(
         "[policy]\napproval_timeout = \"{timeout}\"\n[[policy.services]]\nname = \"api\"\nallow = [\"*\"]\n\
          approval = true\napprovers = [\"{BOB}\", \"S0LEADS\"]\napprovals_channel = \"{APPROVALS}\"\n"
     );
-    let t = TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", &policy).await;
+    let t = TestApp::start_over(transport, "default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", &policy, |_| {}).await;
     t.slack.set_group("S0LEADS", &[BOB]);
     t
 }
@@ -55,9 +55,8 @@ fn confirm_of<'a>(message: &'a Recorded, action: &str) -> &'a serde_json::Value 
     &buttons.into_iter().find(|b| b["action_id"] == action).unwrap_or_else(|| panic!("no {action} button"))["confirm"]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_requester_is_told_each_moment_and_the_approvers_are_named() {
-    let t = start("15m").await;
+async fn the_requester_is_told_each_moment_and_the_approvers_are_named(transport: Transport) {
+    let t = start(transport, "15m").await;
     let id = id_in(&t.reply(ALICE, "connect api --for 20m --reason \"INC-7\"").await);
     // The approval card names the approvers in its notification text, so Slack notifies them;
     // Deny asks first.
@@ -86,9 +85,8 @@ async fn the_requester_is_told_each_moment_and_the_approvers_are_named() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_denial_is_told_and_approvers_are_reminded_once_at_half_time() {
-    let t = start("6s").await;
+async fn a_denial_is_told_and_approvers_are_reminded_once_at_half_time(transport: Transport) {
+    let t = start(transport, "6s").await;
     let first = id_in(&t.reply(ALICE, "connect api").await);
     let card = t.slack.wait_for_in(APPROVALS, &first, WAIT).await;
     // Half of the 6 s to decide: a reply under the card, also shown in the channel.
@@ -111,10 +109,9 @@ async fn a_denial_is_told_and_approvers_are_reminded_once_at_half_time() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approvals_channel_the_bot_is_not_in_cancels_at_once_and_says_what_to_ask() {
+async fn an_approvals_channel_the_bot_is_not_in_cancels_at_once_and_says_what_to_ask(transport: Transport) {
     // An hour to decide: the request must not wait it out.
-    let t = start("1h").await;
+    let t = start(transport, "1h").await;
     t.slack.refuse_channel(APPROVALS, "not_in_channel");
     let id = id_in(&t.reply(ALICE, "connect api").await);
     t.wait_for_state(&id, RequestState::Cancelled, WAIT).await;
@@ -182,3 +179,9 @@ async fn a_bastion_nobody_could_be_told_about_is_ended_unused_and_they_hear_why_
     t.slack.wait_for_all(&[&id, "ended unused"], WAIT).await;
     t.stop().await;
 }
+
+harness::over_both_transports!(
+    the_requester_is_told_each_moment_and_the_approvers_are_named,
+    a_denial_is_told_and_approvers_are_reminded_once_at_half_time,
+    an_approvals_channel_the_bot_is_not_in_cancels_at_once_and_says_what_to_ask,
+);
