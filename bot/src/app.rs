@@ -104,6 +104,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         slack: Arc::new(api.clone()),
         home: home.clone(),
         aws: aws.clone(),
+        socket_links: (config.slack.mode == SlackMode::Socket).then(Default::default),
     };
     let open = Arc::new(Open::default());
     let limits = config.server.limits();
@@ -122,8 +123,9 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         (None, Some(app_token)) => {
             let (state, settings, token, stop) =
                 (state.clone(), config.slack.clone(), app_token.clone(), stopped(stop_rx.clone()));
+            let links = state.socket_links.clone().unwrap_or_default();
             let task = tokio::spawn(async move {
-                if let Err(e) = crate::socket::run(state, &settings, &token, stop).await {
+                if let Err(e) = crate::socket::run(state, &settings, &token, links, stop).await {
                     tracing::error!(error = %e, "Socket Mode could not start");
                 }
             });

@@ -43,6 +43,8 @@ pub struct AppState {
     pub home: crate::home::HomeUpdates,
     /// AWS, for the request form's one read: the containers of a service's task.
     pub aws: worker::aws::Aws,
+    /// Socket Mode's open connections (`None` over HTTP), for `/readyz` and `/metrics`.
+    pub socket_links: Option<Arc<crate::socket::Links>>,
 }
 
 impl AppState {

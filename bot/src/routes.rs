@@ -50,6 +50,11 @@ pub fn ops_router(state: AppState, open: Arc<Open>) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    // In Socket Mode, not ready while no connection to Slack is open (a revoked app token, or
+    // Slack unreachable): nothing would reach the bot.
+    if state.socket_links.as_ref().is_some_and(|links| links.open() == 0) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no Socket Mode connection to Slack").into_response();
+    }
     match state.ledger.ping().await {
         Ok(()) => "ready".into_response(),
         Err(e) => {
@@ -69,6 +74,13 @@ async fn metrics(State(state): State<AppState>, open: Arc<Open>) -> Response {
              # TYPE fargate_connect_live_bastions gauge\nfargate_connect_live_bastions {live}\n"
         )),
         Err(e) => tracing::error!(error = %e, "live bastions for /metrics"),
+    }
+    if let Some(links) = &state.socket_links {
+        text.push_str(&format!(
+            "# HELP fargate_connect_slack_connections Socket Mode connections to Slack open now.\n\
+             # TYPE fargate_connect_slack_connections gauge\nfargate_connect_slack_connections {}\n",
+            links.open()
+        ));
     }
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

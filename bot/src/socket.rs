@@ -30,6 +30,23 @@ const REMEMBER_FOR: Duration = Duration::from_secs(10 * 60);
 /// At most this many answers are kept.
 const REMEMBER_AT_MOST: usize = 4096;
 
+/// The Socket Mode connections open now (those that said `hello` and have not closed or been
+/// asked to reconnect), for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Links(Mutex<std::collections::HashSet<String>>);
+
+impl Links {
+    pub fn open(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    fn up(&self, id: &SlackSocketModeWssClientId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+    }
+    fn down(&self, id: &SlackSocketModeWssClientId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.to_string());
+    }
+}
+
 /// Why Socket Mode could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -44,6 +61,7 @@ pub async fn run(
     state: AppState,
     settings: &SlackSettings,
     app_token: &Secret,
+    links: Arc<Links>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SocketError> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -57,7 +75,12 @@ pub async fn run(
     let client = Arc::new(SlackClient::new(connector.clone()));
     let environment = Arc::new(SlackClientEventsListenerEnvironment::new(client));
     let manager = connector.new_clients_manager(environment);
-    let listener = Arc::new(Envelopes { state, manager: Arc::downgrade(&manager), answers: Mutex::default() });
+    let listener = Arc::new(Envelopes {
+        state,
+        manager: Arc::downgrade(&manager),
+        answers: Mutex::default(),
+        links: links.clone(),
+    });
     let config = SlackClientSocketModeConfig::new()
         .with_max_connections_count(settings.socket_connections)
         // The second connection opens a second after the first, not at the same instant.
@@ -70,6 +93,7 @@ pub async fn run(
     tracing::info!(connections = settings.socket_connections, "Socket Mode: connecting to Slack");
     shutdown.await;
     manager.shutdown().await;
+    *links.0.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
     tracing::info!("Socket Mode: connections closed");
     Ok(())
 }
@@ -79,6 +103,7 @@ struct Envelopes {
     state: AppState,
     manager: Weak<dyn SlackSocketModeClientsManager + Send + Sync>,
     answers: Mutex<Answers>,
+    links: Arc<Links>,
 }
 
 /// Each envelope's acknowledgement, once computed (or being computed), by envelope id.
@@ -120,6 +145,7 @@ impl SlackSocketModeClientListener for Envelopes {
         };
         match envelope["type"].as_str() {
             Some("hello") => {
+                self.links.up(client_id);
                 tracing::info!(
                     connection = %client_id.to_string(),
                     connections = %envelope["num_connections"],
@@ -130,6 +156,7 @@ impl SlackSocketModeClientListener for Envelopes {
             Some("disconnect") => {
                 // Slack is about to close this one: open its replacement now.
                 tracing::info!(connection = %client_id.to_string(), reason = %envelope["reason"], "Socket Mode: Slack asks to reconnect");
+                self.links.down(client_id);
                 self.restart(client_id).await;
                 None
             }
@@ -165,6 +192,7 @@ impl SlackSocketModeClientListener for Envelopes {
 
     async fn on_disconnect(&self, client_id: &SlackSocketModeWssClientId) {
         tracing::warn!(connection = %client_id.to_string(), "Socket Mode: connection lost; opening another");
+        self.links.down(client_id);
         self.restart(client_id).await;
     }
 }

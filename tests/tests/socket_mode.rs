@@ -3,7 +3,8 @@
 //! connections opened with the app-level token and no listener for Slack; a connection dropped
 //! mid-flow loses nothing and doubles nothing when Slack delivers the envelope again; a
 //! `disconnect` message replaces that connection while the other serves; while Slack is down
-//! the bot keeps trying, spaced out, and comes back; shutdown closes the connections.
+//! the bot keeps trying, spaced out, and comes back (not ready meanwhile, on `/readyz`);
+//! shutdown closes the connections.
 
 use harness::app::{TestApp, Transport, OPEN_POLICY};
 use harness::signed::{click_payload, command_payload};
@@ -99,6 +100,7 @@ async fn a_disconnect_message_replaces_that_connection_while_the_other_serves() 
     })
     .await;
     assert_eq!(t.slack.connections_opened().len(), 3, "one new connection, no reconnection storm");
+    wait_readiness(&t, (200, "fargate_connect_slack_connections 2")).await;
     // Both connections serve: one command on each, in turn.
     for user in [ALICE, BOB] {
         let reply = t.reply(user, "list").await;
@@ -107,10 +109,29 @@ async fn a_disconnect_message_replaces_that_connection_while_the_other_serves() 
     t.stop().await;
 }
 
+/// `/readyz`'s status and the open-connections gauge on the operators' listener.
+async fn readiness(t: &TestApp) -> (u16, String) {
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{}/readyz", t.ops_url)).send().await.unwrap().status().as_u16();
+    let metrics = http.get(format!("{}/metrics", t.ops_url)).send().await.unwrap().text().await.unwrap();
+    let gauge = metrics.lines().find(|l| l.starts_with("fargate_connect_slack_connections ")).unwrap_or("").to_string();
+    (ready, gauge)
+}
+
+async fn wait_readiness(t: &TestApp, want: (u16, &str)) {
+    harness::wait_for(&format!("readiness {want:?}"), WAIT, || async {
+        let (ready, gauge) = readiness(t).await;
+        (ready == want.0 && gauge == want.1).then_some(())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_slack_is_down_the_bot_keeps_trying_spaced_out_and_comes_back() {
     let t = start().await;
     let socket = &t.slack.socket;
+    // Ready with its connections open; not ready without any (nothing would reach it).
+    wait_readiness(&t, (200, "fargate_connect_slack_connections 2")).await;
     t.slack.set_down(true);
     socket.drop_all();
     // Each connection asks again, a retry interval (1 s here) apart, never in a tight loop.
@@ -123,8 +144,10 @@ async fn while_slack_is_down_the_bot_keeps_trying_spaced_out_and_comes_back() {
     let span = failed.last().unwrap().at - failed.first().unwrap().at;
     assert!(span >= Duration::from_millis(900), "{} attempts within {span:?}", failed.len());
     assert!(socket.links().is_empty());
+    wait_readiness(&t, (503, "fargate_connect_slack_connections 0")).await;
     t.slack.set_down(false);
     socket.wait_for_links(2, WAIT).await;
+    wait_readiness(&t, (200, "fargate_connect_slack_connections 2")).await;
     let reply = t.reply(ALICE, "help").await;
     assert!(reply.contains("/fargate connect <service>"), "{reply}");
     t.stop().await;
