@@ -77,6 +77,12 @@ impl Browser {
         answer["value"].clone()
     }
 
+    async fn get(&self, path: &str) -> Value {
+        let answer: Value = self.http.get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap();
+        assert!(answer["value"]["error"].is_null(), "WebDriver {path}: {answer}");
+        answer["value"].clone()
+    }
+
     async fn open(&self, url: &str) {
         self.call("/url", json!({"url": url})).await;
     }
@@ -165,8 +171,15 @@ async fn a_person_drives_the_sandbox_page_in_a_real_browser() {
     let id = t.ledger.open_requests(None).await.unwrap()[0].id.clone();
     assert!(instances.contains(&id), "{instances}");
 
-    // End it with the card's button: the card says so and the bastion goes.
+    // End it with the card's button, which asks first (Slack's confirmation dialog): dismissed,
+    // nothing happens; confirmed, the card says so and the bastion goes.
     browser.click("#dm button[data-action=\"end\"]").await;
+    let asked = browser.get("/alert/text").await;
+    assert!(asked.as_str().unwrap_or_default().contains("End"), "the dialog asks: {asked}");
+    browser.call("/alert/dismiss", json!({})).await;
+    assert_eq!(t.ledger.get(&id).await.unwrap().state(), worker::state::RequestState::Ready, "not ended");
+    browser.click("#dm button[data-action=\"end\"]").await;
+    browser.call("/alert/accept", json!({})).await;
     browser.wait_text("#dm", "has ended").await;
     harness::wait_for("the bastion to be terminated", WAIT, || async {
         let text = browser.text("#instances").await;
