@@ -17,6 +17,11 @@ use serde_json::json;
 pub const FORGET_RESPONSE_URLS_SQL: &str =
     "UPDATE requests SET response_url = '' WHERE response_url != '' AND created_at < ?";
 
+/// An outbox row's notice once settled: a private answer's `reply_url` (a `response_url`, a
+/// capability to post into someone's Slack) is not kept past its delivery or its failure.
+const FORGET_REPLY_URL: &str =
+    "notice = CASE WHEN json_extract(notice, '$.kind') = 'ephemeral' THEN json_set(notice, '$.reply_url', '') ELSE notice END";
+
 /// Requests closed and over an hour old leave what the per-person limits look at: through the
 /// `requests_recent` index, whose rows are only those still `recent`.
 pub const LEAVE_RATE_WINDOW_SQL: &str = "UPDATE requests SET recent = 0 WHERE recent = 1 AND created_at < ?
@@ -533,7 +538,10 @@ impl Ledger {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, via = ? WHERE id = ?")
+                    let sql = format!(
+                        "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, via = ?, {FORGET_REPLY_URL} WHERE id = ?"
+                    );
+                    sqlx::query(&sql)
                         .bind(now)
                         .bind(if *via_response_url { "response_url" } else { "web_api" })
                         .bind(id)
@@ -563,14 +571,10 @@ impl Ledger {
                     .await?;
                 }
                 Settlement::Failed { id, error } => {
-                    sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ? WHERE id = ?",
-                    )
-                    .bind(now)
-                    .bind(error)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    let sql = format!(
+                        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ?, {FORGET_REPLY_URL} WHERE id = ?"
+                    );
+                    sqlx::query(&sql).bind(now).bind(error).bind(id).execute(&mut *tx).await?;
                 }
             }
         }

@@ -382,6 +382,28 @@ async fn limits_are_checked_where_the_request_is_written() {
 }
 
 #[tokio::test]
+async fn a_private_answers_reply_url_is_forgotten_once_settled() {
+    let (ledger, _dir) = ledger().await;
+    for text in ["delivered", "failed", "pending"] {
+        ledger.queue_ephemeral(None, "U1", "https://hooks.slack.com/actions/T1/1/secret", text, None).await.unwrap();
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id").fetch_all(ledger.pool()).await.unwrap();
+    let settlements = [
+        crate::workflow::Settlement::Delivered { id: ids[0], via_response_url: true, covers: None, posted: None },
+        crate::workflow::Settlement::Failed { id: ids[1], error: "expired_url".into() },
+    ];
+    ledger.settle_outbox(&settlements).await.unwrap();
+    let notices: Vec<String> =
+        sqlx::query_scalar("SELECT notice FROM outbox ORDER BY id").fetch_all(ledger.pool()).await.unwrap();
+    let notice = |i: usize| serde_json::from_str::<crate::events::Notice>(&notices[i]).unwrap();
+    for (i, text) in [(0, "delivered"), (1, "failed")] {
+        assert_eq!(notice(i), crate::events::Notice::Ephemeral { reply_url: String::new(), text: text.into() });
+    }
+    // Still to be delivered: kept.
+    assert!(notices[2].contains("hooks.slack.com"), "{}", notices[2]);
+}
+
+#[tokio::test]
 async fn response_urls_are_forgotten_after_slacks_thirty_minutes() {
     let (ledger, _dir) = ledger().await;
     let CreateOutcome::Created(old) = ledger.create_request(new_request("U1")).await.unwrap() else { panic!() };
