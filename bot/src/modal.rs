@@ -33,15 +33,15 @@ pub struct Offer {
     pub break_glass: bool,
 }
 
-/// What the policy lets `user` ask for: the named services, and whether a `*` entry lets them
-/// name any (then the service is typed, not chosen).
-async fn offers(state: &AppState, user: &str) -> Result<(Vec<Offer>, bool), String> {
+/// What the policy lets `user` ask for: the named services, and the clusters whose `*` entry
+/// lets them name any (then the service is typed, not chosen).
+async fn offers(state: &AppState, user: &str) -> Result<(Vec<Offer>, Vec<String>), String> {
     let mut offers = Vec::new();
-    let mut any = false;
+    let mut any = Vec::new();
     for (rule, access) in state.access_per_rule(user).await? {
         if let Access::Allowed { approval, break_glass, .. } = access {
             if rule.name == "*" {
-                any = true;
+                any.push(rule.cluster.clone());
             } else {
                 let (service, cluster) = (rule.name.clone(), rule.cluster.clone());
                 offers.push(Offer { service, cluster, approval: approval.is_some(), break_glass });
@@ -117,13 +117,17 @@ async fn containers_for(state: &AppState, user: &str, service: &ServiceName, clu
     })
 }
 
-/// The form's service: `(cluster, service)` when chosen from the list, `(None, typed)` when typed.
+/// The form's service: `(cluster, service)` when chosen from the list; when typed, the typed
+/// name and the cluster chosen beside it (`None`: the default cluster).
 fn service_of(values: &Value) -> (Option<String>, &str) {
     let chosen = values["service"]["value"]["selected_option"]["value"].as_str();
     // A cluster may be an ARN (`…:cluster/prod`); a service name never holds a `/`.
     match chosen.and_then(|v| v.rsplit_once('/')) {
         Some((cluster, service)) => (Some(cluster.to_string()), service),
-        None => (None, values["service"]["value"]["value"].as_str().map(str::trim).unwrap_or_default()),
+        None => {
+            let cluster = values["cluster"]["value"]["selected_option"]["value"].as_str().map(str::to_string);
+            (cluster, values["service"]["value"]["value"].as_str().map(str::trim).unwrap_or_default())
+        }
     }
 }
 
@@ -133,9 +137,18 @@ fn text_input(placeholder: &str, multiline: bool, max_length: u32) -> Value {
 }
 
 /// The modal for someone offered `offers` (typed names too when `any`), asked from `channel`.
-pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration), channel: &str) -> Value {
+/// `clusters`: where a typed service may be, when that is not only the default cluster (a
+/// select of them follows the service; empty: the default cluster, no select).
+pub fn view(
+    offers: &[Offer],
+    any: bool,
+    clusters: &[String],
+    time_box: (HumanDuration, HumanDuration),
+    channel: &str,
+) -> Value {
     let (default, max) = time_box;
-    let service = if any || offers.is_empty() || offers.len() > MAX_OPTIONS {
+    let typed = any || offers.is_empty() || offers.len() > MAX_OPTIONS;
+    let service = if typed {
         input("service", "Service", text_input("e.g. web", false, 255), false, Some("The ECS service's name."))
     } else {
         let options: Vec<Value> = offers
@@ -151,8 +164,16 @@ pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration
         let select = json!({"type": "static_select", "action_id": "value", "placeholder": plain("Choose a service"), "options": options});
         input("service", "Service", select, false, None)
     };
-    let mut blocks = vec![
-        service,
+    let mut blocks = vec![service];
+    if typed && !clusters.is_empty() {
+        // Slack refuses an option text over 75 characters (a cluster may be an ARN).
+        let option = |c: &String| json!({"text": plain(&c.chars().take(75).collect::<String>()), "value": c});
+        let options: Vec<Value> = clusters.iter().take(MAX_OPTIONS).map(option).collect();
+        let select = json!({"type": "static_select", "action_id": "value", "options": options,
+                            "initial_option": options[0].clone()});
+        blocks.push(input("cluster", "Cluster", select, false, None));
+    }
+    blocks.extend([
         input("container", "Container", container_select(), true, Some(CONTAINER_HINT)),
         input(
             "duration",
@@ -168,7 +189,7 @@ pub fn view(offers: &[Offer], any: bool, time_box: (HumanDuration, HumanDuration
             true,
             Some("Shown to the approvers and kept in the audit history; needed for break-glass."),
         ),
-    ];
+    ]);
     if offers.iter().any(|o| o.break_glass) || any {
         let option = json!({"text": plain("Break-glass: skip the approval (everyone in the audit channel is told)"), "value": "yes"});
         let checkboxes = json!({"type": "checkboxes", "action_id": "value", "options": [option]});
@@ -202,11 +223,22 @@ const UNAVAILABLE: &str = "I could not open the request form just now; `/fargate
 
 async fn open_now(state: &AppState, user: &str, trigger_id: &str, channel: &str) -> Result<(), String> {
     let (offers, any) = offers(state, user).await?;
-    if offers.is_empty() && !any {
+    if offers.is_empty() && any.is_empty() {
         return Err("The policy lets you use no service yet; an admin can change that.".into());
     }
+    // A typed service's cluster: chosen when it may be other than the default one.
+    let mut clusters = any.clone();
+    if offers.len() > MAX_OPTIONS {
+        clusters.extend(offers.iter().map(|o| o.cluster.clone()));
+    }
+    let default = &state.policy.default_cluster;
+    clusters.sort_by_key(|c| (c != default, c.clone()));
+    clusters.dedup();
+    if clusters.iter().all(|c| c == default) {
+        clusters.clear();
+    }
     let max = state.time_box.max;
-    let view = view(&offers, any, (state.time_box.default.min(max), max), channel);
+    let view = view(&offers, !any.is_empty(), &clusters, (state.time_box.default.min(max), max), channel);
     let body = crate::views::open_body(trigger_id, view).map_err(|e| {
         tracing::error!(error = %e, "the request form is not a valid view");
         UNAVAILABLE.to_string()
@@ -344,7 +376,7 @@ mod tests {
             break_glass,
         };
         let bounds = (HumanDuration::from_secs(3600), HumanDuration::from_secs(8 * 3600));
-        let view = view(&[offer("web", false, false), offer("api", true, false)], false, bounds, "C1");
+        let view = view(&[offer("web", false, false), offer("api", true, false)], false, &[], bounds, "C1");
         let blocks = view["blocks"].as_array().unwrap();
         let options = blocks[0]["element"]["options"].as_array().unwrap();
         assert_eq!(options[1]["text"]["text"], "api in prod · needs approval");
@@ -352,12 +384,24 @@ mod tests {
         assert!(blocks.iter().all(|b| b["block_id"] != "break_glass"));
         assert_eq!(view["private_metadata"], r#"{"channel":"C1"}"#);
         assert_eq!(view["callback_id"], CALLBACK_ID);
-        let glass = super::view(&[offer("api", true, true)], false, bounds, "C1");
+        let glass = super::view(&[offer("api", true, true)], false, &[], bounds, "C1");
         assert!(glass["blocks"].as_array().unwrap().iter().any(|b| b["block_id"] == "break_glass"));
-        let typed = super::view(&[], true, bounds, "C1");
+        let typed = super::view(&[], true, &[], bounds, "C1");
         assert_eq!(typed["blocks"][0]["element"]["type"], "plain_text_input");
+        assert!(typed["blocks"].as_array().unwrap().iter().all(|b| b["block_id"] != "cluster"));
+        // A typed service that may be in another cluster than the default: the cluster is chosen.
+        let clusters = ["prod".to_string(), "staging".to_string()];
+        let typed_in = super::view(&[], true, &clusters, bounds, "C1");
+        let cluster = &typed_in["blocks"][1];
+        assert_eq!(cluster["block_id"], "cluster");
+        assert_eq!(cluster["element"]["initial_option"]["value"], "prod");
+        let form = values(&[
+            ("service", json!({"type": "plain_text_input", "value": "web"})),
+            ("cluster", json!({"type": "static_select", "selected_option": {"value": "staging"}})),
+        ]);
+        assert_eq!(args_of(&form).unwrap().cluster.as_deref(), Some("staging"));
         // Each fits slack-morphism's model of a view, field for field: nothing is lost on the way.
-        for drawn in [view, glass, typed] {
+        for drawn in [view, glass, typed, typed_in] {
             assert_eq!(crate::views::open_body("T1", drawn.clone()).unwrap()["view"], drawn);
         }
     }

@@ -144,6 +144,35 @@ async fn the_global_shortcut_opens_the_modal_and_a_forged_submission_changes_not
     t.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_service_that_may_be_in_another_cluster_gets_the_cluster_chosen() {
+    // `*` in the default cluster and in staging: the service is typed, the cluster chosen.
+    let policy = "[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n\
+                  [[policy.services]]\nname = \"*\"\ncluster = \"staging\"\nallow = [\"*\"]\n";
+    let t = TestApp::start_with_policy("default = \"30m\"\nmin = \"1s\"\nmax = \"1h\"", policy).await;
+    assert_eq!(t.command(ALICE, "").await, (200, Value::Null));
+    let view = opened(&t, 1).await["view"].clone();
+    assert_eq!(view["blocks"][0]["element"]["type"], "plain_text_input");
+    let cluster = &view["blocks"][1];
+    assert_eq!(cluster["block_id"], "cluster");
+    let options: Vec<&str> =
+        cluster["element"]["options"].as_array().unwrap().iter().map(|o| o["value"].as_str().unwrap()).collect();
+    assert_eq!(options, ["prod", "staging"], "the default cluster first");
+    // Submitted for staging: the request is for staging's service.
+    let values = json!({
+        "service": {"value": {"type": "plain_text_input", "value": "web"}},
+        "cluster": {"value": {"type": "static_select", "selected_option": {"value": "staging"}}},
+    });
+    let answer = submit(&t, values).await;
+    let told = answer["view"]["blocks"][0]["text"]["text"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    let id = told[told.find("fc-").unwrap()..][..11].to_string();
+    assert_eq!(t.ledger.get(&id).await.unwrap().cluster, "staging");
+    // There is no staging cluster here: preflight says so, and nothing is launched.
+    t.wait_for_state(&id, RequestState::Failed, WAIT).await;
+    assert_eq!(t.launches().await, 0);
+    t.stop().await;
+}
+
 harness::over_both_transports!(
     the_modal_asks_what_the_command_would_and_shows_mistakes_on_their_field,
     the_global_shortcut_opens_the_modal_and_a_forged_submission_changes_nothing,
