@@ -54,12 +54,10 @@ pub async fn connect(state: &AppState, who: &Asker, args: ConnectArgs) -> Result
     };
     let cluster = args.cluster.clone().unwrap_or_else(|| state.policy.default_cluster.clone());
     let user = who.user_id.as_str();
-    let rule = state.policy.rule(service.as_str(), &cluster);
-    let groups = match state.groups_of(user, rule).await {
-        Ok(groups) => groups,
+    let access = match state.access(user, service.as_str(), &cluster).await {
+        Ok(access) => access,
         Err(e) => return Ok(e),
     };
-    let access = state.policy.access(user, service.as_str(), &cluster, &|g| groups.contains(g));
     let (approval, max_time_box, break_glass_allowed) = match access {
         Access::Allowed { approval, max_time_box, break_glass } => (approval, max_time_box, break_glass),
         Access::Unknown { suggestion } => {

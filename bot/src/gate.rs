@@ -57,6 +57,13 @@ impl AppState {
         })
     }
 
+    /// What the policy says about `user` and `service` in `cluster`, with the user groups its
+    /// entry names looked up (an error is what to tell the person: Slack was unreachable).
+    pub async fn access(&self, user: &str, service: &str, cluster: &str) -> Result<Access, String> {
+        let groups = self.groups_of(user, self.policy.rule(service, cluster)).await?;
+        Ok(self.policy.access(user, service, cluster, &|g| groups.contains(g)))
+    }
+
     /// What the policy says about `user` and each of its service entries, in order (one
     /// user-group lookup per entry, served by the cache): `/fargate services` and the request
     /// form both show it.

@@ -105,10 +105,7 @@ pub async fn suggest(state: &AppState, payload: &Value) -> Value {
 }
 
 async fn containers_for(state: &AppState, user: &str, service: &ServiceName, cluster: &str) -> Vec<String> {
-    let rule = state.policy.rule(service.as_str(), cluster);
-    let Ok(groups) = state.groups_of(user, rule).await else { return Vec::new() };
-    if !matches!(state.policy.access(user, service.as_str(), cluster, &|g| groups.contains(g)), Access::Allowed { .. })
-    {
+    if !matches!(state.access(user, service.as_str(), cluster).await, Ok(Access::Allowed { .. })) {
         return Vec::new();
     }
     worker::aws::ecs::containers(&state.aws.ecs, cluster, service.as_str()).await.unwrap_or_else(|e| {

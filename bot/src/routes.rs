@@ -148,9 +148,7 @@ impl AppState {
     /// group) since asking gets no more.
     async fn still_allowed(&self, user: &str, request: &Request) -> Result<(), String> {
         let requester = request.requester_id.as_str();
-        let rule = self.policy.rule(&request.service, &request.cluster);
-        let groups = self.groups_of(requester, rule).await?;
-        match self.policy.access(requester, &request.service, &request.cluster, &|g| groups.contains(g)) {
+        match self.access(requester, &request.service, &request.cluster).await? {
             Access::Allowed { .. } => Ok(()),
             _ => {
                 let detail = json!({"why": "the policy no longer allows the requester this service"});

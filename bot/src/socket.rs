@@ -45,6 +45,9 @@ impl Links {
     fn down(&self, id: &SlackSocketModeWssClientId) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.to_string());
     }
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// Why Socket Mode could not start.
@@ -93,7 +96,7 @@ pub async fn run(
     tracing::info!(connections = settings.socket_connections, "Socket Mode: connecting to Slack");
     shutdown.await;
     manager.shutdown().await;
-    *links.0.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+    links.clear();
     tracing::info!("Socket Mode: connections closed");
     Ok(())
 }

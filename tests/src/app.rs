@@ -9,7 +9,7 @@
 //! policy refused any of the bot's calls, naming them.
 
 use crate::seed::{aws_for, bot_aws_for, seed, Seeded};
-use crate::signed::{command_body_with_trigger, command_payload, now, post_signed, post_signed_as, SIGNING_SECRET};
+use crate::signed::{command_body_with_trigger, command_payload, now, post_signed_as, SIGNING_SECRET};
 use crate::slack::SlackStandIn;
 use bot::app::RunningApp;
 use bot::config::{parse_file, Config, Secret};
@@ -25,6 +25,9 @@ pub enum Transport {
     /// Envelopes over the WebSocket connections it opened (no listener, no signing secret).
     Socket,
 }
+
+/// Slack's content type for slash commands and interactions.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 pub struct TestApp {
     pub app: Option<RunningApp>,
@@ -196,22 +199,9 @@ impl TestApp {
         let n = self.responses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let response_url = self.slack.response_url(n);
         let trigger = "13345224609.738474920.8088930838d88f008e0";
-        match self.transport {
-            Transport::Http => {
-                let body = command_body_with_trigger(text, user, &response_url, trigger);
-                let response =
-                    post_signed(&format!("{}/slack/commands", self.url), &body, SIGNING_SECRET, &now().to_string())
-                        .await;
-                let status = response.status().as_u16();
-                let json = response.json().await.unwrap_or(serde_json::Value::Null);
-                (status, json)
-            }
-            Transport::Socket => {
-                let ack =
-                    self.slack.socket.send("slash_commands", command_payload(text, user, &response_url, trigger)).await;
-                (200, ack["payload"].clone())
-            }
-        }
+        let body = command_body_with_trigger(text, user, &response_url, trigger);
+        let payload = command_payload(text, user, &response_url, trigger);
+        self.send("/slack/commands", body, FORM, "slash_commands", payload).await
     }
 
     /// Clicks button `action` (approve, deny, extend, end) for `request_id` as `user`; returns
@@ -224,32 +214,35 @@ impl TestApp {
     /// Sends an interaction's payload (a click, a form submission, a shortcut) over the test's
     /// transport; returns the status and the acknowledgement's body (`Null` when empty).
     pub async fn interact(&self, payload: &serde_json::Value) -> (u16, serde_json::Value) {
-        match self.transport {
-            Transport::Http => {
-                let body = crate::signed::interaction_body(payload);
-                let response =
-                    post_signed(&format!("{}/slack/interactions", self.url), &body, SIGNING_SECRET, &now().to_string())
-                        .await;
-                let status = response.status().as_u16();
-                (status, response.json().await.unwrap_or(serde_json::Value::Null))
-            }
-            Transport::Socket => (200, self.slack.socket.send("interactive", payload.clone()).await["payload"].clone()),
-        }
+        let body = crate::signed::interaction_body(payload);
+        self.send("/slack/interactions", body, FORM, "interactive", payload.clone()).await
     }
 
     /// Sends an Events API envelope (`event_callback`, …) over the test's transport; returns
     /// the status and the answer's body (`Null` when empty).
     pub async fn event(&self, envelope: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.send("/slack/events", envelope.to_string(), "application/json", "events_api", envelope.clone()).await
+    }
+
+    /// One of Slack's requests over the test's transport: `body` signed now and posted to
+    /// `path` as `content_type`, or `payload` in a Socket Mode envelope of `kind`. Returns the
+    /// status (200 for an acknowledged envelope) and the answer's JSON (`Null` when none).
+    async fn send(
+        &self,
+        path: &str,
+        body: String,
+        content_type: &str,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         match self.transport {
             Transport::Http => {
-                let url = format!("{}/slack/events", self.url);
-                let response =
-                    post_signed_as(&url, &envelope.to_string(), SIGNING_SECRET, &now().to_string(), "application/json")
-                        .await;
+                let url = format!("{}{path}", self.url);
+                let response = post_signed_as(&url, &body, SIGNING_SECRET, &now().to_string(), content_type).await;
                 let status = response.status().as_u16();
                 (status, response.json().await.unwrap_or(serde_json::Value::Null))
             }
-            Transport::Socket => (200, self.slack.socket.send("events_api", envelope.clone()).await["payload"].clone()),
+            Transport::Socket => (200, self.slack.socket.send(kind, payload).await["payload"].clone()),
         }
     }
 
@@ -260,7 +253,6 @@ impl TestApp {
         json["text"].as_str().unwrap_or_default().to_string()
     }
 
-    /// Waits until `id` is in `state`.
     /// Waits until the requester of `id` was told it is ready (the direct message delivered):
     /// its time box starts then, so its expiry is final only from then on.
     pub async fn wait_until_told(&self, id: &str) -> worker::ledger::Request {
@@ -275,6 +267,7 @@ impl TestApp {
         .await
     }
 
+    /// Waits until `id` is in `state`.
     pub async fn wait_for_state(&self, id: &str, state: worker::state::RequestState, timeout: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

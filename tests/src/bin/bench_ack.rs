@@ -130,11 +130,11 @@ async fn main() -> anyhow::Result<()> {
     let config = dir.0.join("bench.toml");
     let socket = args.transport == "socket";
     anyhow::ensure!(socket || args.transport == "http", "--transport http|socket");
-    let slack = harness::slack::SlackStandIn::start().await;
-    let slack_settings = if socket {
-        format!("mode = \"socket\"\napi_base_url = \"{}\"", slack.api_base())
-    } else {
-        "api_base_url = \"http://127.0.0.1:9/api\"".to_string()
+    // Socket Mode's connections go to the Slack stand-in; over HTTP, Slack is a closed port.
+    let slack = if socket { Some(harness::slack::SlackStandIn::start().await) } else { None };
+    let slack_settings = match &slack {
+        Some(slack) => format!("mode = \"socket\"\napi_base_url = \"{}\"", slack.api_base()),
+        None => "api_base_url = \"http://127.0.0.1:9/api\"".to_string(),
     };
     std::fs::write(
         &config,
@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let mut server = server.spawn()?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    if socket {
+    if let Some(slack) = &slack {
         slack.socket.wait_for_links(2, Duration::from_secs(30)).await;
         // From here the Web API is down for the notifier, as in `http` mode.
         slack.set_down(true);
@@ -194,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.concurrency {
         let (client, next, url) = (client.clone(), next.clone(), format!("{base}/slack/commands"));
         let total = args.requests;
-        let sockets = socket.then(|| slack.socket.clone());
+        let sockets = slack.as_ref().map(|s| s.socket.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let (mut ok, mut not_ok) = (0u64, 0u64);

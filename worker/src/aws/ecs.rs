@@ -165,16 +165,15 @@ pub struct Clients<'a> {
     pub settings: &'a AwsSettings,
 }
 
-/// The containers of `service`'s newest running task that a person would open a shell in (no
-/// known sidecar), for the request form's container field: `ListTasks` and `DescribeTasks`,
-/// the same reads preflight makes. Empty when nothing runs.
-pub async fn containers(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Vec<String>, AwsError> {
+/// The RUNNING tasks of `service` (its deployment's `service:` group; up to 100), newest
+/// first: a task that just replaced another is the one that stays.
+async fn running_tasks(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Vec<Task>, AwsError> {
     let listed = ecs
         .list_tasks()
         .cluster(cluster)
         .service_name(service)
         .desired_status(DesiredStatus::Running)
-        .max_results(10)
+        .max_results(100)
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ListTasks", e))?;
@@ -190,13 +189,23 @@ pub async fn containers(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str)
         .await
         .map_err(|e| AwsError::from_sdk("DescribeTasks", e))?;
     let group = format!("service:{service}");
-    let newest = described
+    let mut running: Vec<Task> = described
         .tasks()
         .iter()
         .filter(|t| t.group() == Some(group.as_str()) && t.last_status() == Some("RUNNING"))
-        .max_by_key(|t| t.started_at().or(t.created_at()).map(|d| (d.secs(), d.subsec_nanos())));
-    let names = newest.map(|t| t.containers().iter().filter_map(|c| c.name()).collect::<Vec<_>>()).unwrap_or_default();
-    Ok(names.into_iter().filter(|n| !is_sidecar(n)).map(str::to_string).collect())
+        .cloned()
+        .collect();
+    running.sort_by_key(|t| std::cmp::Reverse(t.started_at().or(t.created_at()).map(|d| (d.secs(), d.subsec_nanos()))));
+    Ok(running)
+}
+
+/// The containers of `service`'s newest running task that a person would open a shell in (no
+/// known sidecar), for the request form's container field: the same reads preflight makes.
+/// Empty when nothing runs.
+pub async fn containers(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Vec<String>, AwsError> {
+    let running = running_tasks(ecs, cluster, service).await?;
+    let names = running.first().map(|t| t.containers().iter().filter_map(|c| c.name()).collect::<Vec<_>>());
+    Ok(names.unwrap_or_default().into_iter().filter(|n| !is_sidecar(n)).map(str::to_string).collect())
 }
 
 pub async fn preflight(clients: &Clients<'_>, cache: &PreflightCache, wanted: &Wanted<'_>) -> Result<Report, AwsError> {
@@ -241,33 +250,8 @@ pub async fn preflight(clients: &Clients<'_>, cache: &PreflightCache, wanted: &W
     let preferences = cache.settings.preferences(clients.ssm).await?;
     exec_settings::check(&mut report, &cluster_exec, &preferences, clients.settings);
 
-    let listed = ecs
-        .list_tasks()
-        .cluster(cluster)
-        .service_name(service)
-        .desired_status(DesiredStatus::Running)
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("ListTasks", e))?;
-    let arns = listed.task_arns().to_vec();
-    let tasks = if arns.is_empty() {
-        Vec::new()
-    } else {
-        ecs.describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(arns))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeTasks", e))?
-            .tasks()
-            .to_vec()
-    };
-    let group = format!("service:{service}");
-    let mut running: Vec<&Task> =
-        tasks.iter().filter(|t| t.group() == Some(group.as_str()) && t.last_status() == Some("RUNNING")).collect();
-    // Newest first: a task that just replaced another is the one that stays.
-    running.sort_by_key(|t| std::cmp::Reverse(t.started_at().or(t.created_at()).map(|d| (d.secs(), d.subsec_nanos()))));
+    let tasks = running_tasks(ecs, cluster, service).await?;
+    let running: Vec<&Task> = tasks.iter().collect();
     let task = match wanted.task {
         Some(named) => {
             let found = running.iter().find(|t| {
