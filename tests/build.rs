@@ -1,7 +1,7 @@
-//! Finds the two outside tools some integration tests need, so `cargo test --workspace` passes
+//! Finds the outside tools some integration tests need, so `cargo test --workspace` passes
 //! on a machine that has only Rust and python3: Debian's Chromium + ChromeDriver (the sandbox
-//! page's browser test) and Terraform with an offline hashicorp/aws provider mirror (the
-//! Terraform tests). A test whose tool is absent is compiled as ignored with a reason that
+//! page's browser test), Terraform with an offline hashicorp/aws provider mirror (the
+//! Terraform tests) and Debian's PostgreSQL server (the PostgreSQL ledger's tests). A test whose tool is absent is compiled as ignored with a reason that
 //! names the tool and how to get it, so libtest prints it and counts it as ignored, not passed.
 //!
 //! `FARGATE_CONNECT_REQUIRE_TOOLS=1` (`.ci/run` sets it) never skips: an absent tool then fails
@@ -18,6 +18,7 @@ fn main() {
         "FARGATE_CONNECT_CHROMEDRIVER",
         "FARGATE_CONNECT_TERRAFORM",
         "FARGATE_CONNECT_TF_PLUGINS",
+        "FARGATE_CONNECT_PG_BIN",
         "PATH",
     ] {
         println!("cargo::rerun-if-env-changed={var}");
@@ -25,6 +26,7 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(fc_skip_browser)");
     println!("cargo::rustc-check-cfg=cfg(fc_skip_terraform)");
+    println!("cargo::rustc-check-cfg=cfg(fc_skip_postgres)");
     let required = env::var("FARGATE_CONNECT_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty() && v != "0");
 
     let chromium = path_from("FARGATE_CONNECT_CHROMIUM", "/usr/bin/chromium");
@@ -39,6 +41,20 @@ fn main() {
         path_from("FARGATE_CONNECT_TF_PLUGINS", "/opt/tf-plugins").join("registry.terraform.io/hashicorp/aws");
     let terraform_ok = terraform.is_some() & present(&plugins);
 
+    // tests/src/postgres.rs looks in the same places.
+    let postgres = match env::var_os("FARGATE_CONNECT_PG_BIN") {
+        Some(dir) => present(&PathBuf::from(dir).join("initdb")),
+        None => {
+            let debian = Path::new("/usr/lib/postgresql");
+            let versions = std::fs::read_dir(debian).into_iter().flatten().flatten();
+            let found = versions.map(|v| v.path().join("bin/initdb")).any(|p| p.exists());
+            present(debian) && found || on_path("initdb").is_some()
+        }
+    };
+
+    if !postgres {
+        skip(required, "fc_skip_postgres", "PostgreSQL's server (apt-get install postgresql)");
+    }
     if !browser {
         skip(required, "fc_skip_browser", "Chromium/ChromeDriver (apt-get install chromium chromium-driver)");
     }

@@ -190,12 +190,38 @@ pub struct Config {
     pub app_token: Option<Secret>,
 }
 
+/// The whole config as TOML in one variable, read instead of the file when set: a container
+/// (ECS) has no file to mount, and its task definition sets variables.
+pub const CONFIG_TOML_ENV: &str = "FARGATE_CONNECT_CONFIG_TOML";
+/// `database.url` as a secret (it holds PostgreSQL's password), or `…_FILE` naming a file that
+/// holds it; it replaces the config's `database.url`.
+pub const DATABASE_URL_ENV: &str = "FARGATE_CONNECT_DATABASE_URL";
+
+/// The config's settings: from `FARGATE_CONNECT_CONFIG_TOML` when set, else from the file at
+/// `path`; then `database.url` from `FARGATE_CONNECT_DATABASE_URL[_FILE]` when set. Returns
+/// where the settings came from too, for messages.
+pub fn read_file_config(path: &Path) -> Result<(FileConfig, String), ConfigError> {
+    let (text, origin) = match std::env::var(CONFIG_TOML_ENV) {
+        Ok(text) if !text.trim().is_empty() => (text, format!("${CONFIG_TOML_ENV}")),
+        _ => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
+            (text, path.display().to_string())
+        }
+    };
+    let mut file = parse_file(&text, &origin)?;
+    match secret_from_env(DATABASE_URL_ENV) {
+        Ok(url) => file.database.url = url.expose().to_string(),
+        Err(ConfigError::MissingSecret(_)) => {}
+        Err(other) => return Err(other),
+    }
+    Ok((file, origin))
+}
+
 impl Config {
-    /// Reads the file and the secrets from the environment.
+    /// Reads the settings (`read_file_config`) and the secrets from the environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
-        let file = parse_file(&text, &path.display().to_string())?;
+        let (file, _) = read_file_config(path)?;
         let bot_token = secret_from_env("SLACK_BOT_TOKEN")?;
         let secrets = match file.slack.mode {
             SlackMode::Http => SlackSecrets {
@@ -243,12 +269,7 @@ impl Config {
         }
         file.aws.validate().map_err(ConfigError::Invalid)?;
         file.time_box.validate().map_err(ConfigError::Invalid)?;
-        if !file.database.url.starts_with("sqlite:") {
-            return Err(ConfigError::Invalid(format!(
-                "database.url must be a sqlite: URL, not `{}`",
-                file.database.url
-            )));
-        }
+        worker::ledger::Backend::of(&file.database.url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let limits = file.limits;
         if limits.live_bastions < 1 || limits.open_per_person < 1 || limits.per_person_per_hour < 1 {
             return Err(ConfigError::Invalid("limits.* must each be at least 1".into()));

@@ -1,8 +1,7 @@
 //! `fargate-connect`: the command line. `serve` runs everything in one process; `migrate`
 //! prepares the database. Errors end the process with one plain line.
 
-use anyhow::Context;
-use bot::config::{parse_file, Config};
+use bot::config::{read_file_config, Config};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
@@ -100,19 +99,15 @@ fn init_tracing(format: LogFormat) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Migrate => {
-            let text = std::fs::read_to_string(&cli.config)
-                .with_context(|| format!("cannot read config file {}", cli.config.display()))?;
-            let file = parse_file(&text, &cli.config.display().to_string())?;
+            let (file, _) = read_file_config(&cli.config)?;
             worker::ledger::Ledger::open(&file.database.url).await?;
-            println!("database {} is up to date", file.database.url);
+            println!("database {} is up to date", worker::ledger::redacted(&file.database.url));
             Ok(())
         }
         Cmd::Serve => serve(Config::load(&cli.config)?).await,
         Cmd::Doctor { service, container, cluster } => doctor(&cli.config, service, container, cluster).await,
         Cmd::Audit { action } => {
-            let text = std::fs::read_to_string(&cli.config)
-                .with_context(|| format!("cannot read config file {}", cli.config.display()))?;
-            let file = parse_file(&text, &cli.config.display().to_string())?;
+            let (file, _) = read_file_config(&cli.config)?;
             let ledger = worker::ledger::Ledger::open(&file.database.url).await?;
             match action {
                 AuditCmd::Verify => {
@@ -163,8 +158,7 @@ async fn doctor(
     container: Option<String>,
     cluster: Option<String>,
 ) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut file = parse_file(&text, &path.display().to_string())?;
+    let (mut file, origin) = read_file_config(path)?;
     if let Some(cluster) = cluster {
         file.aws.cluster = cluster;
     }
@@ -177,7 +171,7 @@ async fn doctor(
     let aws = worker::aws::Aws::from_env(file.aws.region.as_deref()).await?;
     let services: Vec<(String, Option<String>)> = service.into_iter().map(|s| (s, container.clone())).collect();
     let checks = bot::doctor::run(&setup, &aws, &services).await;
-    println!("fargate-connect doctor ({})\n{}", path.display(), bot::doctor::table(&checks));
+    println!("fargate-connect doctor ({origin})\n{}", bot::doctor::table(&checks));
     let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
     anyhow::ensure!(failed == 0, "{failed} check(s) failed");
     Ok(())

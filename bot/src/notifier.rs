@@ -146,7 +146,8 @@ impl Notifier {
         let mut delivered = 0;
         let mut slack_unreachable = false;
         let mut settled = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut rows = rows.into_iter();
+        for row in rows.by_ref() {
             let settlement = match self.deliver(&row).await {
                 Ok(done) => {
                     delivered += 1;
@@ -196,6 +197,11 @@ impl Notifier {
             settled.push(settlement);
         }
         self.ledger.settle_outbox(&settled).await?;
+        // Rows this pass claimed but did not reach (Slack unreachable) are due again at once.
+        let unreached: Vec<i64> = rows.map(|r| r.id).collect();
+        if !unreached.is_empty() {
+            self.ledger.release_outbox(&unreached).await?;
+        }
         Ok(Pass { delivered, slack_unreachable })
     }
 

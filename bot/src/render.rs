@@ -229,7 +229,7 @@ pub fn requester_card(request: &Request, events: &[AuditEvent], region: &str) ->
     let text = format!("Request {id} for {} in {}: {headline}", request.service, request.cluster);
     blocks.push(section(format!("{icon} {} — request `{id}`\n{headline}", target(request))));
     if let Some(reason) = request.reason.as_deref().map(person_text) {
-        let glass = if request.break_glass { " · :rotating_light: break-glass" } else { "" };
+        let glass = if request.break_glass.0 { " · :rotating_light: break-glass" } else { "" };
         blocks.push(context(format!("Reason: {reason}{glass}")));
     }
     if let Some(by) = &request.decided_by {

@@ -26,6 +26,38 @@ pub enum Transport {
     Socket,
 }
 
+/// Which database holds the test's ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in the test's directory (the default).
+    Sqlite,
+    /// A database of its own on the harness's PostgreSQL server (`crate::postgres`).
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The ledger the tests started in this task use (`on_postgres`); SQLite when unset.
+    static LEDGER_DB: Db;
+}
+
+/// Runs `test` with every `TestApp` it starts on a PostgreSQL ledger.
+pub async fn on_postgres<F: std::future::Future>(test: F) -> F::Output {
+    LEDGER_DB.scope(Db::Postgres, test).await
+}
+
+/// The ledger the current test runs on.
+pub fn test_db() -> Db {
+    LEDGER_DB.try_with(|db| *db).unwrap_or(Db::Sqlite)
+}
+
+/// A new, empty ledger's URL for one test: a file in `dir`, or a database of its own.
+pub async fn new_ledger_url(dir: &TempDir) -> String {
+    match test_db() {
+        Db::Sqlite => format!("sqlite://{}/ledger.db", dir.0.display()),
+        Db::Postgres => crate::postgres::new_database().await,
+    }
+}
+
 /// Slack's content type for slash commands and interactions.
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -51,6 +83,8 @@ pub struct TestApp {
     seed_calls: usize,
     /// Whether the bot's refused calls were checked already (by `stop`).
     denials_checked: bool,
+    /// Further replicas on the same ledger, account and Slack stand-in (`start_replica`).
+    pub replicas: Vec<RunningApp>,
 }
 
 /// A directory removed when the test ends.
@@ -157,7 +191,7 @@ impl TestApp {
         let seed_calls = crate::moto::calls(&account).await.len();
         let slack = SlackStandIn::start().await;
         let dir = TempDir::new();
-        let db_url = format!("sqlite://{}/ledger.db", dir.0.display());
+        let db_url = new_ledger_url(&dir).await;
         let mut config = test_config_with(&db_url, &slack.api_base(), time_box, policy);
         // As the module's outputs configure it: its group (the policy lets the bot launch into
         // no other, nor create one) and its boundary (the bot may create roles only with it).
@@ -190,6 +224,7 @@ impl TestApp {
             responses: 0.into(),
             seed_calls,
             denials_checked: false,
+            replicas: Vec::new(),
         }
     }
 
@@ -279,7 +314,7 @@ impl TestApp {
                 let kinds = self.audit_kinds(id).await;
                 type JobRow = (String, i64, Option<String>, Option<i64>, i64);
                 let jobs: Vec<JobRow> = sqlx::query_as(
-                    "SELECT kind, attempts, last_error, lease_until - ?2, run_at - ?2 FROM jobs WHERE request_id = ?1",
+                    "SELECT kind, attempts, last_error, lease_until - $2, run_at - $2 FROM jobs WHERE request_id = $1",
                 )
                 .bind(id)
                 .bind(worker::ledger::now_ms())
@@ -398,6 +433,29 @@ impl TestApp {
         self.app = Some(app);
     }
 
+    /// Starts another replica of the bot on the same config (a PostgreSQL ledger: replicas of
+    /// one SQLite file are not a thing), serving and running the loops beside the first.
+    pub async fn start_replica(&mut self) {
+        assert_eq!(test_db(), Db::Postgres, "replicas share a PostgreSQL ledger");
+        let app = spawn(&self.config, &self.bot_aws, &self.slack).await;
+        self.replicas.push(app);
+    }
+
+    /// Kills the first replica abruptly, as `kill -9` would (its tasks stop where they are and
+    /// its database connections close, ending its transactions and advisory locks, but its
+    /// job leases stay), and carries on with the next: `url`, `ops_url` and `ledger` are then
+    /// the survivor's.
+    pub async fn kill_and_fail_over(&mut self) {
+        assert!(!self.replicas.is_empty(), "start_replica first");
+        self.crash();
+        self.ledger.pool().close().await;
+        let survivor = self.replicas.remove(0);
+        self.url = survivor.addr.map(|addr| format!("http://{addr}")).unwrap_or_default();
+        self.ops_url = format!("http://{}", survivor.ops_addr);
+        self.ledger = survivor.ledger.clone();
+        self.app = Some(survivor);
+    }
+
     /// The audit kinds of a request, in order.
     pub async fn audit_kinds(&self, id: &str) -> Vec<String> {
         self.ledger.audit_for(id).await.unwrap().into_iter().map(|e| e.kind).collect()
@@ -424,6 +482,9 @@ impl TestApp {
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
+        }
+        for replica in std::mem::take(&mut self.replicas) {
+            replica.shutdown().await;
         }
         self.denials_checked = true;
         crate::iam::assert_nothing_denied(&self.account).await;

@@ -11,7 +11,6 @@ const USER: &str = "U0ERIN";
 const WAIT: Duration = Duration::from_secs(60);
 const AUDIT: &str = "C0AUDIT";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
     let policy = format!("[policy]\naudit_channel = \"{AUDIT}\"\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n");
     let t = TestApp::start_with_policy("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", &policy).await;
@@ -63,7 +62,6 @@ async fn rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_updates_the_same_card_rather_than_posting_another() {
     let mut t = TestApp::start_with("default = \"3s\"\nmin = \"1s\"\nmax = \"1h\"").await;
     let id = t.connect(USER, "connect web").await;
@@ -121,3 +119,8 @@ async fn the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end(transp
 }
 
 harness::over_both_transports!(the_reminder_is_a_direct_message_with_extend_and_a_confirmed_end);
+
+harness::on_both_ledgers!(
+    rate_limits_and_outages_delay_but_never_lose_or_repeat_a_message,
+    a_restart_updates_the_same_card_rather_than_posting_another,
+);

@@ -4,7 +4,7 @@
 //! abruptly after each step resumes without launching twice or leaving anything behind; a
 //! bastion that never comes online fails and is torn down.
 
-use harness::app::TestApp;
+use harness::app::{test_db, Db, TestApp};
 use harness::moto::{
     inject_delay, inject_fault_matching, inject_fault_with_message, no_capacity_for, set_agent_status, set_consistency,
     set_ssm_online,
@@ -49,7 +49,6 @@ async fn assert_refused(t: &TestApp, text: &str, needle: &str) {
     assert_eq!(t.calls_of("CreateRole").await, 0, "no role for {text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_preflight_outcome_reaches_the_person_and_launches_nothing() {
     let t = TestApp::start().await;
     let s = &t.seeded;
@@ -77,7 +76,6 @@ async fn each_preflight_outcome_reaches_the_person_and_launches_nothing() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried() {
     let t = TestApp::start().await;
     no_capacity_for(&t.account, "InstanceType=t3.micro").await;
@@ -98,7 +96,6 @@ async fn spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warnings_reach_the_card_and_a_not_yet_visible_profile_is_retried() {
     let t = TestApp::start().await;
     seed_service(&t.aws, &t.seeded, &ServiceSpec { risky_app: true, ..ServiceSpec::healthy("risky") }).await;
@@ -125,7 +122,6 @@ async fn warnings_reach_the_card_and_a_not_yet_visible_profile_is_retried() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_spot_capacity_anywhere_uses_on_demand_where_allowed_and_fails_clearly_where_not() {
     let allowed = TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| {
         c.aws.on_demand_fallback = true;
@@ -152,18 +148,28 @@ async fn no_spot_capacity_anywhere_uses_on_demand_where_allowed_and_fails_clearl
     refused.stop().await;
 }
 
-/// Stops the worker abruptly while `step` holds it, restarts it, and checks the request still
-/// ends ready with exactly one instance ever launched, then leaves nothing behind.
+/// Stops the worker abruptly while `step` holds it and checks the request still ends ready
+/// with exactly one instance ever launched and one "ready" message, then leaves nothing
+/// behind. On SQLite the process is restarted; on PostgreSQL a second replica is running
+/// when the first is killed, and it finishes the request once the dead one's lease runs out.
 async fn crash_and_resume(hold: impl AsyncFnOnce(&TestApp), after: &str, release: impl AsyncFnOnce(&TestApp)) {
     let mut t =
         TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| c.worker.lease_ms = 1000).await;
     hold(&t).await;
     let id = t.connect(USER, "connect web").await;
     t.wait_for_audit(&id, after, WAIT).await;
-    t.crash();
-    release(&t).await;
-    t.restart().await;
+    if test_db() == Db::Postgres {
+        t.start_replica().await;
+        t.kill_and_fail_over().await;
+        release(&t).await;
+    } else {
+        t.crash();
+        release(&t).await;
+        t.restart().await;
+    }
     t.slack.wait_for_message("is ready", WAIT).await;
+    let ready = t.slack.delivered_to("chat.postMessage").iter().filter(|m| m.all_text().contains("is ready")).count();
+    assert_eq!(ready, 1, "one \"ready\" message, not two");
     assert_eq!(t.launches().await, 1, "exactly one instance ever launched (crash after {after})");
     assert_eq!(live_instances(&t, &id).await.len(), 1);
     t.slack.wait_for_message("has ended", WAIT).await;
@@ -173,7 +179,6 @@ async fn crash_and_resume(hold: impl AsyncFnOnce(&TestApp), after: &str, release
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_after_the_role_resumes_without_duplicates() {
     crash_and_resume(
         async |t: &TestApp| inject_delay(&t.account, "DescribeSubnets", "", 3.0, 1).await,
@@ -183,7 +188,6 @@ async fn a_worker_stopped_after_the_role_resumes_without_duplicates() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_after_launching_resumes_without_duplicates() {
     crash_and_resume(
         async |t: &TestApp| inject_delay(&t.account, "DescribeInstances", "InstanceId.1", 3.0, 1).await,
@@ -193,7 +197,6 @@ async fn a_worker_stopped_after_launching_resumes_without_duplicates() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_before_ready_resumes_without_duplicates() {
     crash_and_resume(
         async |t: &TestApp| set_ssm_online(&t.account, false).await,
@@ -203,7 +206,6 @@ async fn a_worker_stopped_before_ready_resumes_without_duplicates() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bastion_that_never_comes_online_fails_and_is_torn_down() {
     let t = TestApp::start_custom("default = \"2s\"\nmin = \"1s\"\nmax = \"1h\"", |c| {
         c.worker.ready_timeout = worker::duration::HumanDuration::parse("2s").unwrap();
@@ -235,7 +237,6 @@ async fn plant_role(t: &TestApp, name: &str, path: &str) {
     t.aws.iam.add_role_to_instance_profile().instance_profile_name(name).role_name(name).send().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_removes_planted_orphans_and_nothing_else() {
     let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
     // A live request: its bastion and role must survive.
@@ -298,7 +299,6 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
 /// caches (subnets, security group, AMIs, task definition, a task role that passed, spot
 /// price) are warm. Readiness polls (DescribeInstances by id, DescribeInstanceInformation,
 /// GetCommandInvocation of the readiness probe) are bounded separately by the backoff.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_nine() {
     let t = TestApp::start().await;
     let first = t.connect(USER, "connect web").await;
@@ -352,3 +352,16 @@ async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_
     assert!(our_roles(&t).await.is_empty());
     t.stop().await;
 }
+
+harness::on_both_ledgers!(
+    each_preflight_outcome_reaches_the_person_and_launches_nothing,
+    spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried,
+    warnings_reach_the_card_and_a_not_yet_visible_profile_is_retried,
+    no_spot_capacity_anywhere_uses_on_demand_where_allowed_and_fails_clearly_where_not,
+    a_worker_stopped_after_the_role_resumes_without_duplicates,
+    a_worker_stopped_after_launching_resumes_without_duplicates,
+    a_worker_stopped_before_ready_resumes_without_duplicates,
+    a_bastion_that_never_comes_online_fails_and_is_torn_down,
+    the_reaper_removes_planted_orphans_and_nothing_else,
+    a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_nine,
+);

@@ -13,7 +13,6 @@ use worker::state::RequestState;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_pressed_while_the_bastion_launches_leaves_no_instance_and_no_role() {
     let t = TestApp::start().await;
     // The launch takes effect at once but the bot hears of it only 3 s later; EC2's lookup by
@@ -46,7 +45,6 @@ async fn end_pressed_while_the_bastion_launches_leaves_no_instance_and_no_role()
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_quick_extensions_both_reach_the_bastion_the_later_deadline_last() {
     let t = TestApp::start_with("default = \"30m\"\nmin = \"1s\"\nmax = \"2h\"").await;
     let id = t.connect("U0ALICE", "connect web").await;
@@ -82,7 +80,6 @@ async fn two_quick_extensions_both_reach_the_bastion_the_later_deadline_last() {
     t.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bastions_waiting_to_be_ready_hold_no_slot_and_an_expiry_is_torn_down_on_time() {
     let t = TestApp::start_custom("default = \"4s\"\nmin = \"1s\"\nmax = \"1h\"", |config| {
         config.worker.concurrency = 2;
@@ -115,3 +112,9 @@ async fn bastions_waiting_to_be_ready_hold_no_slot_and_an_expiry_is_torn_down_on
     }
     t.stop().await;
 }
+
+harness::on_both_ledgers!(
+    end_pressed_while_the_bastion_launches_leaves_no_instance_and_no_role,
+    two_quick_extensions_both_reach_the_bastion_the_later_deadline_last,
+    bastions_waiting_to_be_ready_hold_no_slot_and_an_expiry_is_torn_down_on_time,
+);

@@ -27,7 +27,7 @@ fn id_in(text: &str) -> String {
 }
 
 async fn requests_of(t: &TestApp, user: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE requester_id = ?")
+    sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE requester_id = $1")
         .bind(user)
         .fetch_one(t.ledger.pool())
         .await

@@ -519,3 +519,146 @@ async fn in_aws_cn_every_arn_and_endpoint_is_the_china_partitions() {
     }
     assert!(services.iter().all(|s| s.starts_with("cn.com.amazonaws.cn-north-1.")), "{services:?}");
 }
+
+/// The resource at `address` in `terraform show -json` of applied state.
+fn in_state<'a>(state: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    state["values"]["root_module"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == address)
+        .unwrap_or_else(|| panic!("{address} is not in the state"))
+}
+
+#[cfg_attr(
+    fc_skip_terraform,
+    ignore = "SKIPPED: terraform or its hashicorp/aws mirror not found (FARGATE_CONNECT_TERRAFORM, FARGATE_CONNECT_TF_PLUGINS)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ecs_example_applies_replans_clean_and_destroys_against_the_emulator() {
+    let plugins = plugin_dir();
+    let repo = repo_root();
+    let account = new_account();
+    let aws = aws_for(&account);
+    bot::install_crypto_provider();
+    let vpc_filter = aws_sdk_ec2::types::Filter::builder().name("is-default").values("true").build();
+    let vpcs = aws.ec2.describe_vpcs().filters(vpc_filter).send().await.unwrap();
+    let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+    let subnet_filter = aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build();
+    let subnets = aws.ec2.describe_subnets().filters(subnet_filter).send().await.unwrap();
+    let subnets: Vec<(String, String)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| (s.subnet_id().unwrap().to_string(), s.availability_zone().unwrap().to_string()))
+        .collect();
+    assert_ne!(subnets[0].1, subnets[1].1, "two zones");
+
+    let work = TempDir::new();
+    copy_dir(&repo.join("deploy/terraform"), &work.0.join("deploy/terraform"));
+    let root = work.0.join("deploy/terraform/examples/ecs");
+    std::fs::write(root.join("emulator_override.tf"), emulator_provider(REGION, &account)).unwrap();
+    std::fs::write(
+        root.join("test.tfvars"),
+        format!(
+            r#"region                 = "{REGION}"
+vpc_id                 = "{vpc}"
+private_subnet_ids     = ["{}", "{}"]
+bastion_subnet_ids     = ["{}"]
+default_cluster        = "prod"
+image                  = "{account}.dkr.ecr.{REGION}.amazonaws.com/fargate-connect:1.0.0"
+db_deletion_protection = false
+db_final_snapshot      = false
+policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.services]]\nname = \"web\"\nallow = [\"S0DEVELOPERS\"]"
+"#,
+            subnets[0].0, subnets[1].0, subnets[0].0
+        ),
+    )
+    .unwrap();
+
+    let plugin_arg = format!("-plugin-dir={}", plugins.display());
+    ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
+    ok(&root, &["validate", "-no-color"]);
+    ok(&root, &["plan", "-input=false", "-no-color", "-var-file=test.tfvars", "-out=tfplan"]);
+    ok(&root, &["apply", "-input=false", "-no-color", "tfplan"]);
+    let state: serde_json::Value = serde_json::from_str(&ok(&root, &["show", "-json", "-no-color"])).unwrap();
+
+    // Two bot tasks, Fargate, private subnets in two zones, no public address.
+    let services = aws.ecs.describe_services().cluster("fargate-connect-bot").services("fargate-connect-bot").send();
+    let services = services.await.unwrap();
+    let service = &services.services()[0];
+    assert_eq!(service.desired_count(), 2);
+    assert_eq!(service.launch_type().map(|l| l.as_str()), Some("FARGATE"));
+    let network = service.network_configuration().unwrap().awsvpc_configuration().unwrap();
+    assert_eq!(network.subnets().len(), 2);
+    assert_eq!(network.assign_public_ip().map(|a| a.as_str()), Some("DISABLED"));
+
+    // The bot's security group lets nothing in (Socket Mode: no load balancer, no listener).
+    let sg = network.security_groups()[0].clone();
+    let groups = aws.ec2.describe_security_groups().group_ids(&sg).send().await.unwrap();
+    assert!(groups.security_groups()[0].ip_permissions().is_empty(), "an inbound rule on the bot's tasks");
+
+    // The task: the module's role, the config wholly from the environment, the secrets from
+    // Secrets Manager, logs to CloudWatch, a read-only root, not root.
+    let definition = aws.ecs.describe_task_definition().task_definition("fargate-connect-bot").send().await.unwrap();
+    let definition = definition.task_definition().unwrap();
+    assert!(definition.task_role_arn().unwrap().ends_with(":role/fargate-connect-bot/fargate-connect-bot"));
+    let container = &definition.container_definitions()[0];
+    assert!(container.port_mappings().is_empty(), "the bot's task listens for nothing");
+    assert_eq!(container.readonly_root_filesystem(), Some(true));
+    assert_eq!(container.user(), Some("10001:10001"));
+    assert_eq!(container.log_configuration().unwrap().log_driver().as_str(), "awslogs");
+    let toml = container
+        .environment()
+        .iter()
+        .find(|e| e.name() == Some("FARGATE_CONNECT_CONFIG_TOML"))
+        .and_then(|e| e.value())
+        .expect("the config is in the environment");
+    let file = bot::config::parse_file(toml, "$FARGATE_CONNECT_CONFIG_TOML").expect("the written config parses");
+    assert_eq!(file.slack.mode, bot::config::SlackMode::Socket);
+    assert!(file.database.url.starts_with("postgres://fargate_connect@"), "{}", file.database.url);
+    assert!(file.database.url.contains("sslmode=verify-full"), "{}", file.database.url);
+    assert!(!toml.contains("xox") && !toml.contains("password"), "no secret in the config: {toml}");
+    let secrets: Vec<(&str, &str)> =
+        container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
+    let names: Vec<&str> = secrets.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["PGPASSWORD", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"]);
+    assert!(secrets.iter().all(|(_, from)| from.contains(":secretsmanager:")), "{secrets:?}");
+    assert!(secrets[0].1.ends_with(":password::"), "the password key of RDS's secret: {}", secrets[0].1);
+    // The whole config with the secrets as the task gets them validates.
+    let config = bot::config::Config::from_secrets(
+        file,
+        bot::config::SlackSecrets {
+            signing_secret: None,
+            bot_token: bot::config::Secret::new("xoxb-1"),
+            app_token: Some(bot::config::Secret::new("xapp-1")),
+        },
+    );
+    assert!(config.is_ok(), "{:?}", config.err());
+
+    // The ledger: PostgreSQL, Multi-AZ, encrypted, private, reachable from the bot only.
+    let db = &in_state(&state, "aws_db_instance.ledger")["values"];
+    assert_eq!(db["engine"], "postgres");
+    assert_eq!(db["multi_az"], true);
+    assert_eq!(db["storage_encrypted"], true);
+    assert_eq!(db["publicly_accessible"], false);
+    assert_eq!(db["manage_master_user_password"], true);
+    let db_sg = db["vpc_security_group_ids"][0].as_str().unwrap().to_string();
+    let db_groups = aws.ec2.describe_security_groups().group_ids(&db_sg).send().await.unwrap();
+    let ingress = db_groups.security_groups()[0].ip_permissions();
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert_eq!((ingress[0].from_port(), ingress[0].to_port()), (Some(5432), Some(5432)));
+    assert_eq!(ingress[0].user_id_group_pairs()[0].group_id(), Some(sg.as_str()), "PostgreSQL from the bot only");
+
+    // The IAM documents pass the lint.
+    let state_file = work.0.join("state.json");
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    lint_iam(&[&state_file]);
+
+    let (code, text) =
+        terraform(&root, &["plan", "-input=false", "-no-color", "-detailed-exitcode", "-var-file=test.tfvars"]);
+    assert_eq!(code, 0, "a second plan wants changes:\n{text}");
+    ok(&root, &["destroy", "-auto-approve", "-input=false", "-no-color", "-var-file=test.tfvars"]);
+    let left = aws.ecs.describe_services().cluster("fargate-connect-bot").services("fargate-connect-bot").send().await;
+    let active = left.ok().map(|l| l.services().iter().filter(|s| s.status() == Some("ACTIVE")).count()).unwrap_or(0);
+    assert_eq!(active, 0, "the bot's service is gone");
+}

@@ -232,7 +232,7 @@ async fn break_glass_skips_approval_where_allowed_and_tells_the_audit_channel(tr
     t.wait_for_state(&id, RequestState::Ready, WAIT).await;
     let granted = t.slack.wait_for_in(AUDIT, "granted", WAIT).await;
     assert!(granted.all_text().contains("BREAK-GLASS"));
-    assert!(t.ledger.get(&id).await.unwrap().break_glass);
+    assert!(t.ledger.get(&id).await.unwrap().break_glass.0);
     t.stop().await;
 }
 

@@ -97,7 +97,7 @@ impl Verifier {
 }
 
 /// One request in the exported history.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ExportRow {
     pub request_id: String,
     pub requester_id: String,
@@ -138,14 +138,66 @@ pub const EXPORT_COLUMNS: [&str; 17] = [
     "ended_by",
 ];
 
-/// The SQL behind `ExportRow` (times as RFC 3339 UTC), newest first, from `?1` (ms) on.
+/// The SQL behind `ExportRow` (`ExportSource`), newest first, from `$1` (ms) on.
 pub const EXPORT_SQL: &str = "SELECT id AS request_id, requester_id, requester_name, service, cluster, task_arn,
-        container, reason, break_glass != 0 AS break_glass, decided_by AS approver, instance_id, state,
-        strftime('%Y-%m-%dT%H:%M:%SZ', created_at / 1000, 'unixepoch') AS requested_at,
-        strftime('%Y-%m-%dT%H:%M:%SZ', ready_at / 1000, 'unixepoch') AS ready_at,
-        strftime('%Y-%m-%dT%H:%M:%SZ', ended_at / 1000, 'unixepoch') AS ended_at,
+        container, reason, break_glass, decided_by AS approver, instance_id, state, created_at, ready_at, ended_at,
         end_reason AS how_it_ended, ended_by
-     FROM requests WHERE created_at >= ?1 ORDER BY created_at DESC, id";
+     FROM requests WHERE created_at >= $1 ORDER BY created_at DESC, id";
+
+/// A row of `EXPORT_SQL` as stored (times in ms), before it is written out.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExportSource {
+    pub request_id: String,
+    pub requester_id: String,
+    pub requester_name: String,
+    pub service: String,
+    pub cluster: String,
+    pub task_arn: Option<String>,
+    pub container: Option<String>,
+    pub reason: Option<String>,
+    pub break_glass: i64,
+    pub approver: Option<String>,
+    pub instance_id: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub ready_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub how_it_ended: Option<String>,
+    pub ended_by: Option<String>,
+}
+
+/// A ledger time (UTC ms) as RFC 3339 to the second, `2026-11-30T21:48:29Z`.
+pub fn rfc3339_seconds(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+impl From<ExportSource> for ExportRow {
+    fn from(r: ExportSource) -> Self {
+        ExportRow {
+            request_id: r.request_id,
+            requester_id: r.requester_id,
+            requester_name: r.requester_name,
+            service: r.service,
+            cluster: r.cluster,
+            task_arn: r.task_arn,
+            container: r.container,
+            reason: r.reason,
+            break_glass: r.break_glass != 0,
+            approver: r.approver,
+            instance_id: r.instance_id,
+            state: r.state,
+            requested_at: rfc3339_seconds(r.created_at),
+            ready_at: r.ready_at.map(rfc3339_seconds),
+            ended_at: r.ended_at.map(rfc3339_seconds),
+            how_it_ended: r.how_it_ended,
+            ended_by: r.ended_by,
+        }
+    }
+}
 
 /// RFC 4180: quote a field that holds a comma, quote, CR or LF; double its quotes. A field that
 /// a spreadsheet would run as a formula (`=`, `+`, `-`, `@`) gets a leading `'`.

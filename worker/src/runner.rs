@@ -90,8 +90,15 @@ impl Runner {
             // The reaper, on its schedule, one pass at a time, beside the jobs.
             if tokio::time::Instant::now() >= next_reap && reaping.as_ref().is_none_or(|r| r.is_finished()) {
                 let provisioner = self.provisioner.clone();
+                let ledger = self.ledger().clone();
                 let grace = settings.reaper_grace.as_duration();
                 reaping = Some(tokio::spawn(async move {
+                    // One replica sweeps at a time; the others skip this round.
+                    let _held = match ledger.exclusive(crate::ledger::REAPER_LOCK).await {
+                        Ok(Some(held)) => held,
+                        Ok(None) => return tracing::debug!("another replica is reaping"),
+                        Err(e) => return tracing::error!(error = %e, "reaper lock"),
+                    };
                     match crate::reaper::reap(&provisioner, grace).await {
                         Ok(reaped) if reaped != Default::default() => {
                             tracing::warn!(instances = ?reaped.instances, roles = ?reaped.roles, "reaper removed orphans")

@@ -3,7 +3,7 @@
 //! messages a request owns, and the audit chain's readers. Every change is a guarded update
 //! that writes its audit event and outbox rows in the same transaction.
 
-use crate::audit::{ExportRow, Verdict, Verifier, EXPORT_SQL};
+use crate::audit::{ExportRow, ExportSource, Verdict, Verifier, EXPORT_SQL};
 use crate::events::{Moment, Notice};
 use crate::ledger::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, JobKind, Ledger, LedgerError,
@@ -15,16 +15,18 @@ use serde_json::json;
 
 /// Through the `requests_response_url_kept` index, so its cost is what it changes.
 pub const FORGET_RESPONSE_URLS_SQL: &str =
-    "UPDATE requests SET response_url = '' WHERE response_url != '' AND created_at < ?";
+    "UPDATE requests SET response_url = '' WHERE response_url != '' AND created_at < $1";
 
 /// An outbox row's notice once settled: a private answer's `reply_url` (a `response_url`, a
 /// capability to post into someone's Slack) is not kept past its delivery or its failure.
 const FORGET_REPLY_URL: &str =
     "notice = CASE WHEN json_extract(notice, '$.kind') = 'ephemeral' THEN json_set(notice, '$.reply_url', '') ELSE notice END";
+const FORGET_REPLY_URL_PG: &str = "notice = CASE WHEN notice::jsonb ->> 'kind' = 'ephemeral'
+    THEN jsonb_set(notice::jsonb, '{reply_url}', '\"\"')::text ELSE notice END";
 
 /// Requests closed and over an hour old leave what the per-person limits look at: through the
 /// `requests_recent` index, whose rows are only those still `recent`.
-pub const LEAVE_RATE_WINDOW_SQL: &str = "UPDATE requests SET recent = 0 WHERE recent = 1 AND created_at < ?
+pub const LEAVE_RATE_WINDOW_SQL: &str = "UPDATE requests SET recent = 0 WHERE recent = 1 AND created_at < $1
        AND state NOT IN ('requested','awaiting_approval','approved','provisioning','ready')";
 
 /// What [`Ledger::age_requests`] changed.
@@ -78,15 +80,15 @@ const OPEN_STATES: &str = "('requested','awaiting_approval','approved','provisio
 /// `INDEXED BY`: the planner's statistics sometimes favour `requests_due` (state) and a sort;
 /// the partial index answers the range in order, however many requests wait.
 const DUE_APPROVALS_SQL: &str = "SELECT id FROM requests INDEXED BY requests_decide
-     WHERE state = 'awaiting_approval' AND decide_by <= ? ORDER BY decide_by";
+     WHERE state = 'awaiting_approval' AND decide_by <= $1 ORDER BY decide_by";
 /// Requests waiting for a decision past half their time to decide, not yet reminded: a scan
 /// of the partial index, which holds only the requests waiting (bounded by `limits`).
 const DUE_APPROVER_REMINDERS_SQL: &str = "SELECT id FROM requests INDEXED BY requests_decide
-     WHERE state = 'awaiting_approval' AND approvers_reminded_at IS NULL AND created_at + decide_by <= 2 * ?
+     WHERE state = 'awaiting_approval' AND approvers_reminded_at IS NULL AND created_at + decide_by <= 2 * $1
      ORDER BY decide_by";
 /// Only time boxes longer than the lead get a reminder: for a shorter one it would come at once.
-const DUE_REMINDERS_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ?1
-       AND reminded_at IS NULL AND expires_at - ready_at > ?2 ORDER BY expires_at";
+const DUE_REMINDERS_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= $1
+       AND reminded_at IS NULL AND expires_at - ready_at > $2 ORDER BY expires_at";
 
 impl Ledger {
     /// Approve or deny, as `approver`. Exactly one decision is recorded however many clicks
@@ -99,14 +101,14 @@ impl Ledger {
             let request = fetch(&mut tx, id).await?;
             return Ok(Decided::Already(Box::new(request)));
         }
-        sqlx::query("UPDATE requests SET decided_by = ?, decided_at = ? WHERE id = ?")
+        sqlx::query("UPDATE requests SET decided_by = $1, decided_at = $2 WHERE id = $3")
             .bind(approver)
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
         if !approve {
-            sqlx::query("UPDATE requests SET ended_at = ?, end_reason = 'denied', ended_by = ? WHERE id = ?")
+            sqlx::query("UPDATE requests SET ended_at = $1, end_reason = 'denied', ended_by = $2 WHERE id = $3")
                 .bind(now)
                 .bind(approver)
                 .bind(id)
@@ -142,7 +144,7 @@ impl Ledger {
         let mut moved = Vec::new();
         for id in due {
             if guarded(&mut tx, &id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await? {
-                sqlx::query("UPDATE requests SET ended_at = ?, end_reason = 'approval_expired' WHERE id = ?")
+                sqlx::query("UPDATE requests SET ended_at = $1, end_reason = 'approval_expired' WHERE id = $2")
                     .bind(now)
                     .bind(&id)
                     .execute(&mut *tx)
@@ -170,8 +172,8 @@ impl Ledger {
         let mut reminded = Vec::new();
         for id in due {
             let changed = sqlx::query(
-                "UPDATE requests SET approvers_reminded_at = ?
-                 WHERE id = ? AND state = 'awaiting_approval' AND approvers_reminded_at IS NULL",
+                "UPDATE requests SET approvers_reminded_at = $1
+                 WHERE id = $2 AND state = 'awaiting_approval' AND approvers_reminded_at IS NULL",
             )
             .bind(now)
             .bind(&id)
@@ -198,7 +200,7 @@ impl Ledger {
         if !guarded(&mut tx, id, &[RequestState::AwaitingApproval], RequestState::Cancelled, now).await? {
             return Ok(false);
         }
-        sqlx::query("UPDATE requests SET ended_at = ?, end_reason = 'approvals_unreachable' WHERE id = ?")
+        sqlx::query("UPDATE requests SET ended_at = $1, end_reason = 'approvals_unreachable' WHERE id = $2")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -223,7 +225,7 @@ impl Ledger {
         let mut reminded = Vec::new();
         for id in due {
             let changed = sqlx::query(
-                "UPDATE requests SET reminded_at = ? WHERE id = ? AND state = 'ready' AND reminded_at IS NULL",
+                "UPDATE requests SET reminded_at = $1 WHERE id = $2 AND state = 'ready' AND reminded_at IS NULL",
             )
             .bind(now)
             .bind(&id)
@@ -260,8 +262,8 @@ impl Ledger {
             return Ok(Extended::TooLong { max_secs, can_add_secs });
         }
         let changed = sqlx::query(
-            "UPDATE requests SET expires_at = ?, reminded_at = NULL, updated_at = ?
-             WHERE id = ? AND state = 'ready' AND expires_at = ?",
+            "UPDATE requests SET expires_at = $1, reminded_at = NULL, updated_at = $2
+             WHERE id = $3 AND state = 'ready' AND expires_at = $4",
         )
         .bind(new_expiry)
         .bind(now)
@@ -305,7 +307,7 @@ impl Ledger {
                 let state = fetch(&mut tx, id).await?.state();
                 return Ok(Ended::AlreadyOver(state));
             };
-        sqlx::query("UPDATE requests SET end_reason = ?, ended_by = ? WHERE id = ?")
+        sqlx::query("UPDATE requests SET end_reason = $1, ended_by = $2 WHERE id = $3")
             .bind(reason)
             .bind(actor)
             .bind(id)
@@ -313,7 +315,7 @@ impl Ledger {
             .await?;
         append_audit(&mut tx, id, actor, "end_requested", json!({"reason": reason}), now).await?;
         if to == RequestState::Cancelled {
-            sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE requests SET ended_at = $1 WHERE id = $2").bind(now).bind(id).execute(&mut *tx).await?;
             push_outbox(&mut tx, Some(id), &Notice::ApprovalCard, now).await?;
             // Nothing to tear down, so no later "ended": a requester whose request someone else
             // cancelled is told now (one who clicked Cancel saw it happen).
@@ -376,7 +378,7 @@ impl Ledger {
     /// Open requests, of `user` or (None) of everyone, newest first.
     pub async fn open_requests(&self, user: Option<&str>) -> Result<Vec<Request>, LedgerError> {
         let sql = format!(
-            "SELECT * FROM requests WHERE state IN {OPEN_STATES} AND (?1 IS NULL OR requester_id = ?1)
+            "SELECT * FROM requests WHERE state IN {OPEN_STATES} AND ($1 IS NULL OR requester_id = $1)
              ORDER BY created_at DESC LIMIT 100"
         );
         Ok(sqlx::query_as(&sql).bind(user).fetch_all(self.pool()).await?)
@@ -396,9 +398,9 @@ impl Ledger {
     /// The access history, newest first.
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Request>, LedgerError> {
         Ok(sqlx::query_as(
-            "SELECT * FROM requests WHERE created_at >= ?1 AND (?2 IS NULL OR service = ?2)
-               AND (?3 IS NULL OR requester_id = ?3)
-             ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5",
+            "SELECT * FROM requests WHERE created_at >= $1 AND ($2 IS NULL OR service = $2)
+               AND ($3 IS NULL OR requester_id = $3)
+             ORDER BY created_at DESC, id LIMIT $4 OFFSET $5",
         )
         .bind(q.since_ms)
         .bind(&q.service)
@@ -412,12 +414,12 @@ impl Ledger {
     /// A request by the id people see (`fc-xxxxxxxx`, or just the part after `fc-`).
     pub async fn find(&self, shown: &str) -> Result<Option<Request>, LedgerError> {
         let id = if shown.starts_with("fc-") { shown.to_string() } else { format!("fc-{shown}") };
-        Ok(sqlx::query_as("SELECT * FROM requests WHERE id = ?").bind(id).fetch_optional(self.pool()).await?)
+        Ok(sqlx::query_as("SELECT * FROM requests WHERE id = $1").bind(id).fetch_optional(self.pool()).await?)
     }
 
     /// The message posted for `kind` (`requester`, `approval`) of a request, if any.
     pub async fn slack_message(&self, request_id: &str, kind: &str) -> Result<Option<(String, String)>, LedgerError> {
-        Ok(sqlx::query_as("SELECT channel, ts FROM slack_messages WHERE request_id = ? AND kind = ?")
+        Ok(sqlx::query_as("SELECT channel, ts FROM slack_messages WHERE request_id = $1 AND kind = $2")
             .bind(request_id)
             .bind(kind)
             .fetch_optional(self.pool())
@@ -437,7 +439,8 @@ impl Ledger {
 
     /// The history of requests created since `since_ms`, newest first, for export.
     pub async fn export(&self, since_ms: i64) -> Result<Vec<ExportRow>, LedgerError> {
-        Ok(sqlx::query_as(EXPORT_SQL).bind(since_ms).fetch_all(self.pool()).await?)
+        let rows: Vec<ExportSource> = sqlx::query_as(EXPORT_SQL).bind(since_ms).fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(ExportRow::from).collect())
     }
 }
 
@@ -521,6 +524,7 @@ impl Ledger {
         if settlements.is_empty() {
             return Ok(());
         }
+        let forget = self.backend().pick(FORGET_REPLY_URL, FORGET_REPLY_URL_PG);
         let mut tx = self.write().await?;
         let now = now_ms();
         for s in settlements {
@@ -528,7 +532,7 @@ impl Ledger {
                 Settlement::Delivered { id, via_response_url, covers, posted } => {
                     if let Some(p) = posted {
                         sqlx::query(
-                            "INSERT INTO slack_messages (request_id, kind, channel, ts) VALUES (?, ?, ?, ?)
+                            "INSERT INTO slack_messages (request_id, kind, channel, ts) VALUES ($1, $2, $3, $4)
                              ON CONFLICT (request_id, kind) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
                         )
                         .bind(&p.request_id)
@@ -539,7 +543,7 @@ impl Ledger {
                         .await?;
                     }
                     let sql = format!(
-                        "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, via = ?, {FORGET_REPLY_URL} WHERE id = ?"
+                        "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, via = $2, {forget} WHERE id = $3"
                     );
                     sqlx::query(&sql)
                         .bind(now)
@@ -549,8 +553,8 @@ impl Ledger {
                         .await?;
                     if let Some((request_id, notice, upto)) = covers {
                         sqlx::query(
-                            "UPDATE outbox SET delivered_at = ?, via = 'web_api' WHERE request_id = ? AND notice = ?
-                               AND id <= ? AND delivered_at IS NULL AND failed_at IS NULL",
+                            "UPDATE outbox SET delivered_at = $1, via = 'web_api' WHERE request_id = $2 AND notice = $3
+                               AND id <= $4 AND delivered_at IS NULL AND failed_at IS NULL",
                         )
                         .bind(now)
                         .bind(request_id)
@@ -562,7 +566,7 @@ impl Ledger {
                 }
                 Settlement::Retry { id, after, error } => {
                     sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3",
                     )
                     .bind(now + after.as_millis() as i64)
                     .bind(error)
@@ -572,7 +576,7 @@ impl Ledger {
                 }
                 Settlement::Failed { id, error } => {
                     let sql = format!(
-                        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?, last_error = ?, {FORGET_REPLY_URL} WHERE id = ?"
+                        "UPDATE outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2, {forget} WHERE id = $3"
                     );
                     sqlx::query(&sql).bind(now).bind(error).bind(id).execute(&mut *tx).await?;
                 }

@@ -10,7 +10,7 @@ use crate::ids::{RequestId, RequestIds};
 use crate::state::RequestState;
 use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
-use sqlx::sqlite::SqlitePool;
+use sqlx::AnyPool;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub(super) const OPEN_REQUEST_ID_SQL: &str =
 /// ?1 (the cap: all the check needs, so its cost is bounded by the cap): the `requests_due`
 /// index.
 pub(super) const LIVE_SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM requests
-       WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready','ending') LIMIT ?1)";
+       WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready','ending') LIMIT ?1) AS live";
 /// One person's open requests (`limits.open_per_person`), their requests since ?2 and the
 /// oldest of those (`limits.per_person_per_hour`), in one look at the
 /// `requests_recent_by_requester` index: it holds only what is open or under an hour old
@@ -36,6 +36,19 @@ pub(super) const PERSON_SQL: &str = "SELECT
        COUNT(*) FILTER (WHERE state IN ('requested','awaiting_approval','approved','provisioning','ready')),
        COUNT(*) FILTER (WHERE created_at > ?2), MIN(created_at) FILTER (WHERE created_at > ?2)
      FROM requests WHERE requester_id = ?1 AND recent = 1";
+/// A new request; a second open request of the same person and service (the partial unique
+/// index `requests_recent_by_requester`) or an id already taken is skipped by ON CONFLICT, and
+/// the open-request lookup tells which.
+pub(super) const INSERT_REQUEST_SQL: &str = "INSERT INTO requests (id, state, requester_id, requester_name,
+        team_id, channel_id, service, cluster, container, requested_task, ttl_secs, response_url, created_at,
+        updated_at, max_ttl_secs, reason, break_glass, approvals_channel, decide_by)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)
+     ON CONFLICT DO NOTHING";
+pub(super) const AUDIT_REQUESTED_SQL: &str = "INSERT INTO audit_events (request_id, at, actor, kind, detail,
+        prev_hash, hash) VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6)";
+pub(super) const PROVISION_JOB_SQL: &str = "INSERT INTO jobs (request_id, kind, run_at) VALUES (?1, 'provision', ?2)";
+pub(super) const OUTBOX_SQL: &str =
+    "INSERT INTO outbox (request_id, notice, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)";
 /// How often the WAL is copied into the database beside the intake (`checkpointer`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Bytes the WAL file is cut back to when it starts again (64 MiB).
@@ -96,7 +109,7 @@ pub(super) fn intake_writer(path: PathBuf, mut queue: mpsc::Receiver<Intake>, ch
 /// Copies the WAL into the database every `CHECKPOINT_EVERY`, off the intake's commit path
 /// (PASSIVE: it never waits for, nor blocks, a writer), and counts each one in `done` for
 /// [`WalRestart`]. Ends when the pool is closed.
-pub(super) async fn checkpointer(pool: SqlitePool, done: Arc<AtomicU64>) {
+pub(super) async fn checkpointer(pool: AnyPool, done: Arc<AtomicU64>) {
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
@@ -218,22 +231,32 @@ fn over_limit(
     new: &NewRequest,
     now: i64,
 ) -> rusqlite::Result<Option<LimitReached>> {
+    let counts = person.query_row(rusqlite::params![new.requester_id, now - RATE_WINDOW_MS], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
+    Ok(first_limit(new, live, counts, now))
+}
+
+/// The first limit `new` would go over, from `live` bastions and the person's
+/// `(open, recent, oldest recent)` requests (`PERSON_SQL`).
+pub(super) fn first_limit(
+    new: &NewRequest,
+    live: i64,
+    (open, recent, oldest): (i64, i64, Option<i64>),
+    now: i64,
+) -> Option<LimitReached> {
     let limits = new.limits;
-    let (open, recent, oldest): (i64, i64, Option<i64>) = person
-        .query_row(rusqlite::params![new.requester_id, now - RATE_WINDOW_MS], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?;
     if open >= limits.open_per_person {
-        return Ok(Some(LimitReached::OpenPerPerson { limit: limits.open_per_person }));
+        return Some(LimitReached::OpenPerPerson { limit: limits.open_per_person });
     }
     if recent >= limits.per_person_per_hour {
         let retry_at = oldest.unwrap_or(now) + RATE_WINDOW_MS;
-        return Ok(Some(LimitReached::PerPersonPerHour { limit: limits.per_person_per_hour, retry_at }));
+        return Some(LimitReached::PerPersonPerHour { limit: limits.per_person_per_hour, retry_at });
     }
     if live >= limits.live_bastions {
-        return Ok(Some(LimitReached::LiveBastions { limit: limits.live_bastions }));
+        return Some(LimitReached::LiveBastions { limit: limits.live_bastions });
     }
-    Ok(None)
+    None
 }
 
 /// Writes one batch. `live` is the writer's count of live bastions from the last batch: only
@@ -255,22 +278,11 @@ fn write_batch(
         // A second open request of the same person and service (the partial unique index
         // `requests_recent_by_requester`) or an id already taken is skipped by ON CONFLICT;
         // the open-request lookup tells which.
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO requests (id, state, requester_id, requester_name, team_id, channel_id,
-                service, cluster, container, requested_task, ttl_secs, response_url, created_at, updated_at,
-                max_ttl_secs, reason, break_glass, approvals_channel, decide_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)
-             ON CONFLICT DO NOTHING",
-        )?;
+        let mut insert = tx.prepare_cached(INSERT_REQUEST_SQL)?;
         let mut open = tx.prepare_cached(OPEN_REQUEST_ID_SQL)?;
-        let mut audit = tx.prepare_cached(
-            "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash)
-             VALUES (?1, ?2, ?3, 'requested', ?4, ?5, ?6)",
-        )?;
-        let mut job = tx.prepare_cached("INSERT INTO jobs (request_id, kind, run_at) VALUES (?1, 'provision', ?2)")?;
-        let mut outbox = tx.prepare_cached(
-            "INSERT INTO outbox (request_id, notice, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?3)",
-        )?;
+        let mut audit = tx.prepare_cached(AUDIT_REQUESTED_SQL)?;
+        let mut job = tx.prepare_cached(PROVISION_JOB_SQL)?;
+        let mut outbox = tx.prepare_cached(OUTBOX_SQL)?;
         let mut last_hash: Option<String> = tx.query_row(LAST_HASH_SQL, [], |row| row.get(0)).optional()?.flatten();
         let mut person = tx.prepare_cached(PERSON_SQL)?;
         let mut count_live = tx.prepare_cached(LIVE_SQL)?;
@@ -337,21 +349,7 @@ fn write_batch(
                         job.execute(rusqlite::params![id.as_str(), now])?;
                     }
                     live_now = Some(count + 1);
-                    if new.break_glass {
-                        let line = Notice::AuditLine {
-                            text: format!(
-                                "{}: {}",
-                                Subject {
-                                    requester: &new.requester_id,
-                                    service: &new.service,
-                                    cluster: &new.cluster,
-                                    request: id.as_str(),
-                                }
-                                .line(":rotating_light: BREAK-GLASS, without approval", None),
-                                crate::audit_line::person_text(new.reason.as_deref().unwrap_or(""))
-                            ),
-                        };
-                        let line = serde_json::to_string(&line).expect("a notice serializes");
+                    if let Some(line) = break_glass_line(new, id.as_str()) {
                         outbox.execute(rusqlite::params![id.as_str(), line, now])?;
                     }
                     break Written::Created(Box::new(stored_request(new, id.as_str(), now)));
@@ -372,10 +370,27 @@ fn write_batch(
     Ok(outcomes)
 }
 
-const CARD_JSON: &str = r#"{"kind":"card"}"#;
-const APPROVAL_CARD_JSON: &str = r#"{"kind":"approval_card"}"#;
+/// The audit channel's line for a request that skipped approval (break-glass), as an outbox
+/// notice.
+pub(super) fn break_glass_line(new: &NewRequest, id: &str) -> Option<String> {
+    if !new.break_glass {
+        return None;
+    }
+    let subject = Subject { requester: &new.requester_id, service: &new.service, cluster: &new.cluster, request: id };
+    let line = Notice::AuditLine {
+        text: format!(
+            "{}: {}",
+            subject.line(":rotating_light: BREAK-GLASS, without approval", None),
+            crate::audit_line::person_text(new.reason.as_deref().unwrap_or(""))
+        ),
+    };
+    Some(serde_json::to_string(&line).expect("a notice serializes"))
+}
 
-fn requested_detail(new: &NewRequest) -> Value {
+pub(super) const CARD_JSON: &str = r#"{"kind":"card"}"#;
+pub(super) const APPROVAL_CARD_JSON: &str = r#"{"kind":"approval_card"}"#;
+
+pub(super) fn requested_detail(new: &NewRequest) -> Value {
     json!({
         "service": new.service, "cluster": new.cluster, "container": new.container, "task": new.task,
         "ttl_secs": new.ttl_secs, "channel_id": new.channel_id,
@@ -385,7 +400,7 @@ fn requested_detail(new: &NewRequest) -> Value {
 }
 
 /// The row just inserted for `new`, without reading it back.
-fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
+pub(super) fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
     Request {
         id: id.to_string(),
         state: StateColumn(if new.approval.is_some() {
@@ -416,7 +431,7 @@ fn stored_request(new: &NewRequest, id: &str, now: i64) -> Request {
         warnings: None,
         end_reason: None,
         reason: new.reason.clone(),
-        break_glass: new.break_glass,
+        break_glass: super::Flag(new.break_glass),
         approvals_channel: new.approval.as_ref().map(|a| a.channel.clone()),
         decide_by: new.approval.as_ref().map(|a| a.decide_by_ms),
         decided_by: None,

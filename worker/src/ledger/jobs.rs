@@ -8,20 +8,31 @@
 //! instead of sleeping in a worker slot.
 
 use super::{now_ms, Ledger, LedgerError};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use std::time::Duration;
 
 /// Claims the earliest due job whose kind is (`?4 = 1`) or is not (`?4 = 0`) a teardown: the
 /// two have their own slots, so a teardown never waits behind provisioning. `run_at` moves to
 /// the lease's end, so `MIN(run_at)` is when the next job may be claimed (a crashed worker's
 /// included) and the runner can sleep until then.
-pub(super) const CLAIM_JOB_SQL: &str = "UPDATE jobs SET lease_until = ?1, run_at = ?1, lease_token = ?5,
-            attempts = attempts + 1
-     WHERE id = (SELECT id FROM jobs WHERE run_at <= ?2
-                   AND (lease_until IS NULL OR lease_until < ?3)
-                   AND (kind = 'teardown') = ?4
-                 ORDER BY run_at, id LIMIT 1)
-     RETURNING id, request_id, kind, attempts, COALESCE(covers, generation), lease_token, progress";
+macro_rules! claim_job_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET lease_until = $1, run_at = $1, lease_token = $5, attempts = attempts + 1
+             WHERE id = (SELECT id FROM jobs WHERE run_at <= $2
+                           AND (lease_until IS NULL OR lease_until < $3)
+                           AND (kind = 'teardown') = $4
+                         ORDER BY run_at, id LIMIT 1 ",
+            $lock,
+            ")
+             RETURNING id, request_id, kind, attempts, COALESCE(covers, generation), lease_token, progress"
+        )
+    };
+}
+pub(super) const CLAIM_JOB_SQL: &str = claim_job_sql!("");
+/// PostgreSQL: replicas claiming at once each take a different row (`SKIP LOCKED`); without it
+/// the second would wait for the first's row and then take it too.
+pub(super) const CLAIM_JOB_SQL_PG: &str = claim_job_sql!("FOR UPDATE SKIP LOCKED");
 pub(super) const NEXT_JOB_SQL: &str = "SELECT MIN(run_at) FROM jobs";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +106,7 @@ impl Ledger {
     pub async fn claim_job(&self, lease: Duration, teardown: bool) -> Result<Option<Job>, LedgerError> {
         let now = now_ms();
         let token: i64 = rand::random::<i64>() & i64::MAX;
-        let row: Option<ClaimedRow> = sqlx::query_as(CLAIM_JOB_SQL)
+        let row: Option<ClaimedRow> = sqlx::query_as(self.backend.pick(CLAIM_JOB_SQL, CLAIM_JOB_SQL_PG))
             .bind(now + lease.as_millis() as i64)
             .bind(now)
             .bind(now)
@@ -110,7 +121,7 @@ impl Ledger {
     /// Extends the lease, if it is still ours.
     pub async fn renew_lease(&self, job: &Job, lease: Duration) -> Result<Lease, LedgerError> {
         let until = now_ms() + lease.as_millis() as i64;
-        let rows = sqlx::query("UPDATE jobs SET lease_until = ?, run_at = ? WHERE id = ? AND lease_token = ?")
+        let rows = sqlx::query("UPDATE jobs SET lease_until = $1, run_at = $2 WHERE id = $3 AND lease_token = $4")
             .bind(until)
             .bind(until)
             .bind(job.id)
@@ -124,7 +135,7 @@ impl Ledger {
     /// The run succeeded. The row goes, unless the job was asked for again while it ran (a
     /// newer generation): then it is due again at once, with its attempts counted afresh.
     pub async fn complete_job(&self, job: &Job) -> Result<Lease, LedgerError> {
-        let deleted = sqlx::query("DELETE FROM jobs WHERE id = ? AND generation = ? AND lease_token = ?")
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND generation = $2 AND lease_token = $3")
             .bind(job.id)
             .bind(job.generation)
             .bind(job.lease_token)
@@ -135,9 +146,9 @@ impl Ledger {
             return Ok(Lease::Held);
         }
         let rows = sqlx::query(
-            "UPDATE jobs SET run_at = ?, lease_until = NULL, lease_token = NULL, attempts = 0, progress = NULL,
+            "UPDATE jobs SET run_at = $1, lease_until = NULL, lease_token = NULL, attempts = 0, progress = NULL,
                     covers = NULL
-             WHERE id = ? AND lease_token = ?",
+             WHERE id = $2 AND lease_token = $3",
         )
         .bind(now_ms())
         .bind(job.id)
@@ -155,9 +166,9 @@ impl Ledger {
     /// it waited for may be what failed).
     pub async fn retry_job(&self, job: &Job, after: Duration, error: &str) -> Result<Lease, LedgerError> {
         let rows = sqlx::query(
-            "UPDATE jobs SET run_at = ?, lease_until = NULL, lease_token = NULL, last_error = ?,
+            "UPDATE jobs SET run_at = $1, lease_until = NULL, lease_token = NULL, last_error = $2,
                     progress = NULL, covers = NULL
-             WHERE id = ? AND lease_token = ?",
+             WHERE id = $3 AND lease_token = $4",
         )
         .bind(now_ms() + after.as_millis() as i64)
         .bind(error)
@@ -173,9 +184,9 @@ impl Ledger {
     /// back and runs again after `after` from `progress`. Waiting is not an attempt.
     pub async fn postpone_job(&self, job: &Job, after: Duration, progress: &str) -> Result<Lease, LedgerError> {
         let rows = sqlx::query(
-            "UPDATE jobs SET run_at = ?, lease_until = NULL, lease_token = NULL, progress = ?,
-                    attempts = MAX(attempts - 1, 0), covers = ?
-             WHERE id = ? AND lease_token = ?",
+            "UPDATE jobs SET run_at = $1, lease_until = NULL, lease_token = NULL, progress = $2,
+                    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, covers = $3
+             WHERE id = $4 AND lease_token = $5",
         )
         .bind(now_ms() + after.as_millis() as i64)
         .bind(progress)
@@ -199,16 +210,20 @@ impl Ledger {
 /// claimable before, and `next_job_at` must not say otherwise) and a new generation, so a
 /// running one runs again.
 pub(crate) async fn enqueue_job(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     request_id: &str,
     kind: JobKind,
     run_at: i64,
 ) -> Result<(), LedgerError> {
     sqlx::query(
-        "INSERT INTO jobs (request_id, kind, run_at) VALUES (?, ?, ?)
+        "INSERT INTO jobs (request_id, kind, run_at) VALUES ($1, $2, $3)
          ON CONFLICT (request_id, kind) DO UPDATE SET
-             run_at = MAX(MIN(run_at, excluded.run_at), COALESCE(lease_until, 0)),
-             generation = generation + 1",
+             run_at = CASE
+                 WHEN COALESCE(jobs.lease_until, 0) > CASE WHEN excluded.run_at < jobs.run_at THEN excluded.run_at ELSE jobs.run_at END
+                 THEN jobs.lease_until
+                 ELSE CASE WHEN excluded.run_at < jobs.run_at THEN excluded.run_at ELSE jobs.run_at END
+             END,
+             generation = jobs.generation + 1",
     )
     .bind(request_id)
     .bind(kind.as_str())

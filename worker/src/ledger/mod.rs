@@ -1,13 +1,19 @@
-//! The ledger: SQLite (WAL, `synchronous=FULL`) holding requests, their audit history, the
-//! worker's jobs and the outbox. Every state change is a guarded update that writes its audit
+//! The ledger: SQLite (WAL, `synchronous=FULL`) or PostgreSQL (several replicas on one
+//! database) holding requests, their audit history, the worker's jobs and the outbox. Every state change is a guarded update that writes its audit
 //! event (and, where Slack must hear of it, an outbox row) in the same transaction; zero rows
 //! changed means someone else won and nothing is written.
+//!
+//! Both run the same SQL through sqlx's `Any` driver (`$1` placeholders, portable SQL; the few
+//! statements that differ are chosen by [`Backend`]). Writers are serialized on both: SQLite by
+//! `BEGIN IMMEDIATE`, PostgreSQL by a transaction-scoped advisory lock taken first, so a
+//! transaction's reads see every earlier write and the audit chain stays one chain.
 //!
 //! This file holds what every part shares (the types, opening the database, the guarded update
 //! and the audit append); `intake` writes new requests in groups, `requests` moves them through
 //! their states, `jobs` hands the worker its jobs and `outbox` the notifier its messages.
 
 mod intake;
+mod intake_pg;
 mod jobs;
 mod outbox;
 mod requests;
@@ -23,8 +29,10 @@ use crate::audit_line::Subject;
 use crate::events::LaunchInfo;
 use crate::state::RequestState;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, FromRow, Sqlite, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Any, ConnectOptions, Connection, Executor, FromRow, Transaction};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
@@ -46,6 +54,8 @@ pub enum LedgerError {
     Closed,
     #[error("the batch this request was written in failed: {0}")]
     Batch(String),
+    #[error("{0}")]
+    Url(String),
 }
 
 /// The database file behind a `sqlite:` URL.
@@ -58,10 +68,60 @@ pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 
+/// Which database holds the ledger, from the scheme of `database.url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:…`: one process, the embedded default.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`: any number of replicas on one database.
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Self, LedgerError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(LedgerError::Url(format!(
+                "database.url must start with sqlite: or postgres:// (it starts with `{scheme}:`)"
+            ))),
+        }
+    }
+
+    /// One of two spellings of a statement: SQLite's, PostgreSQL's.
+    pub fn pick(self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        }
+    }
+}
+
+/// `url` with its password (`postgres://user:password@host/…`) hidden, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let hidden = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The advisory lock every PostgreSQL write transaction takes first (`Ledger::write`): one
+/// writer at a time, as on SQLite. An arbitrary constant ("fc-ledg").
+pub(crate) const WRITER_LOCK: i64 = 0x6663_2d6c_6564_67;
+
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    pool: SqlitePool,
+    pool: AnyPool,
     intake: mpsc::Sender<Intake>,
+    backend: Backend,
 }
 
 /// A new request waiting for the intake writer, with where to send its outcome.
@@ -106,7 +166,8 @@ pub struct Request {
     pub warnings: Option<String>,
     pub end_reason: Option<String>,
     pub reason: Option<String>,
-    pub break_glass: bool,
+    #[sqlx(try_from = "i64")]
+    pub break_glass: Flag,
     pub approvals_channel: Option<String>,
     pub decide_by: Option<i64>,
     pub decided_by: Option<String>,
@@ -118,6 +179,18 @@ pub struct Request {
     pub hard_stop_at: Option<i64>,
     /// When the requester was told it is ready (the time box starts then).
     pub told_at: Option<i64>,
+}
+
+/// A yes/no column, stored as 0/1 on both backends (the `Any` driver reads SQLite's integers
+/// as integers, never as booleans).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl TryFrom<i64> for Flag {
+    type Error = std::convert::Infallible;
+    fn try_from(n: i64) -> Result<Self, Self::Error> {
+        Ok(Flag(n != 0))
+    }
 }
 
 /// `RequestState` as read from its text column.
@@ -240,17 +313,36 @@ const WORKER: &str = "worker";
 impl Ledger {
     /// Opens (creating if missing) the database at `url` and applies the migrations.
     pub async fn open(url: &str) -> Result<Self, LedgerError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        sqlx::any::install_default_drivers();
+        match Backend::of(url)? {
+            Backend::Sqlite => Self::open_sqlite(url).await,
+            Backend::Postgres => Self::open_postgres(url).await,
+        }
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Self, LedgerError> {
+        // The file is created, and switched to WAL (which lasts), before the pool opens it.
+        SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // 256 KiB of page cache per connection: the loops read little (through indexes),
-            // and memory is a budget (docs/PERFORMANCE.md).
-            .pragma("cache_size", "-256");
-        let pool = SqlitePoolOptions::new()
+            .connect()
+            .await?
+            .close()
+            .await?;
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // 256 KiB of page cache per connection: the loops read little (through
+                    // indexes), and memory is a budget (docs/PERFORMANCE.md).
+                    conn.execute(
+                        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
+                         PRAGMA cache_size = -256;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             // sqlx 0.8 `begin_with`: a future dropped after its BEGIN ran but before it handed
             // over the transaction (a Slack client hanging up, a job stopped at shutdown) puts
             // the connection back still inside it, holding SQLite's one write lock for good.
@@ -262,7 +354,7 @@ impl Ledger {
                     Ok(!conn.is_in_transaction())
                 })
             })
-            .connect_with(options)
+            .connect(url)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         let (intake, queue) = mpsc::channel(4 * intake::INTAKE_BATCH);
@@ -273,17 +365,60 @@ impl Ledger {
             .name("ledger-intake".into())
             .spawn(move || intake::intake_writer(path, queue, checkpoints))
             .map_err(|e| LedgerError::Batch(format!("cannot start the intake writer: {e}")))?;
-        Ok(Self { pool, intake })
+        Ok(Self { pool, intake, backend: Backend::Sqlite })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    async fn open_postgres(url: &str) -> Result<Self, LedgerError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+            .connect(url)
+            .await?;
+        // Replicas starting together: the migrator takes its own advisory lock on PostgreSQL.
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        let (intake, queue) = mpsc::channel(4 * intake::INTAKE_BATCH);
+        tokio::spawn(intake_pg::intake_writer(pool.clone(), queue));
+        Ok(Self { pool, intake, backend: Backend::Postgres })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// A write transaction that takes the write lock up front, so it never fails half-way
-    /// on a lock upgrade.
-    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction that holds the one writer's place from its first statement: on
+    /// SQLite it takes the write lock up front (so it never fails half-way on a lock upgrade),
+    /// on PostgreSQL the writer's advisory lock.
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Any>, LedgerError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                take_writer_lock(&mut tx).await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// Holds `lock` among all replicas while the returned guard lives, or None when another
+    /// replica holds it now (PostgreSQL: a transaction-scoped advisory lock, given up when the
+    /// guard's transaction ends). On SQLite, one process holds the ledger: always granted.
+    pub async fn exclusive(&self, lock: i64) -> Result<Option<Exclusive>, LedgerError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(Exclusive(None)));
+        }
+        let mut tx = self.pool.begin().await?;
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(lock).fetch_one(&mut *tx).await?;
+        Ok(held.then_some(Exclusive(Some(tx))))
     }
 
     pub async fn ping(&self) -> Result<(), LedgerError> {
@@ -292,8 +427,21 @@ impl Ledger {
     }
 }
 
-pub(crate) async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<Request, LedgerError> {
-    sqlx::query_as("SELECT * FROM requests WHERE id = ?")
+/// An advisory lock held among replicas (`Ledger::exclusive`); dropped, it is given up.
+#[derive(Debug)]
+pub struct Exclusive(#[allow(dead_code)] Option<Transaction<'static, Any>>);
+
+/// The reaper's lock: one replica sweeps at a time ("fc-reap").
+pub const REAPER_LOCK: i64 = 0x6663_2d72_6561_70;
+
+/// PostgreSQL: waits for, then holds until the transaction ends, the one writer's place.
+pub(crate) async fn take_writer_lock(tx: &mut Transaction<'_, Any>) -> Result<(), LedgerError> {
+    sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l").bind(WRITER_LOCK).execute(&mut **tx).await?;
+    Ok(())
+}
+
+pub(crate) async fn fetch(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Request, LedgerError> {
+    sqlx::query_as("SELECT * FROM requests WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
@@ -301,14 +449,14 @@ pub(crate) async fn fetch(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Re
 }
 
 pub(crate) async fn guarded(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     id: &str,
     from: &[RequestState],
     to: RequestState,
     now: i64,
 ) -> Result<bool, LedgerError> {
-    let placeholders = vec!["?"; from.len()].join(",");
-    let sql = format!("UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state IN ({placeholders})");
+    let placeholders = (0..from.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(",");
+    let sql = format!("UPDATE requests SET state = $1, updated_at = $2 WHERE id = $3 AND state IN ({placeholders})");
     let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(id);
     for state in from {
         query = query.bind(state.as_str());
@@ -317,7 +465,7 @@ pub(crate) async fn guarded(
 }
 
 pub(crate) async fn append_audit(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     request_id: &str,
     actor: &str,
     kind: &str,
@@ -330,7 +478,7 @@ pub(crate) async fn append_audit(
 /// Appends an event linked to the one before it (the write transaction holds the lock, so
 /// "the one before" cannot change underneath).
 pub(crate) async fn append_audit_opt(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     request_id: Option<&str>,
     actor: &str,
     kind: &str,
@@ -342,7 +490,7 @@ pub(crate) async fn append_audit_opt(
     let detail = detail.to_string();
     let hash = crate::audit::event_hash(prev.as_deref(), request_id, at, actor, kind, &detail);
     sqlx::query(
-        "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_events (request_id, at, actor, kind, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(request_id)
     .bind(at)

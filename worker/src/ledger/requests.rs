@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 // The queries the loops run every tick; a test holds each to an index (EXPLAIN QUERY PLAN),
 // so their cost stays flat however many requests the ledger holds.
 pub(super) const EXPIRE_DUE_SQL: &str =
-    "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= ? ORDER BY expires_at";
+    "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= $1 ORDER BY expires_at";
 pub(super) const NEXT_EXPIRY_SQL: &str = "SELECT MIN(expires_at) FROM requests WHERE state = 'ready'";
 
 impl Ledger {
@@ -33,7 +33,7 @@ impl Ledger {
     }
 
     pub async fn get(&self, id: &str) -> Result<Request, LedgerError> {
-        sqlx::query_as("SELECT * FROM requests WHERE id = ?")
+        sqlx::query_as("SELECT * FROM requests WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -84,7 +84,7 @@ impl Ledger {
         let mut tx = self.write().await?;
         let now = now_ms();
         let warnings = serde_json::to_string(warnings).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE requests SET task_arn = ?, container = ?, warnings = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE requests SET task_arn = $1, container = $2, warnings = $3, updated_at = $4 WHERE id = $5")
             .bind(task_arn)
             .bind(container)
             .bind(warnings)
@@ -103,7 +103,7 @@ impl Ledger {
     pub async fn hard_stop(&self, id: &str, proposed: i64) -> Result<i64, LedgerError> {
         let mut tx = self.write().await?;
         let (stored,): (i64,) = sqlx::query_as(
-            "UPDATE requests SET hard_stop_at = COALESCE(hard_stop_at, ?) WHERE id = ? RETURNING hard_stop_at",
+            "UPDATE requests SET hard_stop_at = COALESCE(hard_stop_at, $1) WHERE id = $2 RETURNING hard_stop_at",
         )
         .bind(proposed)
         .bind(id)
@@ -116,7 +116,7 @@ impl Ledger {
     pub async fn set_role(&self, id: &str, role_name: &str, detail: Value) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         let now = now_ms();
-        sqlx::query("UPDATE requests SET role_name = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE requests SET role_name = $1, updated_at = $2 WHERE id = $3")
             .bind(role_name)
             .bind(now)
             .bind(id)
@@ -140,7 +140,7 @@ impl Ledger {
         let mut tx = self.write().await?;
         let now = now_ms();
         let launch_json = serde_json::to_string(launch).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE requests SET instance_id = ?, instance_type = ?, launch = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE requests SET instance_id = $1, instance_type = $2, launch = $3, updated_at = $4 WHERE id = $5")
             .bind(instance_id)
             .bind(&launch.instance_type)
             .bind(launch_json)
@@ -168,8 +168,8 @@ impl Ledger {
         let request = fetch(&mut tx, id).await?;
         let expires_at = now + (request.ttl_secs * 1000).min(untold_limit_ms);
         let changed = sqlx::query(
-            "UPDATE requests SET state = 'ready', ready_at = ?, expires_at = ?, updated_at = ?
-             WHERE id = ? AND state = 'provisioning'",
+            "UPDATE requests SET state = 'ready', ready_at = $1, expires_at = $2, updated_at = $3
+             WHERE id = $4 AND state = 'provisioning'",
         )
         .bind(now)
         .bind(expires_at)
@@ -211,9 +211,9 @@ impl Ledger {
         let new_expiry = request.expiry_once_told(at, untold_limit_ms);
         let extended_before = expires_at - ready_at > (request.ttl_secs * 1000).min(untold_limit_ms);
         sqlx::query(
-            "UPDATE requests SET told_at = ?1, ready_at = ?1, expires_at = ?2, updated_at = ?1,
-                reminded_at = CASE WHEN expires_at = ?2 THEN reminded_at END
-             WHERE id = ?3 AND state = 'ready' AND told_at IS NULL",
+            "UPDATE requests SET told_at = $1, ready_at = $1, expires_at = $2, updated_at = $1,
+                reminded_at = CASE WHEN expires_at = $2 THEN reminded_at END
+             WHERE id = $3 AND state = 'ready' AND told_at IS NULL",
         )
         .bind(at)
         .bind(new_expiry)
@@ -225,7 +225,7 @@ impl Ledger {
         if new_expiry != expires_at {
             push_outbox(&mut tx, Some(id), &Notice::Card, at).await?;
         }
-        let what = if request.break_glass { "granted (BREAK-GLASS)" } else { "granted" };
+        let what = if request.break_glass.0 { "granted (BREAK-GLASS)" } else { "granted" };
         let line = request.subject().line(what, Some(new_expiry));
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, at).await?;
         // The bastion's own deadline: moved when an extension before now set it (to the
@@ -248,7 +248,7 @@ impl Ledger {
         if !guarded(&mut tx, id, &open, RequestState::Failed, now).await? {
             return Ok(false);
         }
-        sqlx::query("UPDATE requests SET end_reason = ?, ended_at = ? WHERE id = ?")
+        sqlx::query("UPDATE requests SET end_reason = $1, ended_at = $2 WHERE id = $3")
             .bind(reason)
             .bind(now)
             .bind(id)
@@ -277,7 +277,7 @@ impl Ledger {
                 // Never told it was ready (Slack unreachable the whole time): ended unused.
                 sqlx::query(
                     "UPDATE requests SET end_reason = CASE WHEN told_at IS NULL THEN 'never_told' ELSE 'expired' END
-                     WHERE id = ?",
+                     WHERE id = $1",
                 )
                 .bind(&id)
                 .execute(&mut *tx)
@@ -304,7 +304,7 @@ impl Ledger {
         let now = now_ms();
         let request = fetch(&mut tx, id).await?;
         if guarded(&mut tx, id, &[RequestState::Ending], RequestState::Ended, now).await? {
-            sqlx::query("UPDATE requests SET ended_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE requests SET ended_at = $1 WHERE id = $2").bind(now).bind(id).execute(&mut *tx).await?;
             let reason = match request.end_reason.as_deref() {
                 Some("ended_by_user") => EndReason::EndedByUser,
                 Some("cancelled") => EndReason::Cancelled,
@@ -339,7 +339,7 @@ impl Ledger {
     }
 
     pub async fn audit_for(&self, id: &str) -> Result<Vec<AuditEvent>, LedgerError> {
-        Ok(sqlx::query_as("SELECT * FROM audit_events WHERE request_id = ? ORDER BY seq")
+        Ok(sqlx::query_as("SELECT * FROM audit_events WHERE request_id = $1 ORDER BY seq")
             .bind(id)
             .fetch_all(&self.pool)
             .await?)

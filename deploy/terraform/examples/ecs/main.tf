@@ -1,0 +1,287 @@
+# An example root: the module, plus the bot itself as two or more ECS Fargate tasks in private
+# subnets across zones, on a PostgreSQL ledger (RDS, Multi-AZ, encrypted). Slack runs in Socket
+# Mode: the tasks open their connections to Slack, so nothing listens for the internet, no
+# security group rule lets anything in, and there is no load balancer. Any replica serves any
+# request; jobs, expiries and Slack messages are shared through the database (README:
+# "Deploying it").
+#
+# Secrets never enter Terraform's state: the database password is RDS's own managed secret
+# (Secrets Manager), and the two Slack tokens are secrets this root creates empty, for you to
+# fill (`aws secretsmanager put-secret-value`, see the outputs); the task definition hands all
+# three to the container through `secrets`.
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0, < 6.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+module "fargate_connect" {
+  source                    = "../.."
+  vpc_id                    = var.vpc_id
+  ecs_cluster_arns          = var.ecs_cluster_arns
+  create_vpc_endpoints      = var.create_vpc_endpoints
+  endpoint_subnet_ids       = var.endpoint_subnet_ids
+  bot_role_trusted_services = ["ecs-tasks.amazonaws.com"]
+  tags                      = var.tags
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  db_name = "fargate_connect"
+  db_user = "fargate_connect"
+}
+
+# --- The network: out only ---------------------------------------------------------------
+
+resource "aws_security_group" "bot" {
+  name        = "fargate-connect-bot-tasks"
+  description = "fargate-connect bot tasks: nothing in; out to AWS APIs, Slack and the ledger"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "fargate-connect-bot-tasks" })
+}
+
+resource "aws_vpc_security_group_egress_rule" "bot_https" {
+  security_group_id = aws_security_group.bot.id
+  description       = "HTTPS and WSS to AWS APIs and Slack"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "bot_to_db" {
+  security_group_id            = aws_security_group.bot.id
+  description                  = "The PostgreSQL ledger"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.db.id
+}
+
+resource "aws_security_group" "db" {
+  name        = "fargate-connect-ledger"
+  description = "fargate-connect ledger: PostgreSQL from the bot tasks only"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "fargate-connect-ledger" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_bot" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "PostgreSQL from the bot tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.bot.id
+}
+
+# --- The ledger: RDS PostgreSQL, Multi-AZ, encrypted ---------------------------------------
+
+resource "aws_db_subnet_group" "ledger" {
+  name       = "fargate-connect-ledger"
+  subnet_ids = var.private_subnet_ids
+  tags       = var.tags
+}
+
+resource "aws_db_instance" "ledger" {
+  identifier                  = "fargate-connect-ledger"
+  engine                      = "postgres"
+  engine_version              = var.db_engine_version
+  instance_class              = var.db_instance_class
+  allocated_storage           = 20
+  max_allocated_storage       = 100
+  storage_type                = "gp3"
+  storage_encrypted           = true
+  kms_key_id                  = var.db_kms_key_arn
+  multi_az                    = true
+  db_name                     = local.db_name
+  username                    = local.db_user
+  manage_master_user_password = true
+  db_subnet_group_name        = aws_db_subnet_group.ledger.name
+  vpc_security_group_ids      = [aws_security_group.db.id]
+  publicly_accessible         = false
+  backup_retention_period     = 14
+  copy_tags_to_snapshot       = true
+  deletion_protection         = var.db_deletion_protection
+  skip_final_snapshot         = !var.db_final_snapshot
+  final_snapshot_identifier   = var.db_final_snapshot ? "fargate-connect-ledger-final" : null
+  auto_minor_version_upgrade  = true
+  tags                        = var.tags
+}
+
+# --- Secrets: the Slack tokens (filled by you), the database's (RDS's own) -----------------
+
+resource "aws_secretsmanager_secret" "slack_bot_token" {
+  name        = "fargate-connect/slack-bot-token"
+  description = "The Slack app's bot token (xoxb-...)"
+  tags        = var.tags
+}
+
+resource "aws_secretsmanager_secret" "slack_app_token" {
+  name        = "fargate-connect/slack-app-token"
+  description = "The Slack app's app-level token for Socket Mode (xapp-..., scope connections:write)"
+  tags        = var.tags
+}
+
+# --- Logs ------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "bot" {
+  name              = "/fargate-connect/bot"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+# --- The task's execution role: pull the image, write the logs, read the three secrets ------
+
+data "aws_iam_policy_document" "ecs_tasks_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "fargate-connect-bot-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "execution" {
+  statement {
+    sid       = "ReadTheBotsSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.slack_bot_token.arn, aws_secretsmanager_secret.slack_app_token.arn, aws_db_instance.ledger.master_user_secret[0].secret_arn]
+  }
+  statement {
+    sid       = "WriteTheBotsLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.bot.arn}:log-stream:*"]
+  }
+  # Pulling from ECR; the SAR lists no resource type for GetAuthorizationToken.
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "PullTheImage"
+    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    resources = ["arn:${data.aws_partition.current.partition}:ecr:${var.region}:${data.aws_caller_identity.current.account_id}:repository/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "fargate-connect-bot-execution"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
+}
+
+# --- The bot: a task definition and a service of `replicas` tasks ---------------------------
+
+locals {
+  # sslmode=verify-full against the RDS CA bundle the image carries (deploy/Dockerfile); the
+  # password comes from PGPASSWORD.
+  database_url = "postgres://${local.db_user}@${aws_db_instance.ledger.address}:${aws_db_instance.ledger.port}/${local.db_name}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
+  config = templatefile("${path.module}/fargate-connect.toml.tftpl", {
+    database_url             = local.database_url
+    region                   = var.region
+    cluster                  = var.default_cluster
+    subnets                  = jsonencode(var.bastion_subnet_ids)
+    security_group_id        = module.fargate_connect.bastion_security_group_id
+    permissions_boundary_arn = module.fargate_connect.permissions_boundary_arn
+    policy                   = var.policy_toml
+  })
+}
+
+resource "aws_ecs_cluster" "bot" {
+  name = "fargate-connect-bot"
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+  tags = var.tags
+}
+
+resource "aws_ecs_task_definition" "bot" {
+  family                   = "fargate-connect-bot"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = "256"
+  memory                   = "512"
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = module.fargate_connect.bot_role_arn
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = var.cpu_architecture
+  }
+  container_definitions = jsonencode([{
+    name                   = "bot"
+    image                  = var.image
+    essential              = true
+    command                = ["serve"]
+    readonlyRootFilesystem = true
+    user                   = "10001:10001"
+    environment = [
+      { name = "FARGATE_CONNECT_CONFIG_TOML", value = local.config },
+      { name = "FARGATE_CONNECT_LOG_FORMAT", value = "json" },
+    ]
+    secrets = [
+      { name = "PGPASSWORD", valueFrom = "${aws_db_instance.ledger.master_user_secret[0].secret_arn}:password::" },
+      { name = "SLACK_BOT_TOKEN", valueFrom = aws_secretsmanager_secret.slack_bot_token.arn },
+      { name = "SLACK_APP_TOKEN", valueFrom = aws_secretsmanager_secret.slack_app_token.arn },
+    ]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.bot.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "bot"
+      }
+    }
+    # SIGTERM, then this long for in-flight work to hand over (the bot's own grace is 20 s).
+    stopTimeout = 30
+  }])
+  tags = var.tags
+}
+
+resource "aws_ecs_service" "bot" {
+  name            = "fargate-connect-bot"
+  cluster         = aws_ecs_cluster.bot.id
+  task_definition = aws_ecs_task_definition.bot.arn
+  desired_count   = var.replicas
+  launch_type     = "FARGATE"
+  # A deployment starts the new tasks before it stops the old ones: never fewer than
+  # `replicas` serving.
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  enable_execute_command             = false
+  propagate_tags                     = "SERVICE"
+  network_configuration {
+    subnets          = var.private_subnet_ids
+    security_groups  = [aws_security_group.bot.id]
+    assign_public_ip = false
+  }
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+  tags = var.tags
+}
