@@ -77,15 +77,34 @@ pub struct HistoryQuery {
 }
 
 const OPEN_STATES: &str = "('requested','awaiting_approval','approved','provisioning','ready','ending')";
-/// `INDEXED BY`: the planner's statistics sometimes favour `requests_due` (state) and a sort;
-/// the partial index answers the range in order, however many requests wait.
-const DUE_APPROVALS_SQL: &str = "SELECT id FROM requests INDEXED BY requests_decide
-     WHERE state = 'awaiting_approval' AND decide_by <= $1 ORDER BY decide_by";
+/// `INDEXED BY` (SQLite; PostgreSQL has no such hint and needs none): the planner's statistics
+/// sometimes favour `requests_due` (state) and a sort; the partial index answers the range in
+/// order, however many requests wait.
+macro_rules! due_approvals_sql {
+    ($hint:literal) => {
+        concat!(
+            "SELECT id FROM requests ",
+            $hint,
+            " WHERE state = 'awaiting_approval' AND decide_by <= $1 ORDER BY decide_by"
+        )
+    };
+}
+const DUE_APPROVALS_SQL: &str = due_approvals_sql!("INDEXED BY requests_decide");
+const DUE_APPROVALS_SQL_PG: &str = due_approvals_sql!("");
 /// Requests waiting for a decision past half their time to decide, not yet reminded: a scan
 /// of the partial index, which holds only the requests waiting (bounded by `limits`).
-const DUE_APPROVER_REMINDERS_SQL: &str = "SELECT id FROM requests INDEXED BY requests_decide
-     WHERE state = 'awaiting_approval' AND approvers_reminded_at IS NULL AND created_at + decide_by <= 2 * $1
-     ORDER BY decide_by";
+macro_rules! due_approver_reminders_sql {
+    ($hint:literal) => {
+        concat!(
+            "SELECT id FROM requests ",
+            $hint,
+            " WHERE state = 'awaiting_approval' AND approvers_reminded_at IS NULL
+                AND created_at + decide_by <= 2 * $1 ORDER BY decide_by"
+        )
+    };
+}
+const DUE_APPROVER_REMINDERS_SQL: &str = due_approver_reminders_sql!("INDEXED BY requests_decide");
+const DUE_APPROVER_REMINDERS_SQL_PG: &str = due_approver_reminders_sql!("");
 /// Only time boxes longer than the lead get a reminder: for a shorter one it would come at once.
 const DUE_REMINDERS_SQL: &str = "SELECT id FROM requests WHERE state = 'ready' AND expires_at <= $1
        AND reminded_at IS NULL AND expires_at - ready_at > $2 ORDER BY expires_at";
@@ -136,7 +155,7 @@ impl Ledger {
 
     /// Requests whose approval did not come in time: cancelled, both cards updated.
     pub async fn expire_approvals(&self, now: i64) -> Result<Vec<String>, LedgerError> {
-        let due: Vec<String> = sqlx::query_scalar(DUE_APPROVALS_SQL).bind(now).fetch_all(self.pool()).await?;
+        let due: Vec<String> = sqlx::query_scalar(self.backend().pick(DUE_APPROVALS_SQL, DUE_APPROVALS_SQL_PG)).bind(now).fetch_all(self.pool()).await?;
         if due.is_empty() {
             return Ok(due);
         }
@@ -164,7 +183,7 @@ impl Ledger {
     /// Requests still waiting for a decision at half their time to decide: the approvers are
     /// reminded once (a message naming them again). Returns the ids.
     pub async fn remind_approvers(&self, now: i64) -> Result<Vec<String>, LedgerError> {
-        let due: Vec<String> = sqlx::query_scalar(DUE_APPROVER_REMINDERS_SQL).bind(now).fetch_all(self.pool()).await?;
+        let due: Vec<String> = sqlx::query_scalar(self.backend().pick(DUE_APPROVER_REMINDERS_SQL, DUE_APPROVER_REMINDERS_SQL_PG)).bind(now).fetch_all(self.pool()).await?;
         if due.is_empty() {
             return Ok(due);
         }
@@ -387,12 +406,12 @@ impl Ledger {
     /// Requests waiting for a decision, the oldest deadline first (the `requests_decide`
     /// index holds only these).
     pub async fn awaiting_approval(&self) -> Result<Vec<Request>, LedgerError> {
-        Ok(sqlx::query_as(
+        let sql = self.backend().pick(
             "SELECT * FROM requests INDEXED BY requests_decide WHERE state = 'awaiting_approval'
              ORDER BY decide_by LIMIT 100",
-        )
-        .fetch_all(self.pool())
-        .await?)
+            "SELECT * FROM requests WHERE state = 'awaiting_approval' ORDER BY decide_by LIMIT 100",
+        );
+        Ok(sqlx::query_as(sql).fetch_all(self.pool()).await?)
     }
 
     /// The access history, newest first.
