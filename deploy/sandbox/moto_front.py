@@ -14,6 +14,9 @@ moto's own state, shaped after the AWS API reference, and forwards everything el
   ``CreateService`` / ``UpdateService`` / ``RunTask`` requests and puts it back into
   ``DescribeServices`` / ``DescribeTasks`` answers, together with the ``ExecuteCommandAgent``
   managed agent (RUNNING) on every container of such a task, as real ECS reports it.
+* ECS ``availabilityZoneRebalancing``: moto neither stores nor returns it. The layer remembers
+  it the same way and answers it in ``DescribeServices`` (``ENABLED``, ECS's default for a new
+  service, when it was not given), so Terraform sees no drift.
 * ECS ``DescribeTasks`` lists only a task's first container: the layer lists every container of
   the task definition (moto's own), each with the task's status.
 * EC2 ``RunInstances`` ignores ``ClientToken``: the layer answers a repeated token (same
@@ -201,6 +204,7 @@ class Front:
         self.calls: dict[str, list[dict]] = {}
         # (account, service ARN or "cluster/name") -> bool; task ARN -> bool
         self.exec_services: dict[tuple[str, str], bool] = {}
+        self.az_rebalancing: dict[tuple[str, str], str] = {}
         self.exec_tasks: dict[tuple[str, str], bool] = {}
         self.ssm_offline: set[str] = set()
         self.agent_status: dict[tuple[str, str], str] = {}
@@ -756,6 +760,10 @@ class Front:
                 arn = answer.get("service", {}).get("serviceArn")
                 if arn:
                     self.exec_services[(account, arn)] = bool(request["enableExecuteCommand"])
+            if action in ("CreateService", "UpdateService") and "availabilityZoneRebalancing" in request:
+                arn = answer.get("service", {}).get("serviceArn")
+                if arn:
+                    self.az_rebalancing[(account, arn)] = request["availabilityZoneRebalancing"]
             if action == "RunTask":
                 for task in answer.get("tasks", []):
                     self.exec_tasks[(account, task["taskArn"])] = bool(
@@ -763,6 +771,8 @@ class Front:
                     )
             for svc in answer.get("services", []) + ([answer["service"]] if "service" in answer else []):
                 svc["enableExecuteCommand"] = self.exec_services.get((account, svc.get("serviceArn")), False)
+                # ECS's default for a service created without it.
+                svc["availabilityZoneRebalancing"] = self.az_rebalancing.get((account, svc.get("serviceArn")), "ENABLED")
             for task in answer.get("tasks", []):
                 if action == "DescribeTasks":
                     self.fill_containers(account, region_of(environ), task)

@@ -102,6 +102,10 @@ fn emulator_provider(region: &str, account: &str) -> String {
     iam = "{endpoint}"
     sts = "{endpoint}"
     ssm = "{endpoint}"
+    ecs = "{endpoint}"
+    rds = "{endpoint}"
+    secretsmanager = "{endpoint}"
+    logs = "{endpoint}"
   }}
 }}
 "#
@@ -617,7 +621,9 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
     assert_eq!(file.slack.mode, bot::config::SlackMode::Socket);
     assert!(file.database.url.starts_with("postgres://fargate_connect@"), "{}", file.database.url);
     assert!(file.database.url.contains("sslmode=verify-full"), "{}", file.database.url);
-    assert!(!toml.contains("xox") && !toml.contains("password"), "no secret in the config: {toml}");
+    assert!(!toml.contains("xoxb-") && !toml.contains("xapp-"), "no token in the config: {toml}");
+    let url = &file.database.url;
+    assert_eq!(&worker::ledger::redacted(url), url, "no password in the config's database URL");
     let secrets: Vec<(&str, &str)> =
         container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
     let names: Vec<&str> = secrets.iter().map(|(n, _)| *n).collect();

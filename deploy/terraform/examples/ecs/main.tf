@@ -60,9 +60,10 @@ resource "aws_vpc_security_group_egress_rule" "bot_https" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
+# (The two rules between groups carry no description: the emulator drops those, and its
+# re-plan would never be clean. The groups' descriptions say what they are for.)
 resource "aws_vpc_security_group_egress_rule" "bot_to_db" {
   security_group_id            = aws_security_group.bot.id
-  description                  = "The PostgreSQL ledger"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
@@ -78,7 +79,6 @@ resource "aws_security_group" "db" {
 
 resource "aws_vpc_security_group_ingress_rule" "db_from_bot" {
   security_group_id            = aws_security_group.db.id
-  description                  = "PostgreSQL from the bot tasks"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
@@ -274,6 +274,8 @@ resource "aws_ecs_service" "bot" {
   deployment_maximum_percent         = 200
   enable_execute_command             = false
   propagate_tags                     = "SERVICE"
+  # Spread the tasks over the zones again after one comes back.
+  availability_zone_rebalancing = "ENABLED"
   network_configuration {
     subnets          = var.private_subnet_ids
     security_groups  = [aws_security_group.bot.id]
