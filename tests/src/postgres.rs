@@ -1,6 +1,8 @@
 //! A real PostgreSQL server for the tests of the PostgreSQL ledger: Debian's `postgresql`
 //! package (`.ci/run` installs it when missing), one server per test process in a directory
-//! of its own, on 127.0.0.1 and a free port, and one database per test (`new_database`).
+//! of its own, on 127.0.0.1 and a free port, and one database per test (`new_database`). Tests
+//! run it with `fsync=off`; `FARGATE_CONNECT_PG_FSYNC=on` (benchmarks) keeps PostgreSQL's
+//! default durability.
 //!
 //! The server runs under a small shell that waits on its stdin: when the test process exits,
 //! however it exits, the pipe closes and the shell stops the server (a fast shutdown) and
@@ -84,9 +86,12 @@ fn start() -> Postgres {
         });
     assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
     let port = free_port();
+    // Tests need no durability across a power cut; a benchmark does
+    // (`FARGATE_CONNECT_PG_FSYNC=on`, as bench_ack sets it).
+    let fsync = if std::env::var("FARGATE_CONNECT_PG_FSYNC").is_ok_and(|v| v == "on") { "on" } else { "off" };
     // The shell starts the server, then waits for its stdin to close (this process ending).
     let script = r#"
-        "$0" -D "$1" -p "$2" -k "$3" -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 &
+        "$0" -D "$1" -p "$2" -k "$3" -c listen_addresses=127.0.0.1 -c fsync="$4" -c max_connections=200 &
         pid=$!
         cat >/dev/null
         kill -INT "$pid"
@@ -101,6 +106,7 @@ fn start() -> Postgres {
         .arg(&data)
         .arg(port.to_string())
         .arg(&dir)
+        .arg(fsync)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

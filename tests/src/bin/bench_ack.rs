@@ -32,6 +32,10 @@ struct Args {
     aws: String,
     server: String,
     transport: String,
+    /// `sqlite` (a file) or `postgres` (a database on the harness's server, fsync on).
+    database: String,
+    /// Servers on the one database (PostgreSQL, HTTP), the load spread over them.
+    replicas: usize,
 }
 
 fn args() -> Args {
@@ -41,6 +45,8 @@ fn args() -> Args {
         seconds: 20,
         aws: "down".into(),
         transport: "http".into(),
+        database: "sqlite".into(),
+        replicas: 1,
         server: std::env::var("CARGO_TARGET_DIR")
             .map(|d| format!("{d}/release/fargate-connect"))
             .unwrap_or_else(|_| "target/release/fargate-connect".into()),
@@ -55,6 +61,8 @@ fn args() -> Args {
             "--aws" => args.aws = value,
             "--server" => args.server = value,
             "--transport" => args.transport = value,
+            "--database" => args.database = value,
+            "--replicas" => args.replicas = value.parse().expect("--replicas N"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -124,52 +132,67 @@ async fn main() -> anyhow::Result<()> {
     let args = args();
     let dir = harness::app::TempDir::new();
     let aws_port = fake_aws(&args.aws).await;
-    let port = free_port();
-    let ops_port = free_port();
     let db = dir.0.join("ledger.db");
-    let config = dir.0.join("bench.toml");
+    let postgres = args.database == "postgres";
+    anyhow::ensure!(postgres || args.database == "sqlite", "--database sqlite|postgres");
+    anyhow::ensure!(args.replicas == 1 || postgres, "--replicas needs --database postgres");
+    let db_url = if postgres {
+        std::env::set_var("FARGATE_CONNECT_PG_FSYNC", "on");
+        harness::postgres::new_database().await
+    } else {
+        format!("sqlite://{}", db.display())
+    };
     let socket = args.transport == "socket";
     anyhow::ensure!(socket || args.transport == "http", "--transport http|socket");
+    anyhow::ensure!(args.replicas == 1 || !socket, "--replicas is for --transport http");
     // Socket Mode's connections go to the Slack stand-in; over HTTP, Slack is a closed port.
     let slack = if socket { Some(harness::slack::SlackStandIn::start().await) } else { None };
     let slack_settings = match &slack {
         Some(slack) => format!("mode = \"socket\"\napi_base_url = \"{}\"", slack.api_base()),
         None => "api_base_url = \"http://127.0.0.1:9/api\"".to_string(),
     };
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\nops_bind = \"127.0.0.1:{ops_port}\"\n[database]\nurl = \"sqlite://{}\"\n[slack]\n{slack_settings}\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\nrequire_boundary = false\n{LIMITS}[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n",
-            db.display()
-        ),
-    )?;
-    let mut server = Command::new(&args.server);
-    server
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("SLACK_BOT_TOKEN", "xoxb-bench")
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{aws_port}"))
-        .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if socket {
-        server.env("SLACK_APP_TOKEN", "xapp-1-bench");
-    } else {
-        server.env("SLACK_SIGNING_SECRET", SIGNING_SECRET);
+    let mut servers = Vec::new();
+    let mut bases = Vec::new();
+    for replica in 0..args.replicas {
+        let (port, ops_port) = (free_port(), free_port());
+        let config = dir.0.join(format!("bench-{replica}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nbind = \"127.0.0.1:{port}\"\nops_bind = \"127.0.0.1:{ops_port}\"\n[database]\nurl = \"{db_url}\"\n[slack]\n{slack_settings}\n[aws]\nregion = \"eu-west-1\"\ncluster = \"prod\"\nsubnets = [\"subnet-1\"]\nsecurity_group_id = \"sg-1\"\nrequire_boundary = false\n{LIMITS}[policy]\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n",
+            ),
+        )?;
+        let mut server = Command::new(&args.server);
+        server
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("SLACK_BOT_TOKEN", "xoxb-bench")
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{aws_port}"))
+            .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if socket {
+            server.env("SLACK_APP_TOKEN", "xapp-1-bench");
+        } else {
+            server.env("SLACK_SIGNING_SECRET", SIGNING_SECRET);
+        }
+        servers.push(server.spawn()?);
+        bases.push(format!("http://127.0.0.1:{port}"));
     }
-    let mut server = server.spawn()?;
-    let base = format!("http://127.0.0.1:{port}");
+    let server = &servers[0];
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     if let Some(slack) = &slack {
         slack.socket.wait_for_links(2, Duration::from_secs(30)).await;
         // From here the Web API is down for the notifier, as in `http` mode.
         slack.set_down(true);
     } else {
-        let ready_by = Instant::now() + Duration::from_secs(30);
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            anyhow::ensure!(Instant::now() < ready_by, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for base in &bases {
+            let ready_by = Instant::now() + Duration::from_secs(30);
+            while client.get(format!("{base}/healthz")).send().await.is_err() {
+                anyhow::ensure!(Instant::now() < ready_by, "the server did not come up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 
@@ -191,7 +214,8 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
+    for worker in 0..args.concurrency {
+        let base = &bases[worker % bases.len()];
         let (client, next, url) = (client.clone(), next.clone(), format!("{base}/slack/commands"));
         let total = args.requests;
         let sockets = slack.as_ref().map(|s| s.socket.clone());
@@ -255,15 +279,20 @@ async fn main() -> anyhow::Result<()> {
     sampler.abort();
     let rss = peak_rss_kib(server.id()).unwrap_or(0);
     let written = written_bytes(server.id()).unwrap_or(0).saturating_sub(written_before);
-    let _ = Command::new("kill").arg(server.id().to_string()).status();
-    let _ = server.wait();
+    for mut server in servers {
+        let _ = Command::new("kill").arg(server.id().to_string()).status();
+        let _ = server.wait();
+    }
 
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db_url).await?;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(&pool).await?;
     latencies.sort_unstable();
     println!(
-        "{} | concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB",
+        "{} | {} x{} | concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB",
         args.transport,
+        args.database,
+        args.replicas,
         args.concurrency,
         args.aws,
         ok + not_ok,
