@@ -75,7 +75,7 @@ pub async fn run(setup: &Setup<'_>, aws: &Aws, services: &[(String, Option<Strin
     // Database and its audit chain.
     match Ledger::open(&file.database.url).await {
         Ok(ledger) => {
-            out.push(check("database", Outcome::Pass, &worker::ledger::redacted(&file.database.url), None));
+            out.push(check("database", Outcome::Pass, worker::ledger::redacted(&file.database.url), None));
             out.push(match ledger.verify_audit().await {
                 Ok(Verdict::Intact { events, .. }) => {
                     check("audit chain", Outcome::Pass, format!("intact ({events} events)"), None)

@@ -55,7 +55,10 @@ fn assert_intact(verdict: Verdict, at_least: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(fc_skip_postgres, ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)")]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
 async fn both_replicas_writing_at_once_keep_one_audit_chain() {
     let (a, b) = two_replicas().await;
     let write = |ledger: Ledger, side: &'static str| async move {
@@ -76,7 +79,10 @@ async fn both_replicas_writing_at_once_keep_one_audit_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(fc_skip_postgres, ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)")]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
 async fn each_job_is_claimed_by_one_replica() {
     let (a, b) = two_replicas().await;
     for i in 0..30 {
@@ -97,7 +103,10 @@ async fn each_job_is_claimed_by_one_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(fc_skip_postgres, ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)")]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
 async fn a_dead_replicas_job_is_taken_over_after_its_lease_and_its_late_writes_change_nothing() {
     let (a, b) = two_replicas().await;
     let id = create(&a, "U1", false).await;
@@ -117,7 +126,10 @@ async fn a_dead_replicas_job_is_taken_over_after_its_lease_and_its_late_writes_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(fc_skip_postgres, ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)")]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
 async fn each_outbox_row_is_delivered_by_one_replica_in_order_per_request() {
     let (a, b) = two_replicas().await;
     // Each request queues two rows (its card, then the approval card): only the first is due
@@ -140,7 +152,10 @@ async fn each_outbox_row_is_delivered_by_one_replica_in_order_per_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(fc_skip_postgres, ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)")]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
 async fn the_same_click_on_both_replicas_decides_once() {
     let (a, b) = two_replicas().await;
     for i in 0..10 {
@@ -155,7 +170,10 @@ async fn the_same_click_on_both_replicas_decides_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(fc_skip_postgres, ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)")]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
 async fn the_reaper_lock_is_held_by_one_replica_at_a_time() {
     let (a, b) = two_replicas().await;
     let held = a.exclusive(REAPER_LOCK).await.unwrap().expect("a takes the reaper's lock");

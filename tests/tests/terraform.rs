@@ -624,8 +624,7 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
     assert!(!toml.contains("xoxb-") && !toml.contains("xapp-"), "no token in the config: {toml}");
     let url = &file.database.url;
     assert_eq!(&worker::ledger::redacted(url), url, "no password in the config's database URL");
-    let secrets: Vec<(&str, &str)> =
-        container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
+    let secrets: Vec<(&str, &str)> = container.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
     let names: Vec<&str> = secrets.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["PGPASSWORD", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"]);
     assert!(secrets.iter().all(|(_, from)| from.contains(":secretsmanager:")), "{secrets:?}");

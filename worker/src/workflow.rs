@@ -155,7 +155,10 @@ impl Ledger {
 
     /// Requests whose approval did not come in time: cancelled, both cards updated.
     pub async fn expire_approvals(&self, now: i64) -> Result<Vec<String>, LedgerError> {
-        let due: Vec<String> = sqlx::query_scalar(self.backend().pick(DUE_APPROVALS_SQL, DUE_APPROVALS_SQL_PG)).bind(now).fetch_all(self.pool()).await?;
+        let due: Vec<String> = sqlx::query_scalar(self.backend().pick(DUE_APPROVALS_SQL, DUE_APPROVALS_SQL_PG))
+            .bind(now)
+            .fetch_all(self.pool())
+            .await?;
         if due.is_empty() {
             return Ok(due);
         }
@@ -183,7 +186,11 @@ impl Ledger {
     /// Requests still waiting for a decision at half their time to decide: the approvers are
     /// reminded once (a message naming them again). Returns the ids.
     pub async fn remind_approvers(&self, now: i64) -> Result<Vec<String>, LedgerError> {
-        let due: Vec<String> = sqlx::query_scalar(self.backend().pick(DUE_APPROVER_REMINDERS_SQL, DUE_APPROVER_REMINDERS_SQL_PG)).bind(now).fetch_all(self.pool()).await?;
+        let due: Vec<String> =
+            sqlx::query_scalar(self.backend().pick(DUE_APPROVER_REMINDERS_SQL, DUE_APPROVER_REMINDERS_SQL_PG))
+                .bind(now)
+                .fetch_all(self.pool())
+                .await?;
         if due.is_empty() {
             return Ok(due);
         }

@@ -8,9 +8,9 @@
 //! may have added some since.
 
 use super::intake::{
-    break_glass_line, first_limit, requested_detail, stored_request, Written, APPROVAL_CARD_JSON,
-    AUDIT_REQUESTED_SQL, CARD_JSON, INSERT_REQUEST_SQL, INTAKE_BATCH, LIVE_SQL, OPEN_REQUEST_ID_SQL, OUTBOX_SQL,
-    PERSON_SQL, PROVISION_JOB_SQL,
+    break_glass_line, first_limit, requested_detail, stored_request, Written, APPROVAL_CARD_JSON, AUDIT_REQUESTED_SQL,
+    CARD_JSON, INSERT_REQUEST_SQL, INTAKE_BATCH, LIVE_SQL, OPEN_REQUEST_ID_SQL, OUTBOX_SQL, PERSON_SQL,
+    PROVISION_JOB_SQL,
 };
 use super::{now_ms, take_writer_lock, Intake, LedgerError, NewRequest, LAST_HASH_SQL, RATE_WINDOW_MS};
 use crate::ids::{RequestId, RequestIds};
@@ -90,11 +90,8 @@ async fn write_batch(pool: &AnyPool, ids: &mut RequestIds, batch: &[Intake]) -> 
             None => sqlx::query_scalar(&SQL.live).bind(cap).fetch_one(&mut *tx).await?,
         };
         live = Some(count);
-        let person: (i64, i64, Option<i64>) = sqlx::query_as(&SQL.person)
-            .bind(&new.requester_id)
-            .bind(now - RATE_WINDOW_MS)
-            .fetch_one(&mut *tx)
-            .await?;
+        let person: (i64, i64, Option<i64>) =
+            sqlx::query_as(&SQL.person).bind(&new.requester_id).bind(now - RATE_WINDOW_MS).fetch_one(&mut *tx).await?;
         if let Some(limit) = first_limit(new, count, person, now) {
             // Enter pressed twice is still told about its open request, not a limit.
             outcomes.push(match open_request_of(&mut tx, new).await? {

@@ -30,8 +30,8 @@ use crate::events::LaunchInfo;
 use crate::state::RequestState;
 use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::AnyPool;
 use sqlx::{Any, ConnectOptions, Connection, Executor, FromRow, Transaction};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -115,7 +115,7 @@ pub fn redacted(url: &str) -> String {
 
 /// The advisory lock every PostgreSQL write transaction takes first (`Ledger::write`): one
 /// writer at a time, as on SQLite. An arbitrary constant ("fc-ledg").
-pub(crate) const WRITER_LOCK: i64 = 0x6663_2d6c_6564_67;
+pub(crate) const WRITER_LOCK: i64 = 0x0066_632d_6c65_6467;
 
 #[derive(Clone, Debug)]
 pub struct Ledger {
@@ -186,10 +186,9 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flag(pub bool);
 
-impl TryFrom<i64> for Flag {
-    type Error = std::convert::Infallible;
-    fn try_from(n: i64) -> Result<Self, Self::Error> {
-        Ok(Flag(n != 0))
+impl From<i64> for Flag {
+    fn from(n: i64) -> Self {
+        Flag(n != 0)
     }
 }
 
@@ -417,7 +416,8 @@ impl Ledger {
             return Ok(Some(Exclusive(None)));
         }
         let mut tx = self.pool.begin().await?;
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(lock).fetch_one(&mut *tx).await?;
+        let held: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(lock).fetch_one(&mut *tx).await?;
         Ok(held.then_some(Exclusive(Some(tx))))
     }
 
@@ -432,7 +432,7 @@ impl Ledger {
 pub struct Exclusive(#[allow(dead_code)] Option<Transaction<'static, Any>>);
 
 /// The reaper's lock: one replica sweeps at a time ("fc-reap").
-pub const REAPER_LOCK: i64 = 0x6663_2d72_6561_70;
+pub const REAPER_LOCK: i64 = 0x0066_632d_7265_6170;
 
 /// PostgreSQL: waits for, then holds until the transaction ends, the one writer's place.
 pub(crate) async fn take_writer_lock(tx: &mut Transaction<'_, Any>) -> Result<(), LedgerError> {

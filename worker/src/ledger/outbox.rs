@@ -2,7 +2,7 @@
 
 use super::{now_ms, Backend, Ledger, LedgerError};
 use crate::events::Notice;
-use sqlx::{FromRow, Any, Transaction};
+use sqlx::{Any, FromRow, Transaction};
 
 pub(super) const DUE_OUTBOX_SQL: &str = "SELECT o.id, o.request_id, o.notice, o.attempts FROM outbox o
      WHERE o.id IN (SELECT MIN(id) FROM outbox
@@ -66,11 +66,13 @@ impl Ledger {
     /// Gives claimed rows back, due at once (a pass that stopped before reaching them).
     pub async fn release_outbox(&self, ids: &[i64]) -> Result<(), LedgerError> {
         for id in ids {
-            sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND delivered_at IS NULL AND failed_at IS NULL")
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND delivered_at IS NULL AND failed_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         }
         Ok(())
     }

@@ -140,14 +140,16 @@ impl Ledger {
         let mut tx = self.write().await?;
         let now = now_ms();
         let launch_json = serde_json::to_string(launch).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE requests SET instance_id = $1, instance_type = $2, launch = $3, updated_at = $4 WHERE id = $5")
-            .bind(instance_id)
-            .bind(&launch.instance_type)
-            .bind(launch_json)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE requests SET instance_id = $1, instance_type = $2, launch = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(instance_id)
+        .bind(&launch.instance_type)
+        .bind(launch_json)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         append_audit(&mut tx, id, WORKER, kind, detail, now).await?;
         push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
         tx.commit().await?;

@@ -210,11 +210,10 @@ async fn the_loops_queries_use_indexes() {
         assert!(details.iter().any(|d| d.contains(index)), "{sql}\n{details:?}");
         for detail in &details {
             // A table read whole; a subquery's own rows (bounded by its LIMIT) are not one.
-            let full_scan =
-                detail.starts_with("SCAN ")
-                    && !detail.contains("INDEX")
-                    && !detail.starts_with("SCAN (subquery")
-                    && *detail != "SCAN live";
+            let full_scan = detail.starts_with("SCAN ")
+                && !detail.contains("INDEX")
+                && !detail.starts_with("SCAN (subquery")
+                && *detail != "SCAN live";
             assert!(!full_scan, "a full scan in {sql}\n{details:?}");
         }
     }
