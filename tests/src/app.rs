@@ -85,6 +85,9 @@ pub struct TestApp {
     denials_checked: bool,
     /// Further replicas on the same ledger, account and Slack stand-in (`start_replica`).
     pub replicas: Vec<RunningApp>,
+    /// In Socket Mode, each running process's app-level token (the first one's, then the
+    /// replicas' in order), so that a killed one's can be revoked in the stand-in.
+    app_tokens: std::collections::VecDeque<String>,
 }
 
 /// A directory removed when the test ends.
@@ -200,11 +203,12 @@ impl TestApp {
         if transport == Transport::Socket {
             config.slack.mode = bot::config::SlackMode::Socket;
             config.signing_secret = None;
-            config.app_token = Some(Secret::new("xapp-1-A0001-test"));
+            config.app_token = Some(Secret::new(APP_TOKEN));
             config.slack.socket_retry_after = worker::duration::HumanDuration::from_secs(1);
         }
         adjust(&mut config);
-        let app = spawn(&config, &bot_aws, &slack).await;
+        let mut app_tokens = std::collections::VecDeque::new();
+        let app = spawn(&config, &bot_aws, &slack, &mut app_tokens).await;
         let url = app.addr.map(|addr| format!("http://{addr}")).unwrap_or_default();
         let ops_url = format!("http://{}", app.ops_addr);
         let ledger = app.ledger.clone();
@@ -225,6 +229,7 @@ impl TestApp {
             seed_calls,
             denials_checked: false,
             replicas: Vec::new(),
+            app_tokens,
         }
     }
 
@@ -408,9 +413,12 @@ impl TestApp {
     pub fn crash(&mut self) {
         if let Some(app) = self.app.take() {
             app.abort();
+            // A dead process's connections close with it and it opens no more (its socket
+            // tasks here would live on and reconnect).
+            if let Some(token) = self.app_tokens.pop_front() {
+                self.slack.socket.revoke(&token);
+            }
         }
-        // A dead process's connections close with it (its tasks here would live on).
-        self.slack.socket.drop_all();
     }
 
     /// Starts the process again on the same database, account and Slack stand-in.
@@ -420,13 +428,11 @@ impl TestApp {
         // process, so close their connections (rolling back whatever they had open) as the
         // OS would.
         self.ledger.pool().close().await;
-        crate::wait_for("the crashed process's connections to close", std::time::Duration::from_secs(10), || async {
-            // Again each time: one the dying parts opened before their abort took effect.
-            self.slack.socket.drop_all();
-            self.slack.socket.links().is_empty().then_some(())
-        })
-        .await;
-        let app = spawn(&self.config, &self.bot_aws, &self.slack).await;
+        let mut token = std::collections::VecDeque::new();
+        let app = spawn(&self.config, &self.bot_aws, &self.slack, &mut token).await;
+        if let Some(token) = token.pop_front() {
+            self.app_tokens.push_front(token);
+        }
         self.url = app.addr.map(|addr| format!("http://{addr}")).unwrap_or_default();
         self.ops_url = format!("http://{}", app.ops_addr);
         self.ledger = app.ledger.clone();
@@ -437,7 +443,7 @@ impl TestApp {
     /// one SQLite file are not a thing), serving and running the loops beside the first.
     pub async fn start_replica(&mut self) {
         assert_eq!(test_db(), Db::Postgres, "replicas share a PostgreSQL ledger");
-        let app = spawn(&self.config, &self.bot_aws, &self.slack).await;
+        let app = spawn(&self.config, &self.bot_aws, &self.slack, &mut self.app_tokens).await;
         self.replicas.push(app);
     }
 
@@ -512,8 +518,27 @@ impl Drop for TestApp {
 
 /// Starts the bot's parts for `config`: with a listener for Slack in HTTP mode; in Socket Mode
 /// without one, returning once all its connections to the stand-in are open.
-async fn spawn(config: &Config, bot_aws: &Aws, slack: &SlackStandIn) -> RunningApp {
+/// The app-level token the tests' Socket Mode bots use, with a number per process after it.
+pub const APP_TOKEN: &str = "xapp-1-A0001-test";
+
+/// Starts a process of the bot; in Socket Mode with a token of its own (pushed onto `tokens`)
+/// and once its connections are open.
+async fn spawn(
+    config: &Config,
+    bot_aws: &Aws,
+    slack: &SlackStandIn,
+    tokens: &mut std::collections::VecDeque<String>,
+) -> RunningApp {
+    static PROCESSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let socket = config.slack.mode == bot::config::SlackMode::Socket;
+    let mut config = config.clone();
+    if socket {
+        let n = PROCESSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = format!("{APP_TOKEN}-{n}");
+        config.app_token = Some(Secret::new(&token));
+        tokens.push_back(token);
+    }
+    let config = &config;
     let listeners = if socket {
         bot::app::Listeners::ops_only().await.unwrap()
     } else {

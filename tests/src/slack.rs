@@ -76,7 +76,6 @@ struct Shared {
     down: Arc<std::sync::atomic::AtomicBool>,
     /// Socket Mode's side, whose URLs `apps.connections.open` hands out.
     socket: Option<crate::socket::SocketSide>,
-    tickets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct SlackStandIn {
@@ -263,11 +262,11 @@ async fn handle(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body
         // Only an app-level token opens a connection, as with Slack.
         Some("apps.connections.open") => {
             let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            match (&shared.socket, authorization.starts_with("Bearer xapp-")) {
-                (Some(socket), true) => {
-                    let ticket = shared.tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    json!({"ok": true, "url": socket.url(ticket)})
-                }
+            match (&shared.socket, authorization.strip_prefix("Bearer ").filter(|t| t.starts_with("xapp-"))) {
+                (Some(socket), Some(token)) => match socket.issue(token) {
+                    Some(url) => json!({"ok": true, "url": url}),
+                    None => json!({"ok": false, "error": "invalid_auth"}),
+                },
                 _ => json!({"ok": false, "error": "not_allowed_token_type"}),
             }
         }

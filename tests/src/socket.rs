@@ -5,6 +5,12 @@
 //! acknowledgements read back; a `disconnect` message when told; and a connection dropped
 //! without a close frame when told (a network failure). A connection told to drop leaves the
 //! list of open ones at once, so nothing more is sent on it.
+//!
+//! Each ticket remembers the app-level token it was issued for, so the harness can `revoke` the
+//! token of a process it has "killed": its connections drop and no new one opens, neither from a
+//! fresh `apps.connections.open` nor from a URL it fetched before. In this test process the
+//! killed bot's socket tasks (spawned by slack-morphism, not ours to abort) live on and would
+//! reconnect; a dead process would not.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -31,10 +37,20 @@ struct Inner {
     acks: Mutex<Vec<Value>>,
     next_envelope: AtomicU64,
     next_link: AtomicUsize,
+    /// The token each ticket was issued for, and the tokens revoked.
+    tokens: Mutex<Tokens>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    by_ticket: HashMap<u64, String>,
+    revoked: std::collections::HashSet<String>,
+    next_ticket: u64,
 }
 
 struct Link {
     id: usize,
+    token: String,
     orders: mpsc::UnboundedSender<Order>,
 }
 
@@ -61,8 +77,21 @@ impl SocketSide {
             while let Ok((stream, _)) = listener.accept().await {
                 let inner = accepting.clone();
                 tokio::spawn(async move {
-                    if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
-                        serve(inner, ws).await;
+                    let mut ticket = None;
+                    let read_ticket = |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                       response| {
+                        ticket = request
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("ticket="))
+                            .and_then(|t| t.parse::<u64>().ok());
+                        Ok(response)
+                    };
+                    if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, read_ticket).await {
+                        let token = ticket.and_then(|t| inner.tokens.lock().unwrap().by_ticket.get(&t).cloned());
+                        if let Some(token) = token {
+                            serve(inner, ws, token).await;
+                        }
                     }
                 });
             }
@@ -70,9 +99,32 @@ impl SocketSide {
         Self { addr, inner }
     }
 
-    /// The URL `apps.connections.open` answers with.
-    pub fn url(&self, ticket: u64) -> String {
-        format!("ws://{}/link/?ticket={ticket}", self.addr)
+    /// The URL `apps.connections.open` answers for `token`, or `None` once it is revoked.
+    pub fn issue(&self, token: &str) -> Option<String> {
+        let mut tokens = self.inner.tokens.lock().unwrap();
+        if tokens.revoked.contains(token) {
+            return None;
+        }
+        tokens.next_ticket += 1;
+        let ticket = tokens.next_ticket;
+        tokens.by_ticket.insert(ticket, token.to_string());
+        Some(format!("ws://{}/link/?ticket={ticket}", self.addr))
+    }
+
+    /// Drops `token`'s connections (without a close frame) and opens no more for it: the
+    /// process holding it is dead.
+    pub fn revoke(&self, token: &str) {
+        // Under the links' lock, so a connection being accepted either sees the revocation or
+        // is in the list and dropped here.
+        let mut links = self.inner.links.lock().unwrap();
+        self.inner.tokens.lock().unwrap().revoked.insert(token.to_string());
+        links.retain(|link| {
+            let keep = link.token != token;
+            if !keep {
+                let _ = link.orders.send(Order::Drop);
+            }
+            keep
+        });
     }
 
     /// The ids of the open connections, oldest first.
@@ -190,14 +242,18 @@ impl SocketSide {
     }
 }
 
-async fn serve(inner: Arc<Inner>, mut ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
-    let id = inner.opened.fetch_add(1, Ordering::SeqCst) + 1;
+async fn serve(inner: Arc<Inner>, mut ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, token: String) {
     let (orders, mut rx) = mpsc::unbounded_channel();
-    let hello = {
+    let (id, hello) = {
         let mut links = inner.links.lock().unwrap();
-        links.push(Link { id, orders });
-        json!({"type": "hello", "num_connections": links.len(), "debug_info": {"host": "applink-standin"},
-               "connection_info": {"app_id": "A0001"}})
+        if inner.tokens.lock().unwrap().revoked.contains(&token) {
+            return;
+        }
+        let id = inner.opened.fetch_add(1, Ordering::SeqCst) + 1;
+        links.push(Link { id, token, orders });
+        let hello = json!({"type": "hello", "num_connections": links.len(), "debug_info": {"host": "applink-standin"},
+               "connection_info": {"app_id": "A0001"}});
+        (id, hello)
     };
     if ws.send(Message::Text(hello.to_string().into())).await.is_ok() {
         loop {
