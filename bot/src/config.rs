@@ -85,11 +85,18 @@ impl ServerSettings {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// SQLite URL; the file is created if missing and used in WAL mode.
+    /// `sqlite://…` (the file is created if missing and used in WAL mode) or `postgres://…`.
     pub url: String,
+}
+
+/// Shows the URL without its password: a config printed with `{:?}` leaks nothing.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings").field("url", &worker::ledger::redacted(&self.url)).finish()
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -408,5 +415,14 @@ mod tests {
         let (s, t) = secrets();
         let err = Config::from_parts(file, s, t).unwrap_err();
         assert!(err.to_string().contains("time_box.default"), "{err}");
+    }
+
+    #[test]
+    fn a_printed_config_shows_no_database_password() {
+        let toml = format!("[database]\nurl = \"postgres://fc:hunter2@db/fc?password=hunter3\"\n{MINIMAL}");
+        let file = parse_file(&toml, "t.toml").unwrap();
+        let shown = format!("{file:?}");
+        assert!(shown.contains("postgres://fc:***@db/fc?password=***"), "{shown}");
+        assert!(!shown.contains("hunter"), "{shown}");
     }
 }

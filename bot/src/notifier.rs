@@ -44,7 +44,15 @@ pub struct Notifier {
     untold_limit: Duration,
     wake: Arc<Notify>,
     poll_interval: Duration,
+    /// A pass stops taking rows after this long and gives the rest back (`PASS_AT_MOST`).
+    pass_at_most: Duration,
 }
+
+/// How long one pass keeps taking rows: a quarter of a PostgreSQL claim (`OUTBOX_CLAIM_MS`),
+/// so that the last row's delivery (a few Slack calls, each bounded at 10 s, none retried
+/// within the pass) and the settling end well before another replica may claim the same rows
+/// again and post them a second time.
+pub const PASS_AT_MOST: Duration = Duration::from_millis(worker::ledger::OUTBOX_CLAIM_MS as u64 / 4);
 
 /// Errors of `chat.postMessage` that say the approvals channel cannot be posted to: not until
 /// someone invites the bot or corrects the policy.
@@ -91,7 +99,24 @@ impl Notifier {
     ) -> Self {
         let (untold_limit, poll_interval) = timing;
         let audit_channel = policy.audit_channel.clone();
-        Self { ledger, api, region: region.to_string(), audit_channel, policy, home, untold_limit, wake, poll_interval }
+        Self {
+            ledger,
+            api,
+            region: region.to_string(),
+            audit_channel,
+            policy,
+            home,
+            untold_limit,
+            wake,
+            poll_interval,
+            pass_at_most: PASS_AT_MOST,
+        }
+    }
+
+    /// Another time budget for a pass than `PASS_AT_MOST` (tests).
+    pub fn with_pass_at_most(mut self, budget: Duration) -> Self {
+        self.pass_at_most = budget;
+        self
     }
 
     /// The mentions of the approvers of `request`'s service, as the policy names them now.
@@ -140,14 +165,19 @@ impl Notifier {
 
     /// One pass over the due rows. Their outcomes are recorded together, in one transaction,
     /// except right after a message is posted for the first time: that is recorded at once, so
-    /// a crash cannot make us post it again. Public so tests can drive delivery a step at a time.
+    /// a crash cannot make us post it again. After `pass_at_most` the pass takes no more rows
+    /// (it always takes the first) and gives the rest back, due at once: on PostgreSQL they are
+    /// claimed for `OUTBOX_CLAIM_MS`, and a pass must end inside its claim. Public so tests can
+    /// drive delivery a step at a time.
     pub async fn deliver_due(&self) -> Result<Pass, LedgerError> {
+        let started = std::time::Instant::now();
         let rows = self.ledger.due_outbox(64).await?;
         let mut delivered = 0;
         let mut slack_unreachable = false;
         let mut settled = Vec::with_capacity(rows.len());
-        let mut rows = rows.into_iter();
-        for row in rows.by_ref() {
+        let mut rows = rows.into_iter().peekable();
+        let mut first = true;
+        while let Some(row) = rows.next_if(|_| std::mem::take(&mut first) || started.elapsed() < self.pass_at_most) {
             let settlement = match self.deliver(&row).await {
                 Ok(done) => {
                     delivered += 1;
@@ -197,7 +227,8 @@ impl Notifier {
             settled.push(settlement);
         }
         self.ledger.settle_outbox(&settled).await?;
-        // Rows this pass claimed but did not reach (Slack unreachable) are due again at once.
+        // Rows this pass claimed but did not reach (Slack unreachable, or out of time) are due
+        // again at once.
         let unreached: Vec<i64> = rows.map(|r| r.id).collect();
         if !unreached.is_empty() {
             self.ledger.release_outbox(&unreached).await?;

@@ -184,3 +184,82 @@ async fn the_reaper_lock_is_held_by_one_replica_at_a_time() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
+async fn a_notifier_pass_out_of_time_gives_back_the_rows_it_did_not_reach() {
+    // A pass must end inside its claim, or another replica could claim the same rows again
+    // and post them twice: once out of time, it takes no more rows and releases the rest.
+    let (a, b) = two_replicas().await;
+    for i in 0..6 {
+        let mut request = new_request(&format!("U{i}"), true);
+        request.response_url = "https://127.0.0.1/response/1".into();
+        match a.create_request(request).await.expect("create") {
+            CreateOutcome::Created(_) => {}
+            other => panic!("not created: {other:?}"),
+        }
+    }
+    let slack = harness::slack::SlackStandIn::start().await;
+    let notifier = |budget: Duration| {
+        let api = bot::slack::SlackApi::new(&slack.api_base(), bot::config::Secret::new("xoxb-test"))
+            .with_reply_hosts(&["127.0.0.1".to_string()]);
+        let policy = bot::policy::Policy::from_settings(
+            bot::policy::PolicySettings::default(),
+            "prod",
+            worker::duration::HumanDuration::from_secs(3600),
+        )
+        .unwrap();
+        bot::notifier::Notifier::new(
+            a.clone(),
+            api,
+            "eu-west-1",
+            std::sync::Arc::new(policy),
+            bot::home::channel().0,
+            (Duration::from_secs(600), Duration::from_secs(1)),
+            std::sync::Arc::default(),
+        )
+        .with_pass_at_most(budget)
+    };
+    // Out of time from the start: the first row is still taken (a pass always moves), the
+    // other five are due again at once, for any replica.
+    notifier(Duration::ZERO).deliver_due().await.expect("a pass");
+    let due = b.due_outbox(64).await.unwrap();
+    let cards = |rows: &[worker::ledger::OutboxRow]| {
+        rows.iter().filter(|r| r.notice().unwrap() == worker::events::Notice::Card).count()
+    };
+    // Each request's first row is its card, then its approval card: one request's card went
+    // out (its approval card is due now), the other five cards were given back.
+    assert_eq!(cards(&due), 5, "the rows the pass did not reach are released");
+    assert_eq!(due.len(), 6);
+    // With time, a pass takes every due row: no card is left for another replica.
+    b.release_outbox(&due.iter().map(|r| r.id).collect::<Vec<_>>()).await.unwrap();
+    notifier(Duration::from_secs(30)).deliver_due().await.expect("a pass");
+    assert_eq!(cards(&b.due_outbox(64).await.unwrap()), 0, "every card was taken and settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    fc_skip_postgres,
+    ignore = "SKIPPED: PostgreSQL's server not found (apt-get install postgresql, or FARGATE_CONNECT_PG_BIN)"
+)]
+async fn a_writer_stuck_in_the_writers_place_holds_the_others_back_for_a_bounded_time() {
+    // A replica frozen inside a write transaction (here: a connection that took the writer's
+    // lock and went quiet) must not stop every other replica's writes for good.
+    let (a, _b) = two_replicas().await;
+    let mut stuck = a.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+        .bind(worker::ledger::WRITER_LOCK)
+        .execute(&mut *stuck)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = a.create_request(new_request("U1", false)).await;
+    let waited = started.elapsed();
+    assert!(refused.is_err(), "the write gives up rather than wait on: {refused:?}");
+    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(20), "gave up after {waited:?}");
+    drop(stuck);
+    create(&a, "U1", false).await;
+}

@@ -23,7 +23,7 @@ mod tests;
 pub(crate) use jobs::enqueue_job;
 pub use jobs::{Job, JobKind, Lease};
 pub(crate) use outbox::push_outbox;
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxRow, OUTBOX_CLAIM_MS};
 
 use crate::audit_line::Subject;
 use crate::events::LaunchInfo;
@@ -98,24 +98,42 @@ impl Backend {
     }
 }
 
-/// `url` with its password (`postgres://user:password@host/…`) hidden, for messages and logs.
+/// `url` with its password hidden, for messages and logs: the one in the authority
+/// (`postgres://user:password@host/…`) and a `password=` query parameter (which libpq and sqlx
+/// also read).
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
             let hidden = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
-            format!("{scheme}://{hidden}@{host}{path}")
+            format!("{hidden}@{host}")
         }
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => param.to_string(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{before}?{}{fragment}", params.join("&"))
+        }
+        None => path.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// The advisory lock every PostgreSQL write transaction takes first (`Ledger::write`): one
 /// writer at a time, as on SQLite. An arbitrary constant ("fc-ledg").
-pub(crate) const WRITER_LOCK: i64 = 0x0066_632d_6c65_6467;
+pub const WRITER_LOCK: i64 = 0x0066_632d_6c65_6467;
 
 #[derive(Clone, Debug)]
 pub struct Ledger {
@@ -434,9 +452,31 @@ pub struct Exclusive(#[allow(dead_code)] Option<Transaction<'static, Any>>);
 /// The reaper's lock: one replica sweeps at a time ("fc-reap").
 pub const REAPER_LOCK: i64 = 0x0066_632d_7265_6170;
 
-/// PostgreSQL: waits for, then holds until the transaction ends, the one writer's place.
+/// How long a PostgreSQL writer waits for the writer's place before it gives up (an error the
+/// person sees as "try again"; nothing was written), and how long a writer may sit idle in its
+/// transaction before the server ends its session and so frees the place. Writers hold it for
+/// milliseconds; these bound a stuck one (a replica frozen mid-transaction, a network partition)
+/// so that it cannot stop every other replica's writes.
+pub const WRITER_LOCK_WAIT: &str = "5s";
+pub const WRITER_IDLE_AT_MOST: &str = "30s";
+
+/// PostgreSQL: waits (at most `WRITER_LOCK_WAIT`) for, then holds until the transaction ends,
+/// the one writer's place. The limits are `SET LOCAL`: they end with this transaction, so the
+/// reaper's `Exclusive`, idle in its own transaction on purpose, is not cut.
 pub(crate) async fn take_writer_lock(tx: &mut Transaction<'_, Any>) -> Result<(), LedgerError> {
-    sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l").bind(WRITER_LOCK).execute(&mut **tx).await?;
+    // One round trip. The settings are made in a subquery, which PostgreSQL evaluates first
+    // (volatile functions keep it from being folded into the outer query); `set_config(…,
+    // true)` is `SET LOCAL`.
+    sqlx::query(
+        "SELECT 1 FROM (SELECT pg_advisory_xact_lock($1) FROM
+           (SELECT set_config('lock_timeout', $2, true),
+                   set_config('idle_in_transaction_session_timeout', $3, true)) AS limits) AS l",
+    )
+    .bind(WRITER_LOCK)
+    .bind(WRITER_LOCK_WAIT)
+    .bind(WRITER_IDLE_AT_MOST)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -457,4 +457,9 @@ fn the_url_picks_the_backend_and_messages_never_show_the_password() {
     // An `@` in the path or query is not a password's end.
     assert_eq!(redacted("postgres://fc:pw@h/db?application_name=a@b"), "postgres://fc:***@h/db?application_name=a@b");
     assert_eq!(redacted("postgres://fc:pw@h?application_name=a@b"), "postgres://fc:***@h?application_name=a@b");
+    assert_eq!(
+        redacted("postgres://fc@h/db?sslmode=require&password=pw&x=1"),
+        "postgres://fc@h/db?sslmode=require&password=***&x=1"
+    );
+    assert_eq!(redacted("postgres://h/db?PASSWORD=pw#f"), "postgres://h/db?PASSWORD=***#f");
 }
