@@ -106,6 +106,7 @@ fn emulator_provider(region: &str, account: &str) -> String {
     rds = "{endpoint}"
     secretsmanager = "{endpoint}"
     logs = "{endpoint}"
+    events = "{endpoint}"
   }}
 }}
 "#
@@ -653,6 +654,31 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
     assert_eq!(ingress.len(), 1, "{ingress:?}");
     assert_eq!((ingress[0].from_port(), ingress[0].to_port()), (Some(5432), Some(5432)));
     assert_eq!(ingress[0].user_id_group_pairs()[0].group_id(), Some(sg.as_str()), "PostgreSQL from the bot only");
+
+    // Each rotation of RDS's secret rolls the service onto the new password: the rule matches
+    // that secret's RotationSucceeded, its target is the Automation document, which forces a
+    // new deployment of this service and nothing else.
+    let rule = &in_state(&state, "aws_cloudwatch_event_rule.db_password_rotated")["values"];
+    let pattern: serde_json::Value = serde_json::from_str(rule["event_pattern"].as_str().unwrap()).unwrap();
+    assert_eq!(pattern["detail"]["eventName"], serde_json::json!(["RotationSucceeded"]));
+    let secret = db["master_user_secret"][0]["secret_arn"].as_str().unwrap();
+    assert_eq!(pattern["detail"]["additionalEventData"]["SecretId"], serde_json::json!([secret]));
+    let target = &in_state(&state, "aws_cloudwatch_event_target.redeploy")["values"];
+    assert!(target["arn"].as_str().unwrap().ends_with(":automation-definition/fargate-connect-bot-redeploy:$DEFAULT"));
+    let document = &in_state(&state, "aws_ssm_document.redeploy")["values"];
+    assert_eq!(document["document_type"], "Automation");
+    let content: serde_json::Value = serde_yaml::from_str(document["content"].as_str().unwrap()).unwrap();
+    let step = &content["mainSteps"][0];
+    assert_eq!(
+        (step["action"].as_str(), step["inputs"]["Api"].as_str()),
+        (Some("aws:executeAwsApi"), Some("UpdateService"))
+    );
+    assert_eq!(step["inputs"]["forceNewDeployment"], true);
+    assert_eq!(step["inputs"]["service"], "fargate-connect-bot");
+    // What the step asks for is a call ECS takes: run it as the document would.
+    let redeploy = aws.ecs.update_service().cluster(step["inputs"]["cluster"].as_str().unwrap());
+    let redeploy = redeploy.service("fargate-connect-bot").force_new_deployment(true).send().await;
+    assert!(redeploy.is_ok(), "{redeploy:?}");
 
     // The IAM documents pass the lint.
     let state_file = work.0.join("state.json");

@@ -8,14 +8,16 @@
 # Secrets never enter Terraform's state: the database password is RDS's own managed secret
 # (Secrets Manager), and the two Slack tokens are secrets this root creates empty, for you to
 # fill (`aws secretsmanager put-secret-value`, see the outputs); the task definition hands all
-# three to the container through `secrets`.
+# three to the container through `secrets`. RDS rotates its secret (every 7 days); each
+# rotation rolls the service onto the new password (at the end of this file).
 
 terraform {
   required_version = ">= 1.5"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.0, < 6.0"
+      # 5.77: the ECS service's availability_zone_rebalancing.
+      version = ">= 5.77, < 6.0"
     }
   }
 }
@@ -286,4 +288,143 @@ resource "aws_ecs_service" "bot" {
     rollback = true
   }
   tags = var.tags
+}
+
+# --- A rolling deployment when RDS rotates the database password ---------------------------
+# A task reads PGPASSWORD once, when it starts. After RDS rotates its managed secret, the open
+# connections stay logged in but a new one would be refused. So each successful rotation of
+# that secret starts a new deployment of the service: EventBridge matches Secrets Manager's
+# RotationSucceeded event (delivered through CloudTrail; no trail needed) and runs an SSM
+# Automation document that calls ecs:UpdateService with forceNewDeployment. The deployment
+# starts tasks with the new password first and stops the old ones after
+# (deployment_minimum_healthy_percent = 100), so no request goes unserved.
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  partition = data.aws_partition.current.partition
+  db_secret = aws_db_instance.ledger.master_user_secret[0].secret_arn
+}
+
+resource "aws_ssm_document" "redeploy" {
+  name            = "fargate-connect-bot-redeploy"
+  document_type   = "Automation"
+  document_format = "YAML"
+  content = yamlencode({
+    schemaVersion = "0.3"
+    description   = "Rolls the fargate-connect bot onto the database password RDS has just rotated."
+    assumeRole    = aws_iam_role.redeploy_automation.arn
+    mainSteps = [{
+      name   = "forceNewDeployment"
+      action = "aws:executeAwsApi"
+      inputs = {
+        Service            = "ecs"
+        Api                = "UpdateService"
+        cluster            = aws_ecs_cluster.bot.name
+        service            = aws_ecs_service.bot.name
+        forceNewDeployment = true
+      }
+    }]
+  })
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "redeploy_automation_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ssm.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "redeploy_automation" {
+  name               = "fargate-connect-bot-redeploy"
+  assume_role_policy = data.aws_iam_policy_document.redeploy_automation_trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "redeploy_automation" {
+  statement {
+    sid       = "RedeployTheBotOnly"
+    actions   = ["ecs:UpdateService"]
+    resources = [aws_ecs_service.bot.id]
+  }
+}
+
+resource "aws_iam_role_policy" "redeploy_automation" {
+  name   = "fargate-connect-bot-redeploy"
+  role   = aws_iam_role.redeploy_automation.id
+  policy = data.aws_iam_policy_document.redeploy_automation.json
+}
+
+data "aws_iam_policy_document" "redeploy_events_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "redeploy_events" {
+  name               = "fargate-connect-bot-redeploy-events"
+  assume_role_policy = data.aws_iam_policy_document.redeploy_events_trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "redeploy_events" {
+  statement {
+    sid       = "StartTheRedeploy"
+    actions   = ["ssm:StartAutomationExecution"]
+    resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:automation-definition/${aws_ssm_document.redeploy.name}:*"]
+  }
+  statement {
+    sid       = "HandItsRoleToSsm"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.redeploy_automation.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ssm.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "redeploy_events" {
+  name   = "fargate-connect-bot-redeploy-events"
+  role   = aws_iam_role.redeploy_events.id
+  policy = data.aws_iam_policy_document.redeploy_events.json
+}
+
+resource "aws_cloudwatch_event_rule" "db_password_rotated" {
+  name        = "fargate-connect-db-password-rotated"
+  description = "RDS rotated the bot's database password: roll the bot onto it."
+  event_pattern = jsonencode({
+    source        = ["aws.secretsmanager"]
+    "detail-type" = ["AWS Service Event via CloudTrail"]
+    detail = {
+      eventSource         = ["secretsmanager.amazonaws.com"]
+      eventName           = ["RotationSucceeded"]
+      additionalEventData = { SecretId = [local.db_secret] }
+    }
+  })
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "redeploy" {
+  rule     = aws_cloudwatch_event_rule.db_password_rotated.name
+  arn      = "arn:${local.partition}:ssm:${var.region}:${local.account}:automation-definition/${aws_ssm_document.redeploy.name}:$DEFAULT"
+  role_arn = aws_iam_role.redeploy_events.arn
 }
