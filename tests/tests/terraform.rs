@@ -107,6 +107,7 @@ fn emulator_provider(region: &str, account: &str) -> String {
     secretsmanager = "{endpoint}"
     logs = "{endpoint}"
     events = "{endpoint}"
+    elbv2 = "{endpoint}"
   }}
 }}
 "#
@@ -526,6 +527,72 @@ async fn in_aws_cn_every_arn_and_endpoint_is_the_china_partitions() {
 }
 
 /// The resource at `address` in `terraform show -json` of applied state.
+/// An ACM certificate in the emulator's account (requested, as an operator's would be before
+/// validation), through boto3 from the emulator's venv.
+fn emulator_certificate(account: &str, domain: &str) -> String {
+    let python = harness::moto::ensure_venv();
+    let script = format!(
+        "import boto3\n\
+         acm = boto3.client('acm', region_name='{REGION}', endpoint_url='{}', \
+         aws_access_key_id='ACCT{account}', aws_secret_access_key='emulator')\n\
+         print(acm.request_certificate(DomainName='{domain}', ValidationMethod='DNS')['CertificateArn'])",
+        moto().endpoint
+    );
+    let out = Command::new(python).args(["-c", &script]).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The ECS example in HTTP mode: an internet-facing ALB (TLS 1.2+ with the operator's
+/// certificate, malformed headers dropped) forwarding to the tasks' one port, which only the
+/// ALB's group may reach; the tasks serve Slack's requests there with the signing secret.
+async fn check_http_mode(aws: &worker::aws::Aws, state: &serde_json::Value, tasks_sg: &str, certificate: &str) {
+    let alb = &in_state(state, "aws_lb.slack[0]")["values"];
+    assert_eq!((alb["internal"].as_bool(), alb["load_balancer_type"].as_str()), (Some(false), Some("application")));
+    assert_eq!(alb["drop_invalid_header_fields"], true);
+    let listener = &in_state(state, "aws_lb_listener.https[0]")["values"];
+    assert_eq!((listener["port"].as_i64(), listener["protocol"].as_str()), (Some(443), Some("HTTPS")));
+    assert_eq!(listener["certificate_arn"], certificate);
+    assert_eq!(listener["ssl_policy"], "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    let group = &in_state(state, "aws_lb_target_group.bot[0]")["values"];
+    assert_eq!((group["target_type"].as_str(), group["port"].as_i64()), (Some("ip"), Some(8080)));
+    assert_eq!(group["health_check"][0]["path"], "/healthz");
+
+    // The tasks' group lets in the ALB's group on 8080, and nothing else.
+    let alb_sg = alb["security_groups"][0].as_str().unwrap();
+    let groups = aws.ec2.describe_security_groups().group_ids(tasks_sg).send().await.unwrap();
+    let ingress = groups.security_groups()[0].ip_permissions();
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert_eq!((ingress[0].from_port(), ingress[0].to_port()), (Some(8080), Some(8080)));
+    assert_eq!(ingress[0].user_id_group_pairs()[0].group_id(), Some(alb_sg));
+    assert!(ingress[0].ip_ranges().is_empty(), "no address range reaches the tasks directly");
+
+    let services = aws.ecs.describe_services().cluster("fargate-connect-bot").services("fargate-connect-bot").send();
+    let services = services.await.unwrap();
+    let balancers = services.services()[0].load_balancers();
+    assert_eq!(balancers.len(), 1);
+    assert_eq!((balancers[0].container_name(), balancers[0].container_port()), (Some("bot"), Some(8080)));
+
+    let definition = aws.ecs.describe_task_definition().task_definition("fargate-connect-bot").send().await.unwrap();
+    let container = &definition.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(container.port_mappings()[0].container_port(), Some(8080));
+    let names: Vec<&str> = container.secrets().iter().map(|s| s.name()).collect();
+    assert_eq!(names, ["PGPASSWORD", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"]);
+    let toml = container.environment().iter().find(|e| e.name() == Some("FARGATE_CONNECT_CONFIG_TOML"));
+    let toml = toml.and_then(|e| e.value()).expect("the config is in the environment");
+    let file = bot::config::parse_file(toml, "$FARGATE_CONNECT_CONFIG_TOML").expect("the written config parses");
+    assert_eq!(file.slack.mode, bot::config::SlackMode::Http);
+    assert_eq!(file.server.bind.to_string(), "0.0.0.0:8080");
+    assert!(file.server.ops_bind.ip().is_loopback(), "the operators' listener stays on loopback");
+    let secrets = bot::config::SlackSecrets {
+        signing_secret: Some(bot::config::Secret::new("s")),
+        bot_token: bot::config::Secret::new("xoxb-1"),
+        app_token: None,
+    };
+    let config = bot::config::Config::from_secrets(file, secrets);
+    assert!(config.is_ok(), "{:?}", config.err());
+}
+
 fn in_state<'a>(state: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
     state["values"]["root_module"]["resources"]
         .as_array()
@@ -688,7 +755,28 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
     let (code, text) =
         terraform(&root, &["plan", "-input=false", "-no-color", "-detailed-exitcode", "-var-file=test.tfvars"]);
     assert_eq!(code, 0, "a second plan wants changes:\n{text}");
-    ok(&root, &["destroy", "-auto-approve", "-input=false", "-no-color", "-var-file=test.tfvars"]);
+
+    // HTTP mode, switched to in place: Slack posts to an ALB with the operator's certificate.
+    let certificate = emulator_certificate(&account, "fargate-connect.example.com");
+    std::fs::write(
+        root.join("http.tfvars"),
+        format!(
+            "slack_mode = \"http\"\npublic_subnet_ids = [\"{}\", \"{}\"]\ncertificate_arn = \"{certificate}\"\n",
+            subnets[0].0, subnets[1].0
+        ),
+    )
+    .unwrap();
+    let vars = ["-var-file=test.tfvars", "-var-file=http.tfvars"];
+    ok(&root, &[&["apply", "-auto-approve", "-input=false", "-no-color"][..], &vars].concat());
+    let state: serde_json::Value = serde_json::from_str(&ok(&root, &["show", "-json", "-no-color"])).unwrap();
+    check_http_mode(&aws, &state, &sg, &certificate).await;
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    lint_iam(&[&state_file]);
+    let (code, text) =
+        terraform(&root, &[&["plan", "-input=false", "-no-color", "-detailed-exitcode"][..], &vars].concat());
+    assert_eq!(code, 0, "a second plan in HTTP mode wants changes:\n{text}");
+
+    ok(&root, &[&["destroy", "-auto-approve", "-input=false", "-no-color"][..], &vars].concat());
     let left = aws.ecs.describe_services().cluster("fargate-connect-bot").services("fargate-connect-bot").send().await;
     let active = left.ok().map(|l| l.services().iter().filter(|s| s.status() == Some("ACTIVE")).count()).unwrap_or(0);
     assert_eq!(active, 0, "the bot's service is gone");

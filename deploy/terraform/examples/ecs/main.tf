@@ -1,9 +1,10 @@
 # An example root: the module, plus the bot itself as two or more ECS Fargate tasks in private
-# subnets across zones, on a PostgreSQL ledger (RDS, Multi-AZ, encrypted). Slack runs in Socket
-# Mode: the tasks open their connections to Slack, so nothing listens for the internet, no
-# security group rule lets anything in, and there is no load balancer. Any replica serves any
-# request; jobs, expiries and Slack messages are shared through the database (README:
-# "Deploying it").
+# subnets across zones, on a PostgreSQL ledger (RDS, Multi-AZ, encrypted). By default Slack runs
+# in Socket Mode: the tasks open their connections to Slack, so nothing listens for the
+# internet, no security group rule lets anything in, and there is no load balancer. With
+# `slack_mode = "http"`, an internet-facing ALB with your certificate forwards Slack's requests
+# to the tasks (http.tf). Any replica serves any request; jobs, expiries and Slack messages are
+# shared through the database (README: "Deploying it").
 #
 # Secrets never enter Terraform's state: the database password is RDS's own managed secret
 # (Secrets Manager), and the two Slack tokens are secrets this root creates empty, for you to
@@ -15,7 +16,7 @@ terraform {
   required_version = ">= 1.5"
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
+      source = "hashicorp/aws"
       # 5.77: the ECS service's availability_zone_rebalancing.
       version = ">= 5.77, < 6.0"
     }
@@ -130,6 +131,7 @@ resource "aws_secretsmanager_secret" "slack_bot_token" {
 }
 
 resource "aws_secretsmanager_secret" "slack_app_token" {
+  count       = local.http ? 0 : 1
   name        = "fargate-connect/slack-app-token"
   description = "The Slack app's app-level token for Socket Mode (xapp-..., scope connections:write)"
   tags        = var.tags
@@ -170,7 +172,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "ReadTheBotsSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.slack_bot_token.arn, aws_secretsmanager_secret.slack_app_token.arn, aws_db_instance.ledger.master_user_secret[0].secret_arn]
+    resources = [aws_secretsmanager_secret.slack_bot_token.arn, local.slack_mode_secret.arn, aws_db_instance.ledger.master_user_secret[0].secret_arn]
   }
   statement {
     sid       = "WriteTheBotsLogs"
@@ -204,6 +206,8 @@ locals {
   database_url = "postgres://${local.db_user}@${aws_db_instance.ledger.address}:${aws_db_instance.ledger.port}/${local.db_name}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
   config = templatefile("${path.module}/fargate-connect.toml.tftpl", {
     database_url             = local.database_url
+    slack_mode               = var.slack_mode
+    http_port                = local.http_port
     region                   = var.region
     cluster                  = var.default_cluster
     subnets                  = jsonencode(var.bastion_subnet_ids)
@@ -245,10 +249,13 @@ resource "aws_ecs_task_definition" "bot" {
       { name = "FARGATE_CONNECT_CONFIG_TOML", value = local.config },
       { name = "FARGATE_CONNECT_LOG_FORMAT", value = "json" },
     ]
+    # In HTTP mode the one port the load balancer forwards to; in Socket Mode none.
+    portMappings = local.http ? [{ containerPort = local.http_port, protocol = "tcp" }] : []
     secrets = [
       { name = "PGPASSWORD", valueFrom = "${aws_db_instance.ledger.master_user_secret[0].secret_arn}:password::" },
       { name = "SLACK_BOT_TOKEN", valueFrom = aws_secretsmanager_secret.slack_bot_token.arn },
-      { name = "SLACK_APP_TOKEN", valueFrom = aws_secretsmanager_secret.slack_app_token.arn },
+      # SLACK_APP_TOKEN in Socket Mode, SLACK_SIGNING_SECRET in HTTP mode.
+      { name = local.http ? "SLACK_SIGNING_SECRET" : "SLACK_APP_TOKEN", valueFrom = local.slack_mode_secret.arn },
     ]
     logConfiguration = {
       logDriver = "awslogs"
@@ -287,7 +294,18 @@ resource "aws_ecs_service" "bot" {
     enable   = true
     rollback = true
   }
-  tags = var.tags
+  # HTTP mode: registered with the load balancer's target group (http.tf).
+  dynamic "load_balancer" {
+    for_each = local.http ? [1] : []
+    content {
+      target_group_arn = aws_lb_target_group.bot[0].arn
+      container_name   = "bot"
+      container_port   = local.http_port
+    }
+  }
+  health_check_grace_period_seconds = local.http ? 30 : null
+  depends_on                        = [aws_lb_listener.https]
+  tags                              = var.tags
 }
 
 # --- A rolling deployment when RDS rotates the database password ---------------------------

@@ -115,3 +115,31 @@ variable "endpoint_subnet_ids" {
   type        = list(string)
   default     = []
 }
+
+variable "slack_mode" {
+  description = "\"socket\" (the tasks connect out to Slack; no load balancer, nothing in) or \"http\" (Slack posts to an internet-facing ALB with your certificate)."
+  type        = string
+  default     = "socket"
+  validation {
+    condition     = contains(["socket", "http"], var.slack_mode)
+    error_message = "slack_mode is \"socket\" or \"http\"."
+  }
+}
+
+variable "public_subnet_ids" {
+  description = "HTTP mode: the ALB's public subnets, in two or more zones."
+  type        = list(string)
+  default     = []
+}
+
+variable "certificate_arn" {
+  description = "HTTP mode: the ACM certificate for the name Slack's request URLs use (a CNAME or alias to the ALB)."
+  type        = string
+  default     = null
+}
+
+variable "alb_ingress_cidrs" {
+  description = "HTTP mode: who may reach the ALB on 443. Slack publishes no fixed address range, so the default is everyone; every request is still checked against Slack's signature."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
