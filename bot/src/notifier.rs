@@ -194,7 +194,13 @@ impl Notifier {
                         posted,
                     });
                     if first_post {
-                        self.ledger.settle_outbox(&std::mem::take(&mut settled)).await?;
+                        if let Err(e) = self.record_first_post(&std::mem::take(&mut settled)).await {
+                            // Not recorded: give back what this pass has not reached, so only
+                            // this row waits out its claim.
+                            let unreached: Vec<i64> = rows.by_ref().map(|r| r.id).collect();
+                            let _ = self.ledger.release_outbox(&unreached).await;
+                            return Err(e);
+                        }
                     }
                     continue;
                 }
@@ -234,6 +240,24 @@ impl Notifier {
             self.ledger.release_outbox(&unreached).await?;
         }
         Ok(Pass { delivered, slack_unreachable })
+    }
+
+    /// Records a message just posted for the first time, trying again a few times: left
+    /// unrecorded, it would be posted again once its claim runs out (a writer's lock wait that
+    /// timed out, a connection lost).
+    async fn record_first_post(&self, settled: &[Settlement]) -> Result<(), LedgerError> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.ledger.settle_outbox(settled).await {
+                Ok(()) => return Ok(()),
+                Err(e) if wait <= Duration::from_millis(800) => {
+                    tracing::warn!(error = %e, ?wait, "recording a posted message failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn request(&self, row: &OutboxRow) -> Result<Request, SlackError> {

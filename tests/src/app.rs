@@ -516,13 +516,12 @@ impl Drop for TestApp {
     }
 }
 
-/// Starts the bot's parts for `config`: with a listener for Slack in HTTP mode; in Socket Mode
-/// without one, returning once all its connections to the stand-in are open.
 /// The app-level token the tests' Socket Mode bots use, with a number per process after it.
 pub const APP_TOKEN: &str = "xapp-1-A0001-test";
 
-/// Starts a process of the bot; in Socket Mode with a token of its own (pushed onto `tokens`)
-/// and once its connections are open.
+/// Starts the bot's parts for `config`: with a listener for Slack in HTTP mode; in Socket Mode
+/// without one, with a token of its own (pushed onto `tokens`), returning once all its
+/// connections to the stand-in are open.
 async fn spawn(
     config: &Config,
     bot_aws: &Aws,

@@ -256,7 +256,9 @@ async fn a_writer_stuck_in_the_writers_place_holds_the_others_back_for_a_bounded
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let refused = a.create_request(new_request("U1", false)).await;
+    let refused = tokio::time::timeout(Duration::from_secs(60), a.create_request(new_request("U1", false)))
+        .await
+        .expect("the write gave up within a minute");
     let waited = started.elapsed();
     assert!(refused.is_err(), "the write gives up rather than wait on: {refused:?}");
     assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(20), "gave up after {waited:?}");

@@ -526,9 +526,8 @@ async fn in_aws_cn_every_arn_and_endpoint_is_the_china_partitions() {
     assert!(services.iter().all(|s| s.starts_with("cn.com.amazonaws.cn-north-1.")), "{services:?}");
 }
 
-/// The resource at `address` in `terraform show -json` of applied state.
-/// An ACM certificate in the emulator's account (requested, as an operator's would be before
-/// validation), through boto3 from the emulator's venv.
+/// An ACM certificate in the emulator's account (requested, not yet issued: the emulator's ALB
+/// takes it; AWS's needs an issued one), through boto3 from the emulator's venv.
 fn emulator_certificate(account: &str, domain: &str) -> String {
     let python = harness::moto::ensure_venv();
     let script = format!(
@@ -593,6 +592,7 @@ async fn check_http_mode(aws: &worker::aws::Aws, state: &serde_json::Value, task
     assert!(config.is_ok(), "{:?}", config.err());
 }
 
+/// The resource at `address` in `terraform show -json` of applied state.
 fn in_state<'a>(state: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
     state["values"]["root_module"]["resources"]
         .as_array()
@@ -732,6 +732,8 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
     assert_eq!(pattern["detail"]["additionalEventData"]["SecretId"], serde_json::json!([secret]));
     let target = &in_state(&state, "aws_cloudwatch_event_target.redeploy")["values"];
     assert!(target["arn"].as_str().unwrap().ends_with(":automation-definition/fargate-connect-bot-redeploy:$DEFAULT"));
+    // The document takes no parameters: an empty input, not the event EventBridge would pass.
+    assert_eq!(target["input"], "{}");
     let document = &in_state(&state, "aws_ssm_document.redeploy")["values"];
     assert_eq!(document["document_type"], "Automation");
     let content: serde_json::Value = serde_yaml::from_str(document["content"].as_str().unwrap()).unwrap();

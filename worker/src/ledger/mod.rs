@@ -99,8 +99,8 @@ impl Backend {
 }
 
 /// `url` with its password hidden, for messages and logs: the one in the authority
-/// (`postgres://user:password@host/…`) and a `password=` query parameter (which libpq and sqlx
-/// also read).
+/// (`postgres://user:password@host/…`) and the `password=` and `sslpassword=` (a client key's)
+/// query parameters, which libpq and sqlx also read.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -119,7 +119,9 @@ pub fn redacted(url: &str) -> String {
             let params: Vec<String> = query
                 .split('&')
                 .map(|param| match param.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    Some((key, _)) if ["password", "sslpassword"].iter().any(|k| key.eq_ignore_ascii_case(k)) => {
+                        format!("{key}=***")
+                    }
                     _ => param.to_string(),
                 })
                 .collect();

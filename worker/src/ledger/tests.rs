@@ -462,4 +462,5 @@ fn the_url_picks_the_backend_and_messages_never_show_the_password() {
         "postgres://fc@h/db?sslmode=require&password=***&x=1"
     );
     assert_eq!(redacted("postgres://h/db?PASSWORD=pw#f"), "postgres://h/db?PASSWORD=***#f");
+    assert_eq!(redacted("postgres://h/db?sslpassword=k&a=b"), "postgres://h/db?sslpassword=***&a=b");
 }

@@ -2,17 +2,17 @@
 # internet-facing Application Load Balancer with your certificate, which forwards them to the
 # tasks on one port. TLS ends at the ALB (TLS 1.2 or 1.3 only); the tasks' group lets in only
 # the ALB's group, on that port; the ALB drops malformed headers; the bot checks Slack's
-# signature on every request and refuses a replay. In Socket Mode nothing here exists.
+# signature on every request and refuses a replay. In Socket Mode nothing here exists but the
+# signing secret's (empty) secret, kept so that switching modes deletes nothing.
 
 locals {
   http      = var.slack_mode == "http"
   http_port = 8080
   # The secret that differs between the modes: the signing secret, or the app-level token.
-  slack_mode_secret = local.http ? aws_secretsmanager_secret.slack_signing_secret[0] : aws_secretsmanager_secret.slack_app_token[0]
+  slack_mode_secret = local.http ? aws_secretsmanager_secret.slack_signing_secret : aws_secretsmanager_secret.slack_app_token
 }
 
 resource "aws_secretsmanager_secret" "slack_signing_secret" {
-  count       = local.http ? 1 : 0
   name        = "fargate-connect/slack-signing-secret"
   description = "The Slack app's signing secret (HTTP mode)"
   tags        = var.tags

@@ -7,7 +7,7 @@
 # shared through the database (README: "Deploying it").
 #
 # Secrets never enter Terraform's state: the database password is RDS's own managed secret
-# (Secrets Manager), and the two Slack tokens are secrets this root creates empty, for you to
+# (Secrets Manager), and the Slack secrets are secrets this root creates empty, for you to
 # fill (`aws secretsmanager put-secret-value`, see the outputs); the task definition hands all
 # three to the container through `secrets`. RDS rotates its secret (every 7 days); each
 # rotation rolls the service onto the new password (at the end of this file).
@@ -45,7 +45,7 @@ locals {
   db_user = "fargate_connect"
 }
 
-# --- The network: out only ---------------------------------------------------------------
+# --- The network: out only (HTTP mode adds one rule in, from the ALB: http.tf) ------------
 
 resource "aws_security_group" "bot" {
   name        = "fargate-connect-bot-tasks"
@@ -130,8 +130,9 @@ resource "aws_secretsmanager_secret" "slack_bot_token" {
   tags        = var.tags
 }
 
+# Both modes' secrets exist whatever the mode (the task reads one of them): switching modes
+# then never deletes a filled secret, whose name Secrets Manager would hold for 30 days.
 resource "aws_secretsmanager_secret" "slack_app_token" {
-  count       = local.http ? 0 : 1
   name        = "fargate-connect/slack-app-token"
   description = "The Slack app's app-level token for Socket Mode (xapp-..., scope connections:write)"
   tags        = var.tags
@@ -445,4 +446,6 @@ resource "aws_cloudwatch_event_target" "redeploy" {
   rule     = aws_cloudwatch_event_rule.db_password_rotated.name
   arn      = "arn:${local.partition}:ssm:${var.region}:${local.account}:automation-definition/${aws_ssm_document.redeploy.name}:$DEFAULT"
   role_arn = aws_iam_role.redeploy_events.arn
+  # The document takes no parameters: without this EventBridge would pass the whole event.
+  input = jsonencode({})
 }
