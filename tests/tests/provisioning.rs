@@ -167,12 +167,15 @@ async fn crash_and_resume(hold: impl AsyncFnOnce(&TestApp), after: &str, release
         release(&t).await;
         t.restart().await;
     }
-    t.slack.wait_for_message("is ready", WAIT).await;
-    let ready = t.slack.delivered_to("chat.postMessage").iter().filter(|m| m.all_text().contains("is ready")).count();
-    assert_eq!(ready, 1, "one \"ready\" message, not two");
+    // The card's update may say "is ready" a moment before the direct message is posted:
+    // wait for the message itself, and count them once the request has ended.
+    let ready_messages =
+        || t.slack.delivered_to("chat.postMessage").iter().filter(|m| m.all_text().contains("is ready")).count();
+    harness::wait_for("the \"is ready\" direct message", WAIT, || async { (ready_messages() > 0).then_some(()) }).await;
     assert_eq!(t.launches().await, 1, "exactly one instance ever launched (crash after {after})");
     assert_eq!(live_instances(&t, &id).await.len(), 1);
     t.slack.wait_for_message("has ended", WAIT).await;
+    assert_eq!(ready_messages(), 1, "one \"ready\" message, not two");
     assert!(live_instances(&t, &id).await.is_empty());
     assert!(our_roles(&t).await.is_empty(), "no role or profile left over");
     assert_eq!(t.ledger.get(&id).await.unwrap().state().as_str(), "ended");
