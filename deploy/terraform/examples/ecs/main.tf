@@ -148,12 +148,15 @@ resource "aws_cloudwatch_log_group" "bot" {
 
 # --- The task's execution role: pull the image, write the logs, read the three secrets ------
 
-data "aws_iam_policy_document" "ecs_tasks_trust" {
+# Trust policies of the roles AWS services take on for this account only: ECS tasks (the
+# execution role), SSM Automation and EventBridge (the rotation redeploy, at the end).
+data "aws_iam_policy_document" "service_trust" {
+  for_each = toset(["ecs-tasks", "ssm", "events"])
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
+      identifiers = ["${each.key}.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"
@@ -165,7 +168,7 @@ data "aws_iam_policy_document" "ecs_tasks_trust" {
 
 resource "aws_iam_role" "execution" {
   name               = "fargate-connect-bot-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  assume_role_policy = data.aws_iam_policy_document.service_trust["ecs-tasks"].json
   tags               = var.tags
 }
 
@@ -347,24 +350,9 @@ resource "aws_ssm_document" "redeploy" {
   tags = var.tags
 }
 
-data "aws_iam_policy_document" "redeploy_automation_trust" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ssm.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account]
-    }
-  }
-}
-
 resource "aws_iam_role" "redeploy_automation" {
   name               = "fargate-connect-bot-redeploy"
-  assume_role_policy = data.aws_iam_policy_document.redeploy_automation_trust.json
+  assume_role_policy = data.aws_iam_policy_document.service_trust["ssm"].json
   tags               = var.tags
 }
 
@@ -382,24 +370,9 @@ resource "aws_iam_role_policy" "redeploy_automation" {
   policy = data.aws_iam_policy_document.redeploy_automation.json
 }
 
-data "aws_iam_policy_document" "redeploy_events_trust" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account]
-    }
-  }
-}
-
 resource "aws_iam_role" "redeploy_events" {
   name               = "fargate-connect-bot-redeploy-events"
-  assume_role_policy = data.aws_iam_policy_document.redeploy_events_trust.json
+  assume_role_policy = data.aws_iam_policy_document.service_trust["events"].json
   tags               = var.tags
 }
 
