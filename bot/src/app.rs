@@ -91,7 +91,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
     let region = aws.region.clone();
     let policy = Arc::new(config.policy.clone());
     let (home, home_queue) = crate::home::channel();
-    let state = AppState {
+    let state = AppState::new(crate::gate::Shared {
         ledger: ledger.clone(),
         signing_secret: config.signing_secret.clone(),
         time_box: config.time_box,
@@ -105,7 +105,7 @@ pub async fn spawn(config: Config, aws: Aws, listeners: Listeners) -> anyhow::Re
         home: home.clone(),
         aws: aws.clone(),
         socket_links: (config.slack.mode == SlackMode::Socket).then(Default::default),
-    };
+    });
     let open = Arc::new(Open::default());
     let limits = config.server.limits();
     let ingress = match (slack_listener, &config.app_token) {

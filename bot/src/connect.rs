@@ -73,7 +73,8 @@ pub async fn connect(state: &AppState, who: &Asker, args: ConnectArgs) -> Result
             let why = if access == Access::Denied { "explicitly denied" } else { "not on the allow list" };
             let detail = json!({"service": service.as_str(), "cluster": cluster, "why": why, "reason": args.reason});
             let line = format!("denied by policy ({why}): <@{user}> → {service} in {cluster}");
-            if let Err(e) = state.ledger.record_denial(user, detail, line).await {
+            // Boxed: a denial is rare, and its future would otherwise add to every request's.
+            if let Err(e) = Box::pin(state.ledger.record_denial(user, detail, line)).await {
                 tracing::error!(error = %e, "could not record a denial");
                 return Ok(OUR_TROUBLE.into());
             }

@@ -21,8 +21,27 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const SLACK_TROUBLE: &str =
     "I could not check your user groups with Slack just now, so nothing was done. Please try again in a moment.";
 
+/// The process's state, shared by every handler. axum clones it for each request, so it is one
+/// reference-counted pointer to [`Shared`] (a clone is one atomic increment, not one per part).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub ledger: Ledger,
     /// `None` in Socket Mode, where nothing is accepted over HTTP.
     pub signing_secret: Option<Secret>,

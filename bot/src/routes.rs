@@ -268,11 +268,14 @@ pub async fn answer_command(state: &AppState, form: &SlashCommand) -> Option<ser
     // Nothing to go on: the request modal asks for it.
     let mut form_refused = None;
     if (form.text.trim().is_empty() || command == Err(CommandError::MissingService)) && !form.trigger_id.is_empty() {
-        match crate::modal::open(state, user, &form.trigger_id, &form.channel_id).await {
+        match Box::pin(crate::modal::open(state, user, &form.trigger_id, &form.channel_id)).await {
             Ok(()) => return None,
             Err(e) => form_refused = Some(e),
         }
     }
+    // Every command but `connect` is boxed: the future of this function is as large as its
+    // largest branch, and the HTTP handler's future (allocated and moved for each request) with
+    // it, so the rare commands do not make `connect`'s acknowledgement pay for their size.
     let reply = match command {
         Ok(Command::Help) => {
             let usage = USAGE.replace("/fargate", command_name(form));
@@ -281,22 +284,33 @@ pub async fn answer_command(state: &AppState, form: &SlashCommand) -> Option<ser
         Ok(Command::Connect(args)) => {
             connect(state, &form.asker(), args).await.unwrap_or_else(|refusal| refusal.message)
         }
-        Ok(Command::List) => list(state, user).await.unwrap_or_else(|e| e),
-        Ok(Command::Services) => services(state, user).await.unwrap_or_else(|e| e),
-        Ok(Command::Extend { request, by }) => match state.own_or_admin(user, request.as_str(), "extend").await {
-            // Without a duration: another time box of the same length, or what is left of the maximum.
-            Ok(r) => match by {
-                Some(by) => state.extend(user, &r, by, false).await,
-                None => state.extend(user, &r, HumanDuration::from_secs(r.ttl_secs.max(60) as u64), true).await,
-            },
-            Err(e) => e,
-        },
-        Ok(Command::End { request }) => match state.own_or_admin(user, request.as_str(), "end").await {
-            Ok(r) => state.end(user, &r).await,
-            Err(e) => e,
-        },
+        Ok(Command::List) => Box::pin(list(state, user)).await.unwrap_or_else(|e| e),
+        Ok(Command::Services) => Box::pin(services(state, user)).await.unwrap_or_else(|e| e),
+        Ok(Command::Extend { request, by }) => {
+            Box::pin(async move {
+                match state.own_or_admin(user, request.as_str(), "extend").await {
+                    // Without a duration: another time box of the same length, or what is left
+                    // of the maximum.
+                    Ok(r) => match by {
+                        Some(by) => state.extend(user, &r, by, false).await,
+                        None => state.extend(user, &r, HumanDuration::from_secs(r.ttl_secs.max(60) as u64), true).await,
+                    },
+                    Err(e) => e,
+                }
+            })
+            .await
+        }
+        Ok(Command::End { request }) => {
+            Box::pin(async move {
+                match state.own_or_admin(user, request.as_str(), "end").await {
+                    Ok(r) => state.end(user, &r).await,
+                    Err(e) => e,
+                }
+            })
+            .await
+        }
         Ok(Command::History { service, user: who, since, page }) => {
-            history(state, user, service.map(|s| s.to_string()), who, since, page).await.unwrap_or_else(|e| e)
+            Box::pin(history(state, user, service.map(|s| s.to_string()), who, since, page)).await.unwrap_or_else(|e| e)
         }
         Err(e) => mistake(form, &e),
     };

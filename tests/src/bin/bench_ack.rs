@@ -2,7 +2,8 @@
 //! requests at a given concurrency against the real `fargate-connect serve` (a release build,
 //! 127.0.0.1, a fresh database), for a bounded count and time. Reports requests/s,
 //! p50/p90/p99/max latency, non-2xx, the server's peak RSS, the bytes it wrote per request and
-//! the WAL file's largest size, and checks afterwards that the database holds exactly one
+//! the WAL file's largest size, the server's CPU time per request (the first server's, with
+//! `--replicas`), and checks afterwards that the database holds exactly one
 //! request per 2xx.
 //!
 //! AWS is never reached: `--aws down` points the SDK at a listener that accepts and never
@@ -114,6 +115,19 @@ fn written_bytes(pid: u32) -> Option<u64> {
     io.lines().find(|l| l.starts_with("wchar:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time the server has used so far (user + system, all its threads), in microseconds: the
+/// machine's run-to-run swings move throughput far more than they move the CPU time a request
+/// costs, so this is the steadier figure to compare two builds by.
+fn cpu_micros(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1_000_000 / per_second)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -197,6 +211,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let written_before = written_bytes(server.id()).unwrap_or(0);
+    let cpu_before = cpu_micros(server.id()).unwrap_or(0);
     // The WAL file's largest size during the run, sampled every 100 ms.
     let wal_max = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -279,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
     sampler.abort();
     let rss = peak_rss_kib(server.id()).unwrap_or(0);
     let written = written_bytes(server.id()).unwrap_or(0).saturating_sub(written_before);
+    let cpu = cpu_micros(server.id()).unwrap_or(0).saturating_sub(cpu_before);
     for mut server in servers {
         let _ = Command::new("kill").arg(server.id().to_string()).status();
         let _ = server.wait();
@@ -289,7 +305,7 @@ async fn main() -> anyhow::Result<()> {
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(&pool).await?;
     latencies.sort_unstable();
     println!(
-        "{} | {} x{} | concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB",
+        "{} | {} x{} | concurrency {} | aws {} | {} requests in {:.1} s | {:.0} req/s | p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms | non-2xx {} | stored {} (2xx {}) | server peak RSS {:.1} MiB | written {:.1} KiB per request | max WAL {} MiB | server CPU {:.0} µs per request",
         args.transport,
         args.database,
         args.replicas,
@@ -307,7 +323,8 @@ async fn main() -> anyhow::Result<()> {
         ok,
         rss as f64 / 1024.0,
         written as f64 / 1024.0 / (ok + not_ok).max(1) as f64,
-        wal_max.load(Ordering::Relaxed) >> 20
+        wal_max.load(Ordering::Relaxed) >> 20,
+        cpu as f64 / (ok + not_ok).max(1) as f64
     );
     anyhow::ensure!(stored as u64 == ok, "the database holds {stored} requests for {ok} acknowledgements");
     Ok(())

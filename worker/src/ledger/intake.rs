@@ -53,6 +53,8 @@ pub(super) const OUTBOX_SQL: &str =
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Bytes the WAL file is cut back to when it starts again (64 MiB).
 const WAL_SIZE_LIMIT: i64 = 64 << 20;
+/// The intake connection's page cache, negative: in KiB (SQLite's convention).
+const INTAKE_CACHE_KIB: i64 = -1024;
 /// Most requests committed in one transaction.
 pub(super) const INTAKE_BATCH: usize = 256;
 
@@ -200,6 +202,10 @@ fn open_intake(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 1 MiB of page cache (SQLite's default is 2): the intake appends to the right edge of most
+    // of its B-trees, and the pages it would keep beyond that are dropped anyway whenever another
+    // connection (the worker, the notifier) has written since its last transaction.
+    conn.pragma_update(None, "cache_size", INTAKE_CACHE_KIB)?;
     // Checkpoints (copying the WAL into the database, with its own syncs) would land on
     // whichever commit crosses the threshold; `checkpointer` does them beside the intake.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
