@@ -27,6 +27,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(fc_skip_browser)");
     println!("cargo::rustc-check-cfg=cfg(fc_skip_terraform)");
     println!("cargo::rustc-check-cfg=cfg(fc_skip_postgres)");
+    println!("cargo::rustc-check-cfg=cfg(fc_skip_bastion_box)");
     let required = env::var("FARGATE_CONNECT_REQUIRE_TOOLS").is_ok_and(|v| !v.is_empty() && v != "0");
 
     let chromium = path_from("FARGATE_CONNECT_CHROMIUM", "/usr/bin/chromium");
@@ -52,6 +53,18 @@ fn main() {
         }
     };
 
+    // The bastion box (tests/bastion_box) needs root (namespaces, overlay, chroot) and the real
+    // programs a bastion runs: cloud-init, sudo, nft, useradd, systemd-analyze, unshare.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let box_tools = ["cloud-init", "sudo", "nft", "useradd", "systemd-analyze", "unshare", "nsenter", "visudo"];
+    let box_ok = root && box_tools.iter().all(|tool| on_path(tool).is_some());
+    if !box_ok {
+        skip(
+            required,
+            "fc_skip_bastion_box",
+            "root and cloud-init, sudo, nftables (apt-get install cloud-init sudo nftables) for the bastion box",
+        );
+    }
     if !postgres {
         skip(required, "fc_skip_postgres", "PostgreSQL's server (apt-get install postgresql)");
     }

@@ -4,6 +4,7 @@
 //! them. The bot's AWS calls are held to the Terraform module's bot policy (`iam`).
 
 pub mod app;
+pub mod bastion_box;
 pub mod iam;
 pub mod moto;
 pub mod postgres;

@@ -1,13 +1,12 @@
-//! The bastion's scripts, held to shellcheck and run for real: the rendered `connect` runs
-//! with a stub `aws` on PATH that records what it was asked and answers like the AWS CLI; the
-//! deadline helper with a stub `systemctl`, writing its units into a temporary folder.
+//! The bastion's scripts, held to shellcheck, and the deadline helper run with a stub
+//! `systemctl` writing its units into a temporary folder. `connect` and the lockdown run for
+//! real in the bastion box (`bastion_box.rs`).
 
 use std::path::Path;
 use std::process::Command;
 use worker::aws::user_data::BastionScript;
 
 const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c";
-const NEW_TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/prod/9a8b7c6d";
 
 fn script() -> BastionScript<'static> {
     BastionScript {
@@ -27,96 +26,9 @@ fn script() -> BastionScript<'static> {
 
 static NO_PINS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
-/// A stub `aws` that logs its arguments and answers as the CLI would with `--output text`.
-const STUB_AWS: &str = r#"#!/bin/bash
-echo "$*" >> "$STUB_LOG"
-case "$*" in
-  *"ecs describe-tasks"*"containers"*) printf 'app\tRUNNING\nenvoy\tRUNNING\n' ;;
-  *"ecs describe-tasks"*"lastStatus"*) echo "$STUB_STATUS" ;;
-  *"ecs list-tasks"*) echo "$STUB_NEW_TASK" ;;
-  *"ecs execute-command"*) echo "EXEC" ;;
-  *) echo "unexpected: $*" >&2; exit 2 ;;
-esac
-"#;
-
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-    log: String,
-}
-
-fn run_connect(dir: &Path, args: &[&str], task_status: &str, new_task: &str) -> Run {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let aws = bin.join("aws");
-    std::fs::write(&aws, STUB_AWS).unwrap();
-    let connect = dir.join("connect");
-    std::fs::write(&connect, script().connect_script()).unwrap();
-    let log = dir.join("aws.log");
-    let _ = std::fs::remove_file(&log);
-    Command::new("chmod").arg("+x").arg(&aws).arg(&connect).status().unwrap();
-    let out = Command::new("bash")
-        .arg(&connect)
-        .args(args)
-        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-        .env("STUB_LOG", &log)
-        .env("STUB_STATUS", task_status)
-        .env("STUB_NEW_TASK", new_task)
-        .output()
-        .unwrap();
-    Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-        log: std::fs::read_to_string(&log).unwrap_or_default(),
-    }
-}
-
-#[test]
-fn connect_execs_into_the_prefilled_task_and_container() {
-    let dir = harness::app::TempDir::new();
-    let run = run_connect(&dir.0, &[], "RUNNING", NEW_TASK);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(run.stdout.trim(), "EXEC");
-    let exec = run.log.lines().last().unwrap();
-    assert_eq!(
-        exec,
-        format!("ecs execute-command --region eu-west-1 --cluster prod --task {TASK} --container app --interactive --command /bin/sh")
-    );
-    let run = run_connect(&dir.0, &["ls", "-la", "/app"], "RUNNING", NEW_TASK);
-    assert!(run.log.lines().last().unwrap().ends_with("--command ls -la /app"), "{}", run.log);
-}
-
-#[test]
-fn connect_finds_the_replacement_when_the_prefilled_task_stopped() {
-    let dir = harness::app::TempDir::new();
-    let run = run_connect(&dir.0, &[], "STOPPED", NEW_TASK);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("task 0f1e2d3c is STOPPED; looking for the running task of web"), "{}", run.stderr);
-    assert!(run
-        .log
-        .contains("ecs list-tasks --region eu-west-1 --cluster prod --service-name web --desired-status RUNNING"));
-    assert!(run.log.lines().last().unwrap().contains(&format!("--task {NEW_TASK} --container app")), "{}", run.log);
-    // None left at all: a plain failure, no exec.
-    let run = run_connect(&dir.0, &[], "STOPPED", "None");
-    assert_eq!(run.status, 1);
-    assert!(run.stderr.contains("web has no running task"), "{}", run.stderr);
-    assert!(!run.log.contains("execute-command"));
-}
-
-#[test]
-fn connect_lists_the_containers() {
-    let dir = harness::app::TempDir::new();
-    let run = run_connect(&dir.0, &["--list"], "RUNNING", NEW_TASK);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, "app\tRUNNING\nenvoy\tRUNNING\n");
-    assert!(!run.log.contains("execute-command"));
-}
-
-/// Runs `fargate-connect-deadline EPOCH` with a stub `systemctl`; returns (exit code, timer
+/// Runs `fargate-connect-deadline ARGS` with a stub `systemctl`; returns (exit code, timer
 /// unit, what systemctl was asked).
-fn run_deadline(dir: &Path, epoch: &str) -> (i32, String, String) {
+fn run_deadline(dir: &Path, args: &str) -> (i32, String, String) {
     let bin = dir.join("bin");
     let units = dir.join("units");
     std::fs::create_dir_all(&bin).unwrap();
@@ -129,7 +41,7 @@ fn run_deadline(dir: &Path, epoch: &str) -> (i32, String, String) {
     let _ = std::fs::remove_file(&log);
     let out = Command::new("bash")
         .arg(&helper)
-        .arg(epoch)
+        .args(args.split(' '))
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env("FARGATE_CONNECT_UNIT_DIR", &units)
         .env("STUB_LOG", &log)
@@ -158,6 +70,13 @@ fn the_deadline_is_a_persistent_timer_at_an_absolute_time() {
     assert_eq!(status, 0);
     assert!(timer.contains("OnCalendar=2001-09-09 01:46:40 UTC"), "{timer}");
     assert!(log.ends_with("poweroff\n"), "{log}");
+    // At boot (from inside cloud-init's stage) nothing waits for the timer's start.
+    let (status, _, log) = run_deadline(&dir.0, "--no-block 1893456000");
+    assert_eq!(status, 0);
+    assert!(
+        log.ends_with("enable fargate-connect-deadline.timer\n--no-block restart fargate-connect-deadline.timer\n"),
+        "{log}"
+    );
     // Nonsense is refused and changes nothing.
     let (status, _, log) = run_deadline(&dir.0, "soon; reboot");
     assert_eq!(status, 2);
@@ -210,7 +129,7 @@ fn connect_hands_over_to_the_connect_user_and_nothing_else() {
     assert!(script.len() < 16 * 1024, "{} bytes of user data", script.len());
     // The deadline is set before any of it, and the ready marker after all of it.
     let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle} not in the user data"));
-    assert!(at("fargate-connect-deadline 1800000000") < at("imds.nft"));
+    assert!(at("fargate-connect-deadline --no-block 1800000000") < at("imds.nft"));
     assert!(at("chmod 0755 /usr/local/bin/connect") < at("touch /var/lib/fargate-connect/ready"));
 }
 
@@ -219,25 +138,33 @@ fn user_data_and_connect_are_shellcheck_clean() {
     let python = harness::moto::ensure_venv();
     let shellcheck = python.parent().unwrap().join("shellcheck");
     let dir = harness::app::TempDir::new();
-    let user_data = dir.0.join("user-data.sh");
-    let connect = dir.0.join("connect.sh");
-    let deadline = dir.0.join("deadline.sh");
-    let wrapper = dir.0.join("wrapper.sh");
-    let pinned_user_data = dir.0.join("user-data-pinned.sh");
-    std::fs::write(&user_data, script().render()).unwrap();
     let pins: std::collections::BTreeMap<String, String> =
         [("linux_64bit", "a"), ("linux_arm64", "b")].map(|(k, c)| (k.to_string(), c.repeat(64))).into();
-    let pinned = BastionScript { plugin_sha256: &pins, ..script() }.render();
+    let pinned = BastionScript { plugin_sha256: &pins, ..script() }.setup_script();
     // Pinned: the download is checked before anything is installed from it.
     let check = pinned.find("sha256sum --check").expect("a checksum check");
     assert!(check < pinned.find("dnf install -y /root/session-manager-plugin.rpm").unwrap(), "{pinned}");
     assert!(pinned.contains(&format!("linux_arm64) plugin_sha256={}", "b".repeat(64))), "{pinned}");
     assert!(!pinned.contains("dnf install -y \"https://"), "no unchecked install: {pinned}");
-    std::fs::write(&pinned_user_data, pinned).unwrap();
-    std::fs::write(&connect, script().connect_script()).unwrap();
-    std::fs::write(&deadline, worker::aws::user_data::DEADLINE_HELPER).unwrap();
-    std::fs::write(&wrapper, worker::aws::user_data::CONNECT_WRAPPER).unwrap();
-    for file in [&user_data, &pinned_user_data, &connect, &deadline, &wrapper] {
+    let bastion = script();
+    let lockdown = bastion.lockdown();
+    // The boothook's first line is cloud-init's, which it strips before running the rest.
+    let boothook = lockdown.script().strip_prefix("#cloud-boothook\n").expect("a boothook").to_string();
+    let mut files = Vec::new();
+    for (name, text) in [
+        ("lockdown.sh", boothook),
+        ("check.sh", lockdown.check()),
+        ("setup.sh", script().setup_script()),
+        ("setup-pinned.sh", pinned),
+        ("connect.sh", script().connect_script()),
+        ("deadline.sh", worker::aws::user_data::DEADLINE_HELPER.to_string()),
+        ("wrapper.sh", worker::aws::user_data::CONNECT_WRAPPER.to_string()),
+    ] {
+        let file = dir.0.join(name);
+        std::fs::write(&file, text).unwrap();
+        files.push(file);
+    }
+    for file in &files {
         let out = Command::new(&shellcheck)
             .args(["--shell=bash", "--severity=style"])
             .arg(file)

@@ -103,7 +103,10 @@ async fn connect_to_ready_link_to_expiry_end_to_end(transport: Transport) {
     // The bastion's own deadline is absolute and the same as the instance's expires-at tag.
     let hard_stop = t.ledger.get(&id).await.unwrap().hard_stop_at.expect("hard stop stored");
     assert!(
-        script.contains(&format!("fargate-connect-deadline {}", worker::aws::user_data::deadline_secs(hard_stop))),
+        script.contains(&format!(
+            "fargate-connect-deadline --no-block {}",
+            worker::aws::user_data::deadline_secs(hard_stop)
+        )),
         "{script}"
     );
     assert!(script.contains("touch /var/lib/fargate-connect/ready"), "{script}");

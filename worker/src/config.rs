@@ -274,6 +274,14 @@ impl AwsSettings {
             if !plain {
                 return Err(format!("aws.session_run_as_user must be a plain Linux user name, not {user:?}"));
             }
+            // A session as root, the AMI's user (sudo for everything on AL2023), a system user or
+            // the connect user (it holds the credentials) would undo the lockdown.
+            if crate::aws::lockdown::PRIVILEGED_USERS.contains(&user.as_str()) {
+                return Err(format!(
+                    "aws.session_run_as_user = {user:?} is privileged on a bastion; choose a name of its own \
+                     (e.g. \"fc-session\"), which bastions create, and set Session Manager's Run As user to it"
+                ));
+            }
         }
         if let Some(key) = self.kms_key_arns.iter().find(|k| !k.starts_with("arn:") || !k.contains(":kms:")) {
             return Err(format!("aws.kms_key_arns must hold KMS key ARNs, not {key:?}"));
@@ -307,6 +315,10 @@ mod tests {
         }
         assert!(aws("session_run_as_user = \"ops\"").validate().is_ok());
         assert!(aws("session_run_as_user = \"ops; reboot\"").validate().is_err());
+        for privileged in ["root", "ec2-user", "fargate-connect", "ssm-user", "nobody"] {
+            let err = aws(&format!("session_run_as_user = \"{privileged}\"")).validate().unwrap_err();
+            assert!(err.contains("privileged"), "{err}");
+        }
         assert!(aws("kms_key_arns = [\"alias/x\"]").validate().is_err());
     }
 }

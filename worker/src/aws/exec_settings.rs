@@ -148,7 +148,17 @@ pub fn check(report: &mut Report, cluster: &ClusterExec, prefs: &SessionPreferen
     }
     if let Some(user) = &prefs.run_as_user {
         fine = false;
-        if settings.session_run_as_user.as_deref() == Some(user.as_str()) {
+        if crate::aws::lockdown::PRIVILEGED_USERS.contains(&user.as_str()) {
+            report.fail(
+                "run as",
+                format!(
+                    "Session Manager runs sessions as `{user}`, who is privileged on a bastion (the AMI's own \
+                     user or root; `ec2-user` has sudo for everything on AL2023): bastions refuse it"
+                ),
+                "set the Session Manager preference's Run As user to a name of its own (e.g. `fc-session`) and \
+                 aws.session_run_as_user to the same; requesters must carry no SSMSessionRunAs tag",
+            );
+        } else if settings.session_run_as_user.as_deref() == Some(user.as_str()) {
             report.pass("run as", format!("sessions run as `{user}`, whom bastions create"));
         } else {
             report.fail(
@@ -250,5 +260,22 @@ mod tests {
         check(&mut report, &ClusterExec::default(), &SessionPreferences::default(), &settings(""));
         assert_eq!(report.checks.len(), 1);
         assert_eq!(report.checks[0].outcome, Pass);
+    }
+
+    #[test]
+    fn a_privileged_run_as_user_is_refused_not_copied() {
+        use crate::events::Outcome::*;
+        for user in ["ec2-user", "root", "ssm-user", "fargate-connect"] {
+            let prefs = SessionPreferences { run_as_user: Some(user.into()), ..Default::default() };
+            let mut report = Report::default();
+            check(&mut report, &ClusterExec::default(), &prefs, &settings(""));
+            let run_as = report.checks.iter().find(|c| c.name == "run as").unwrap();
+            assert_eq!(run_as.outcome, Fail, "{user}");
+            let advice = format!("{:?}", run_as);
+            assert!(
+                advice.contains("privileged") && !advice.contains(&format!("session_run_as_user = \"{user}\"")),
+                "{advice}"
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod ecs;
 pub mod error;
 pub mod exec_settings;
 pub mod iam;
+pub mod lockdown;
 pub mod partition;
 pub mod ssm;
 pub mod user_data;

@@ -1,15 +1,22 @@
-//! The bastion's user data: set its own deadline first (so nothing below can keep it alive),
-//! lock the instance's credentials away from the person (only root and the `connect` user reach
-//! the metadata service; the session user may only run `connect`), install the Session Manager
-//! plugin for its architecture, write `connect`, prefilled with region, cluster, task and
-//! container, and last mark the bastion ready.
+//! The bastion's user data, in three MIME parts cloud-init runs at their own stages:
+//! 1. a cloud-config that creates no default user (AL2023's `ec2-user` has sudo for all);
+//! 2. the lockdown ([`crate::aws::lockdown`]), a boothook: users, the one sudo rule, the
+//!    metadata firewall, the deadline and the SSM agent's gate, in place before the agent can
+//!    serve anyone;
+//! 3. the rest, a shell script in cloud-init's final stage: the Session Manager plugin for the
+//!    architecture, `connect` prefilled with region, cluster, task and container, and last
+//!    the ready marker the bot's readiness probe ([`READY_PROBE`]) looks for, with the check.
 //!
 //! The deadline is absolute (UTC seconds) and kept by a persistent systemd timer, so a reboot
 //! neither resets nor loses it, and the same request renders the same user data on every
 //! launch attempt (EC2 refuses a retried `ClientToken` whose parameters changed). An extension
 //! moves it with the same helper, `fargate-connect-deadline EPOCH`, through Run Command.
-//! The SSM agent registers in parallel with this script, so "online in SSM" is not "usable":
-//! the bot's readiness probe ([`READY_PROBE`]) checks the marker this script writes last.
+
+pub use crate::aws::lockdown::{
+    move_deadline_command, shell_quote, CONNECT_PATH, CONNECT_USER, CONNECT_WRAPPER, DEADLINE_HELPER, IMDS_FIREWALL,
+    IMDS_FIREWALL_UNIT,
+};
+use crate::aws::lockdown::{Lockdown, CHECK_PATH};
 
 /// What the bastion needs to know, all of it public (no secrets ever go into user data).
 pub struct BastionScript<'a> {
@@ -30,121 +37,40 @@ pub struct BastionScript<'a> {
     pub plugin_sha256: &'a std::collections::BTreeMap<String, String>,
 }
 
-/// The user `connect` runs as: the only one besides root that may reach the instance metadata
-/// service, and so the role's credentials. The person's session user (`ssm-user`, or Session
-/// Manager's Run As user) may run `connect` as it through one sudoers rule, and nothing else.
-pub const CONNECT_USER: &str = "fargate-connect";
-
-/// Where the real `connect` lives; `/usr/local/bin/connect` only hands over to it.
-pub const CONNECT_PATH: &str = "/usr/local/libexec/fargate-connect/connect";
-
-/// `/usr/local/bin/connect`: runs the real one as the connect user.
-pub const CONNECT_WRAPPER: &str = r#"#!/bin/bash
-# connect: a shell in this bastion's ECS task. It runs as fargate-connect, the only user (with
-# root) that may use this bastion's credentials; you never hold them.
-if [ "$(id -un)" = fargate-connect ]; then
-  exec /usr/local/libexec/fargate-connect/connect "$@"
-fi
-exec sudo -n -H -u fargate-connect -- /usr/local/libexec/fargate-connect/connect "$@"
-"#;
-
-/// The firewall (nftables) that keeps everyone but root and the connect user away from the
-/// instance metadata service, loaded at every boot before the SSM agent starts.
-pub const IMDS_FIREWALL: &str = r#"table inet fargate_connect
-delete table inet fargate_connect
-table inet fargate_connect {
-  chain output {
-    type filter hook output priority 0; policy accept;
-    ip daddr 169.254.169.254 meta skuid 0 accept
-    ip daddr 169.254.169.254 meta skuid "fargate-connect" accept
-    ip daddr 169.254.169.254 reject
-    ip6 daddr fd00:ec2::254 meta skuid 0 accept
-    ip6 daddr fd00:ec2::254 meta skuid "fargate-connect" accept
-    ip6 daddr fd00:ec2::254 reject
-  }
-}
-"#;
-
-/// Its unit: before the SSM agent (and so before any session), at every boot.
-pub const IMDS_FIREWALL_UNIT: &str = r#"[Unit]
-Description=fargate-connect: only root and fargate-connect reach the instance metadata service
-DefaultDependencies=no
-After=local-fs.target
-Before=network-pre.target amazon-ssm-agent.service
-Wants=network-pre.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/sbin/nft -f /etc/fargate-connect/imds.nft
-
-[Install]
-WantedBy=multi-user.target
-"#;
-
 /// Written by the user data once `connect` and the plugin are in place.
 pub const READY_MARKER: &str = "/var/lib/fargate-connect/ready";
 
 /// The readiness probe the bot runs through Run Command: succeeds only on a usable bastion.
-pub const READY_PROBE: &str = "test -f /var/lib/fargate-connect/ready && test -x /usr/local/bin/connect && test -x /usr/local/libexec/fargate-connect/connect && command -v session-manager-plugin";
+/// It runs the lockdown check too (as the person would meet it: `sudo -l` of each session user,
+/// the metadata service from each), and looks for the plugin and the CLI as the connect user
+/// with `connect`'s own PATH; a bastion that fails it is never handed out.
+pub const READY_PROBE: &str = "/usr/local/sbin/fargate-connect-check && test -f /var/lib/fargate-connect/ready && test -x /usr/local/bin/connect && test -x /usr/local/libexec/fargate-connect/connect && runuser -u fargate-connect -- /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -c 'command -v session-manager-plugin && command -v aws'";
 
 /// A deadline in UTC ms as the whole second at or after it, as the bastion takes it.
 pub fn deadline_secs(ms: i64) -> i64 {
     (ms + 999).div_euclid(1000)
 }
 
-/// The command that moves the bastion's deadline (after an extension).
-pub fn move_deadline_command(deadline_epoch: i64) -> String {
-    format!("/usr/local/sbin/fargate-connect-deadline {deadline_epoch}")
-}
-
-/// `/usr/local/sbin/fargate-connect-deadline EPOCH`: (re)writes the persistent timer that powers
-/// the bastion off at EPOCH, and powers off at once when EPOCH is already past.
-pub const DEADLINE_HELPER: &str = r#"#!/bin/bash
-# fargate-connect-deadline EPOCH: power this bastion off at EPOCH (UTC seconds), across reboots.
-set -euo pipefail
-at="${1:-}"
-case "$at" in
-  '' | *[!0-9]*) echo "usage: fargate-connect-deadline EPOCH" >&2; exit 2 ;;
-esac
-units="${FARGATE_CONNECT_UNIT_DIR:-/etc/systemd/system}"
-cat > "$units/fargate-connect-deadline.service" <<'UNIT'
-[Unit]
-Description=fargate-connect: the time box is over; power off (the instance terminates)
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/systemctl poweroff
-UNIT
-cat > "$units/fargate-connect-deadline.timer" <<UNIT
-[Unit]
-Description=fargate-connect: the time box of this bastion
-
-[Timer]
-OnCalendar=$(date -u -d "@$at" '+%Y-%m-%d %H:%M:%S') UTC
-Persistent=true
-AccuracySec=1s
-
-[Install]
-WantedBy=timers.target
-UNIT
-systemctl daemon-reload
-systemctl enable fargate-connect-deadline.timer
-systemctl restart fargate-connect-deadline.timer
-if [ "$(date -u +%s)" -ge "$at" ]; then
-  systemctl poweroff
-fi
-"#;
-
-/// Single-quotes a value for bash.
-pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
-
 impl BastionScript<'_> {
-    /// `/usr/local/bin/connect`: runs a command (default `/bin/sh`) in the container, or
-    /// `--list`s the task's containers. If the prefilled task has stopped (a deployment, a
-    /// crash), it finds the service's running task first.
+    /// The lockdown this bastion gets (the user data's boothook).
+    pub fn lockdown(&self) -> Lockdown<'_> {
+        Lockdown {
+            request_id: self.request_id,
+            service: self.service,
+            deadline_epoch: self.deadline_epoch,
+            run_as_user: self.run_as_user,
+        }
+    }
+
+    /// `/usr/local/libexec/fargate-connect/connect`: runs a command (default `/bin/sh`) in the
+    /// container, or `--list`s the task's containers. If the prefilled task has stopped (a
+    /// deployment, a crash), it finds the service's running task first.
+    ///
+    /// It runs as the connect user, who holds the credentials, on the person's terminal, so
+    /// nothing in it may start another program the person can steer: it starts again with an
+    /// environment of its own (its PATH, no pager or editor variables, no AWS_* of the
+    /// person's), every `aws` call has `--no-cli-pager` and what it prints goes through `cat`;
+    /// the person's arguments reach only the container's command.
     pub fn connect_script(&self) -> String {
         let q = shell_quote;
         format!(
@@ -152,6 +78,13 @@ impl BastionScript<'_> {
 # connect: a shell in the ECS task this bastion was made for (prefilled by fargate-connect).
 # Usage: connect [command...]   run a command in the container (default: /bin/sh)
 #        connect --list         show the task's containers
+if [ "${{FARGATE_CONNECT_CLEAN:-}}" != 1 ]; then
+  term="${{TERM:-xterm}}"
+  case "$term" in *[!A-Za-z0-9._+-]*) term=xterm ;; esac
+  exec /usr/bin/env -i FARGATE_CONNECT_CLEAN=1 TERM="$term" LANG=C.UTF-8 AWS_PAGER= \
+    HOME=/var/lib/fargate-connect/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /bin/bash {connect_path} "$@"
+fi
 set -euo pipefail
 REGION={region}
 CLUSTER={cluster}
@@ -160,8 +93,8 @@ TASK={task}
 CONTAINER={container}
 
 task_status() {{
-  aws ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$1" \
-    --query 'tasks[0].lastStatus' --output text 2>/dev/null || true
+  aws --no-cli-pager ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$1" \
+    --query 'tasks[0].lastStatus' --output text 2>/dev/null | cat || true
 }}
 
 # The prefilled task may have been replaced: use the service's running task then.
@@ -172,8 +105,8 @@ resolve_task() {{
     return 0
   fi
   echo "connect: task ${{TASK##*/}} is ${{status:-gone}}; looking for the running task of $SERVICE" >&2
-  found="$(aws ecs list-tasks --region "$REGION" --cluster "$CLUSTER" --service-name "$SERVICE" \
-    --desired-status RUNNING --query 'taskArns[0]' --output text)"
+  found="$(aws --no-cli-pager ecs list-tasks --region "$REGION" --cluster "$CLUSTER" --service-name "$SERVICE" \
+    --desired-status RUNNING --query 'taskArns[0]' --output text | cat)"
   if [ -z "$found" ] || [ "$found" = "None" ]; then
     echo "connect: $SERVICE has no running task" >&2
     exit 1
@@ -183,15 +116,16 @@ resolve_task() {{
 
 if [ "${{1:-}}" = "--list" ]; then
   resolve_task
-  aws ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$TASK" \
-    --query 'tasks[0].containers[].[name,lastStatus]' --output text
+  aws --no-cli-pager ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$TASK" \
+    --query 'tasks[0].containers[].[name,lastStatus]' --output text | cat
   exit 0
 fi
 resolve_task
 if [ "$#" -gt 0 ]; then cmd="$*"; else cmd=/bin/sh; fi
-exec aws ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TASK" \
+exec aws --no-cli-pager ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TASK" \
   --container "$CONTAINER" --interactive --command "$cmd"
 "#,
+            connect_path = CONNECT_PATH,
             region = q(self.region),
             cluster = q(self.cluster),
             service = q(self.service),
@@ -239,55 +173,28 @@ rm -f /root/session-manager-plugin.rpm
 
     /// The one sudoers rule per session user: `connect` as the connect user, nothing else.
     pub fn sudoers(&self) -> String {
-        let mut users = vec!["ssm-user"];
-        users.extend(self.run_as_user);
-        users.iter().map(|u| format!("{u} ALL=({CONNECT_USER}) NOPASSWD: {CONNECT_PATH}\n")).collect()
+        self.lockdown().sudoers()
     }
 
-    /// The whole user data script.
-    pub fn render(&self) -> String {
+    /// The user data's last part (cloud-init's final stage): plugin, `connect`, ready.
+    pub fn setup_script(&self) -> String {
         format!(
             r#"#!/bin/bash
-# fargate-connect bastion for request {request_id} ({service}).
+# fargate-connect bastion for request {request_id} ({service}): the lockdown (the boothook) is
+# in place; this installs the plugin and connect, then marks the bastion ready.
 set -euo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+{check}
+# cloud-init grants the AMI's default user sudo after the lockdown ran; no such grant is kept.
+rm -f /etc/sudoers.d/90-cloud-init-users
 
-# 1. The time box, enforced by the bastion itself (it terminates on shutdown): a persistent
-#    timer at an absolute deadline, which a reboot does not reset.
-install -d -m 0755 /usr/local/sbin
-cat > /usr/local/sbin/fargate-connect-deadline <<'DEADLINE'
-{deadline_helper}DEADLINE
-chmod 0755 /usr/local/sbin/fargate-connect-deadline
-/usr/local/sbin/fargate-connect-deadline {deadline}
-
-# 2. The person never holds this bastion's credentials: only root and {user} reach the instance
-#    metadata service (a firewall loaded at every boot, before the SSM agent); the session user
-#    may run connect as {user} and nothing else (no general sudo, so neither the firewall nor
-#    the deadline can be undone from a session).
-install -d -m 0755 /var/lib/fargate-connect /etc/fargate-connect
-id -u {user} >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/lib/fargate-connect/home --shell /sbin/nologin {user}
-command -v nft >/dev/null 2>&1 || dnf install -y nftables
-cat > /etc/fargate-connect/imds.nft <<'NFT'
-{firewall}NFT
-cat > /etc/systemd/system/fargate-connect-firewall.service <<'UNIT'
-{firewall_unit}UNIT
-systemctl daemon-reload
-systemctl enable --now fargate-connect-firewall.service
-# The SSM agent gives ssm-user sudo for everything when it creates it for the first session;
-# created here first (the agent then leaves it be), with this one rule instead.
-id -u ssm-user >/dev/null 2>&1 || useradd --create-home ssm-user
-{run_as}cat > /etc/sudoers.d/ssm-agent-users <<'SUDOERS'
-# fargate-connect: the session user may run connect as {user}, and nothing else.
-{sudoers}SUDOERS
-chmod 0440 /etc/sudoers.d/ssm-agent-users
-visudo -cf /etc/sudoers.d/ssm-agent-users
-
-# 3. Session Manager plugin, for this machine's architecture.
+# 1. Session Manager plugin, for this machine's architecture.
 case "$(uname -m)" in
   aarch64) plugin_arch=linux_arm64 ;;
   *) plugin_arch=linux_64bit ;;
 esac
 {plugin_install}
-# 4. The prefilled connect command, and the wrapper that runs it as {user}.
+# 2. The prefilled connect command, and the wrapper that runs it as {user}.
 install -d -m 0755 /usr/local/libexec/fargate-connect
 cat > {connect_path} <<'CONNECT'
 {connect}CONNECT
@@ -296,34 +203,53 @@ cat > /usr/local/bin/connect <<'WRAPPER'
 {wrapper}WRAPPER
 chmod 0755 /usr/local/bin/connect
 
-# 5. Usable: the bot's readiness probe looks for this (and for the plugin).
-command -v session-manager-plugin >/dev/null
-install -d -m 0755 /var/lib/fargate-connect
+# 3. Usable: the bot's readiness probe looks for this (and runs the check again).
+{check}
 touch {ready}
 "#,
             request_id = self.request_id,
             service = self.service,
-            deadline_helper = DEADLINE_HELPER,
-            deadline = self.deadline_epoch,
+            check = CHECK_PATH,
             ready = READY_MARKER,
             plugin_install = self.plugin_install(),
-            run_as = match self.run_as_user {
-                Some(user) => format!(
-                    "# Session Manager's Run As user, whom sessions start as.\nid -u {u} >/dev/null 2>&1 || useradd --create-home {u}\n",
-                    u = shell_quote(user)
-                ),
-                None => String::new(),
-            },
-            sudoers = self.sudoers(),
             user = CONNECT_USER,
-            firewall = IMDS_FIREWALL,
-            firewall_unit = IMDS_FIREWALL_UNIT,
             connect_path = CONNECT_PATH,
             wrapper = CONNECT_WRAPPER,
             connect = self.connect_script(),
         )
     }
+
+    /// The whole user data: a MIME multipart message cloud-init reads (see the module header).
+    pub fn render(&self) -> String {
+        let parts = [
+            ("text/cloud-config", "no-default-user.cfg", NO_DEFAULT_USER.to_string()),
+            ("text/cloud-boothook", "lockdown.sh", self.lockdown().script()),
+            ("text/x-shellscript", "bastion.sh", self.setup_script()),
+        ];
+        // A boundary no part contains (the same for the same request, so a retried launch sends
+        // the same bytes).
+        let boundary = (0..)
+            .map(|n| if n == 0 { BOUNDARY.to_string() } else { format!("{BOUNDARY}{n}==") })
+            .find(|b| parts.iter().all(|(_, _, body)| !body.contains(b.as_str())))
+            .expect("some boundary is in no part");
+        let mut out = format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n");
+        for (kind, name, body) in parts {
+            out += &format!(
+                "\n--{boundary}\nContent-Type: {kind}; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+                 Content-Transfer-Encoding: 7bit\nContent-Disposition: attachment; filename=\"{name}\"\n\n{body}"
+            );
+        }
+        out + &format!("\n--{boundary}--\n")
+    }
 }
+
+/// The MIME boundary, unless a part contains it.
+const BOUNDARY: &str = "==fargate-connect-part==";
+
+/// The first part: no default user. AL2023's cloud-init would otherwise create `ec2-user` with
+/// `NOPASSWD: ALL` in `/etc/sudoers.d/90-cloud-init-users`.
+const NO_DEFAULT_USER: &str =
+    "#cloud-config\n# fargate-connect: no default user; nobody logs in but through Session Manager.\nusers: []\n";
 
 #[cfg(test)]
 mod tests {
@@ -345,27 +271,45 @@ mod tests {
             plugin_sha256: &Default::default(),
         }
         .render();
-        assert!(script.starts_with("#!/bin/bash"));
+        // Three parts, in the order cloud-init runs them: no default user, the lockdown (a
+        // boothook, before the network is online), the rest (a script in the final stage).
+        assert!(script.starts_with("Content-Type: multipart/mixed; boundary=\"==fargate-connect-part==\""));
+        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle} not in {script}"));
+        assert!(at("Content-Type: text/cloud-config") < at("Content-Type: text/cloud-boothook"));
+        assert!(at("Content-Type: text/cloud-boothook") < at("Content-Type: text/x-shellscript"));
+        assert!(script.contains("\n\n#cloud-config\n") && script.contains("\nusers: []\n"));
+        assert!(script.contains("\n\n#cloud-boothook\n#!/bin/bash\n"));
+        assert!(script.ends_with("\n--==fargate-connect-part==--\n"));
+        assert_eq!(script.matches("\n--==fargate-connect-part==\n").count(), 3);
         assert!(script.contains("CLUSTER='prod'"));
         assert!(script.contains("TASK='arn:aws:ecs:eu-west-1:1:task/prod/abc'"));
-        let deadline = script.find("/usr/local/sbin/fargate-connect-deadline 1800000000").unwrap();
-        assert!(deadline < script.find("dnf install").unwrap());
-        let ready = script.find("touch /var/lib/fargate-connect/ready").unwrap();
-        assert!(ready > script.find("chmod 0755 /usr/local/bin/connect").unwrap());
-        assert!(READY_PROBE.contains(READY_MARKER));
-        assert!(script.contains("id -u 'ops' >/dev/null 2>&1 || useradd --create-home 'ops'"));
-        // The credentials stay with root and the connect user; the session users get one rule.
-        let firewall = script.find("systemctl enable --now fargate-connect-firewall.service").unwrap();
-        assert!(firewall < script.find("dnf install -y \"https://").unwrap(), "locked before the plugin's download");
+        // The gate, then the deadline, users, sudo and firewall, all before the plugin's download.
+        let lockdown = at("Content-Type: text/cloud-boothook");
+        assert!(lockdown < at("amazon-ssm-agent.service.d/10-fargate-connect.conf <<"));
+        assert!(
+            at("amazon-ssm-agent.service.d/10-fargate-connect.conf <<")
+                < at("fargate-connect-deadline --no-block 1800000000")
+        );
+        assert!(
+            at("fargate-connect-deadline --no-block 1800000000") < at("useradd --create-home --shell /bin/bash 'ops'")
+        );
+        assert!(at("useradd --create-home --shell /bin/bash 'ops'") < at("nft -f /etc/fargate-connect/imds.nft\n"));
+        assert!(at("nft -f /etc/fargate-connect/imds.nft\n") < at("Content-Type: text/x-shellscript"));
+        assert!(at("Content-Type: text/x-shellscript") < at("dnf install"));
+        let ready = at("touch /var/lib/fargate-connect/ready");
+        assert!(ready > at("chmod 0755 /usr/local/bin/connect"));
+        assert!(READY_PROBE.contains(READY_MARKER) && READY_PROBE.starts_with(CHECK_PATH));
         assert!(script.contains("ip daddr 169.254.169.254 reject"));
         assert!(
             script.contains("ssm-user ALL=(fargate-connect) NOPASSWD: /usr/local/libexec/fargate-connect/connect\n")
         );
         assert!(script.contains("ops ALL=(fargate-connect) NOPASSWD: /usr/local/libexec/fargate-connect/connect\n"));
-        assert!(!script.contains("NOPASSWD: ALL"));
+        assert!(!script.contains("NOPASSWD: ALL") && !script.contains("NOPASSWD:ALL"));
         assert!(script.contains(
             r#"dnf install -y "https://s3.amazonaws.com/session-manager-downloads/plugin/latest/${plugin_arch}/session-manager-plugin.rpm""#
         ));
+        // EC2 takes at most 16 KB of user data (before base64).
+        assert!(script.len() < 16 * 1024, "{} bytes of user data", script.len());
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }
