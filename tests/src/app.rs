@@ -146,6 +146,7 @@ per_person_per_hour = 10000
 poll_interval_ms = 50
 lease_ms = 5000
 ready_poll_ms = 50
+revoke_settle_ms = 200
 ready_timeout = "30s"
 {extra}
 "#

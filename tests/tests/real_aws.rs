@@ -235,7 +235,7 @@ async fn the_accounts_session_settings_are_checked_before_anything_is_spent() {
         .unwrap(),
     )
     .unwrap();
-    assert!(script.contains("useradd --create-home 'ops'"), "{script}");
+    assert!(script.contains("useradd --create-home --shell /bin/bash 'ops'"), "{script}");
     t.stop().await;
 }
 
@@ -279,6 +279,61 @@ async fn end_also_ends_the_exec_sessions_the_bastions_role_opened() {
     assert_eq!(status(&sessions, &other), "Connected", "someone else's session is not ours to end");
     let torn = t.ledger.audit_for(&id).await.unwrap().into_iter().find(|e| e.kind == "torn_down").unwrap();
     assert!(torn.detail.contains("\"sessions_ended\":2"), "{}", torn.detail);
+    t.stop().await;
+}
+
+/// The attacker's race: a session opened after the teardown's first sweep (a start-session
+/// loop on the bastion, or an ECS Exec with the role's credentials while IAM's revocation
+/// propagates) is ended by the second sweep before the role is deleted; the credentials are
+/// revoked before anything else happens, and the owner is matched however it is spelt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_while_the_teardown_runs_is_ended_after_the_revocation() {
+    let t = TestApp::start_custom("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"", |c| {
+        c.worker.revoke_settle_ms = 5_000;
+    })
+    .await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    let instance = request.instance_id.clone().unwrap();
+    let task_id = request.task_id().unwrap().to_string();
+    let reply = t.reply(USER, &format!("end {id}")).await;
+    assert!(reply.contains("End"), "{reply}");
+    // The first pass is done when the job waits with its progress.
+    harness::wait_for("the teardown's first pass", WAIT, || async {
+        let progress: Option<String> =
+            sqlx::query_scalar("SELECT progress FROM jobs WHERE request_id = ? AND kind = 'teardown'")
+                .bind(&id)
+                .fetch_optional(t.ledger.pool())
+                .await
+                .unwrap()
+                .flatten();
+        progress.filter(|p| p.contains("\"revoked\":true")).map(|_| ())
+    })
+    .await;
+    // Sessions opened in the gap: one on the bastion, one ECS Exec with the role, its owner
+    // spelt as the role's ARN (with its path) rather than the assumed-role session's.
+    let on_bastion = harness::moto::plant_session(&t.account, &instance, "arn:aws:iam::1:user/mallory").await;
+    let role_arn = format!("arn:aws:iam::{}:role/fargate-connect/fargate-connect-{id}", t.account);
+    let exec = harness::moto::plant_session(&t.account, &format!("ecs:prod_{task_id}_{task_id}-1"), &role_arn).await;
+    t.wait_for_audit(&id, "torn_down", WAIT).await;
+    let sessions = harness::moto::sessions(&t.account).await;
+    let status =
+        |id: &str| sessions.iter().find(|s| s["SessionId"] == id).unwrap()["Status"].as_str().unwrap().to_string();
+    assert_eq!(status(&on_bastion), "Terminated", "a session started during the teardown survived it");
+    assert_eq!(status(&exec), "Terminated", "an exec session started during the teardown survived it");
+    let torn = t.ledger.audit_for(&id).await.unwrap().into_iter().find(|e| e.kind == "torn_down").unwrap();
+    assert!(torn.detail.contains("\"sessions_ended_late\":2"), "{}", torn.detail);
+    // The order: revoke, terminate, sweep; sweep again, then delete.
+    let calls = harness::moto::calls(&t.account).await;
+    let at = |action: &str| calls.iter().rposition(|(_, a)| a == action).unwrap_or_else(|| panic!("no {action}"));
+    let revoke = calls.iter().rposition(|(_, a)| a == "PutRolePolicy").unwrap();
+    let terminate = at("TerminateInstances");
+    assert!(revoke < terminate, "the credentials are revoked before anything else");
+    let sweeps: Vec<usize> =
+        calls.iter().enumerate().filter(|(i, (_, a))| a == "DescribeSessions" && *i > revoke).map(|(i, _)| i).collect();
+    assert!(sweeps.len() >= 2, "two sweeps: {calls:?}");
+    assert!(sweeps[0] > terminate && *sweeps.last().unwrap() < at("DeleteRole"), "{calls:?}");
     t.stop().await;
 }
 

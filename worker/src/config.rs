@@ -198,6 +198,10 @@ pub struct WorkerSettings {
     /// person cannot be told (Slack unreachable) is ended unused this long after it was ready
     /// (or at its time box, if that is shorter).
     pub untold_limit: HumanDuration,
+    /// A teardown revokes the bastion role's credentials first, then ends sessions; it sweeps
+    /// sessions again this long later, in milliseconds (IAM's changes take effect eventually, not at once, so
+    /// a session may still open in between), then deletes the role.
+    pub revoke_settle_ms: u64,
 }
 
 impl Default for WorkerSettings {
@@ -214,6 +218,7 @@ impl Default for WorkerSettings {
             reaper_grace: HumanDuration::from_secs(900),
             reminder_before: HumanDuration::from_secs(300),
             untold_limit: HumanDuration::from_secs(900),
+            revoke_settle_ms: 10_000,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The two jobs: provision (preflight → IAM → spot → SSM online → ready) and teardown (end
-//! sessions → terminate → delete profile and role → ended). Each step is idempotent and looks
+//! The two jobs: provision (preflight → IAM → spot → SSM online → ready) and teardown (revoke
+//! the role → terminate → end sessions → after IAM settles, sweep again → delete profile and
+//! role → ended). Each step is idempotent and looks
 //! at AWS before acting, so a job that is retried, or picked up again after a crash, continues
 //! where the last one stopped and never launches twice.
 
@@ -8,6 +9,7 @@ use crate::aws::ecs::{self, Wanted};
 use crate::aws::exec_settings;
 use crate::aws::iam::{self, RoleSpec};
 use crate::aws::partition::Partition;
+use crate::aws::revoke;
 use crate::aws::ssm;
 use crate::aws::user_data::{self, BastionScript, READY_PROBE};
 use crate::aws::{Aws, AwsError};
@@ -145,19 +147,6 @@ pub fn cluster_arn_of_task(task_arn: &str) -> Option<String> {
     let (prefix, resource) = task_arn.split_once(":task/")?;
     let cluster = resource.split('/').next()?;
     Some(format!("{prefix}:cluster/{cluster}"))
-}
-
-/// The ARN AWS gives the bastion role's instance credentials, as a session's owner:
-/// `arn:PARTITION:sts::ACCOUNT:assumed-role/<role>/<instance id>` (partition and account from the
-/// task ARN).
-pub fn role_session_arn(task_arn: Option<&str>, request_id: &str, instance_id: &str) -> Option<String> {
-    let mut parts = task_arn?.split(':');
-    let (Some("arn"), Some(partition), Some(_), Some(_), Some(account)) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    Some(format!("arn:{partition}:sts::{account}:assumed-role/{}/{instance_id}", iam::role_name(request_id)))
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -635,43 +624,56 @@ impl Provisioner {
         }
     }
 
-    /// Terminates the instance, ends its sessions, deletes profile and role; then records it.
-    pub async fn teardown(&self, request_id: &str) -> Result<Step, JobError> {
+    /// Ends the access, then removes what is left, in two passes of one job:
+    /// 1. revokes the role's credentials (`revoke`), terminates the instance, and ends every
+    ///    session on the bastion or opened with the role;
+    /// 2. `worker.revoke_settle_ms` later (IAM's changes take effect eventually, so a session
+    ///    may still have opened in between) sweeps again, deletes profile and role, records it.
+    ///
+    /// A failing sweep is recorded and does not keep the role: deleting it is what ends the
+    /// access for good.
+    pub async fn teardown(&self, job: &Job) -> Result<Step, JobError> {
+        let request_id = job.request_id.as_str();
         let request = self.ledger.get(request_id).await?;
-        // The instance first: its going away is what ends the access, so it must not wait.
-        let terminated =
-            ec2::terminate_request(&self.aws.ec2, request_id, request.instance_id.as_deref(), request.launched_at())
-                .await?;
-        let mut sessions = 0;
-        if let Some(instance) = &request.instance_id {
-            sessions = ssm::end_sessions(&self.aws.ssm, instance).await?;
-            // And the ECS Exec sessions the bastion's role opened (their target is the task).
-            if let Some(owner) = role_session_arn(request.task_arn.as_deref(), request_id, instance) {
-                sessions += ssm::end_sessions_owned_by(&self.aws.ssm, &owner).await?;
-            }
-        }
+        let instance = request.instance_id.as_deref();
+        let first = job.progress.as_deref().and_then(|p| serde_json::from_str::<Revoked>(p).ok());
+        let Some(first) = first else {
+            let revoked = revoke::revoke(&self.aws.iam, request_id, &rfc3339(now_ms())).await?;
+            // The instance next: its going away is what ends the sessions on it.
+            let terminated = ec2::terminate_request(&self.aws.ec2, request_id, instance, request.launched_at()).await?;
+            let sweep = revoke::sweep_sessions(&self.aws.ssm, request_id, instance).await;
+            let progress = Revoked { revoked, terminated, sessions: sweep.ended, sweep_error: sweep.error };
+            let progress = serde_json::to_string(&progress).map_err(|e| JobError::Fatal(e.to_string()))?;
+            return Ok(Step::Later { after: Duration::from_millis(self.worker.revoke_settle_ms), progress });
+        };
+        let sweep = revoke::sweep_sessions(&self.aws.ssm, request_id, instance).await;
         let role_deleted = iam::delete_role(&self.aws.iam, request_id).await?;
+        let sweep_errors: Vec<String> = first.sweep_error.into_iter().chain(sweep.error).collect();
+        for error in &sweep_errors {
+            tracing::warn!(request_id, %error, "a session sweep failed; the role is deleted all the same");
+        }
         let detail = json!({
-            "terminated": terminated, "role_deleted": role_deleted, "sessions_ended": sessions,
+            "terminated": first.terminated, "role_deleted": role_deleted, "revoked": first.revoked,
+            "sessions_ended": first.sessions + sweep.ended, "sessions_ended_late": sweep.ended,
+            "sweep_errors": sweep_errors,
         });
         self.ledger.mark_torn_down(request_id, detail).await?;
         Ok(Step::Done)
     }
 }
 
+/// A teardown's first pass, kept as the job's progress for the second.
+#[derive(Serialize, Deserialize)]
+struct Revoked {
+    revoked: bool,
+    terminated: Vec<String>,
+    sessions: usize,
+    sweep_error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_role_sessions_arn_is_the_owner_of_what_it_opened() {
-        assert_eq!(
-            role_session_arn(Some("arn:aws-cn:ecs:cn-north-1:123456789012:task/prod/abc"), "fc-abcdefgh", "i-0abc")
-                .as_deref(),
-            Some("arn:aws-cn:sts::123456789012:assumed-role/fargate-connect-fc-abcdefgh/i-0abc")
-        );
-        assert_eq!(role_session_arn(None, "fc-abcdefgh", "i-0abc"), None);
-    }
 
     #[test]
     fn cluster_arn_from_task_arn() {

@@ -227,7 +227,7 @@ pub async fn run_job(provisioner: &Provisioner, job: Job) {
     let work = async {
         match job.kind {
             JobKind::Provision => provisioner.provision(&job).await,
-            JobKind::Teardown => provisioner.teardown(request_id).await,
+            JobKind::Teardown => provisioner.teardown(&job).await,
             JobKind::Reschedule => provisioner.reschedule_shutdown(&job).await,
         }
     };

@@ -10,7 +10,11 @@ use serde_json::json;
 /// The role's one inline policy (the SSM agent, and ECS Exec into one task). No managed policy:
 /// `AmazonSSMManagedInstanceCore` also allows `ssm:GetParameter(s)` on `*`, every Parameter
 /// Store secret of the account (the bot's own Slack secrets included).
-const INLINE_POLICY: &str = "ecs-exec-one-task";
+pub const INLINE_POLICY: &str = "ecs-exec-one-task";
+
+/// The inline policy a teardown puts first: it revokes every credential the role issued
+/// before it (`revoke`).
+pub const REVOKE_POLICY: &str = "revoked";
 
 /// What the SSM agent needs to register, carry Session Manager sessions (`ssmmessages`) and
 /// run the bot's Run Command probes (`ec2messages`); the Systems Manager guide's minimal
@@ -471,15 +475,17 @@ pub async fn delete_parts(iam: &aws_sdk_iam::Client, request_id: &str, parts: Pa
     if !parts.role {
         return Ok(deleted);
     }
-    ignore_missing(
-        iam.delete_role_policy()
-            .role_name(&name)
-            .policy_name(INLINE_POLICY)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("DeleteRolePolicy", e)),
-    )?;
+    for policy in [INLINE_POLICY, REVOKE_POLICY] {
+        ignore_missing(
+            iam.delete_role_policy()
+                .role_name(&name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| AwsError::from_sdk("DeleteRolePolicy", e)),
+        )?;
+    }
     match iam.delete_role().role_name(&name).send().await {
         Ok(_) => Ok(true),
         Err(e) => {

@@ -38,14 +38,6 @@ pub async fn end_sessions(ssm: &aws_sdk_ssm::Client, instance_id: &str) -> Resul
     end_sessions_where(ssm, SessionFilterKey::TargetId, instance_id).await
 }
 
-/// Ends every active session `owner` started, whatever its target: an ECS Exec session opened
-/// with the bastion's role (its target is the task, `ecs:<cluster>_<task>_<runtime id>`, not the
-/// bastion) ends with the access too. `owner` is the role session's ARN,
-/// `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/INSTANCE_ID` for instance credentials.
-pub async fn end_sessions_owned_by(ssm: &aws_sdk_ssm::Client, owner: &str) -> Result<usize, AwsError> {
-    end_sessions_where(ssm, SessionFilterKey::Owner, owner).await
-}
-
 async fn end_sessions_where(ssm: &aws_sdk_ssm::Client, key: SessionFilterKey, value: &str) -> Result<usize, AwsError> {
     let filter =
         SessionFilter::builder().key(key).value(value).build().map_err(|e| AwsError::config(&e.to_string()))?;
