@@ -407,3 +407,26 @@ resource "aws_iam_instance_profile" "bot" {
   role = aws_iam_role.bot.name
   tags = local.tags
 }
+
+# The tag guard: only the bot may write or remove `fargate-connect:*` tags, on instances (the
+# requester tag is what a person's Session Manager policy trusts) and on roles and instance
+# profiles (the reaper and the teardown trust them). Not attached here: it is meant for an SCP
+# of the account, or for every person's and team's policy (the `tag_guard_policy_json` output).
+data "aws_iam_policy_document" "tag_guard" {
+  statement {
+    sid       = "OnlyTheBotWritesFargateConnectTags"
+    effect    = "Deny"
+    actions   = ["ec2:CreateTags", "ec2:DeleteTags", "iam:TagRole", "iam:UntagRole", "iam:TagInstanceProfile", "iam:UntagInstanceProfile"]
+    resources = ["*"]
+    condition {
+      test     = "ForAnyValue:StringLike"
+      variable = "aws:TagKeys"
+      values   = ["fargate-connect:*"]
+    }
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = [aws_iam_role.bot.arn]
+    }
+  }
+}

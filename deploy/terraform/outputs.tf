@@ -27,3 +27,8 @@ output "bot_role_name" {
   description = "The bot's role name, for attaching more policies (the example adds reading its Slack secrets)."
   value       = aws_iam_role.bot.name
 }
+
+output "tag_guard_policy_json" {
+  description = "A Deny of writing or removing fargate-connect:* tags by anyone but the bot: attach it as an SCP (or to every person's and team's policy), so nobody can tag an instance as someone's bastion or retag one."
+  value       = data.aws_iam_policy_document.tag_guard.json
+}

@@ -114,3 +114,67 @@ fn the_lint_fails_on_a_document_that_grants_too_much() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("RESOURCE_MISMATCH") || text.contains("RESOURCE_STAR"), "{text}");
 }
+
+/// The README's policy for people, evaluated as IAM would for one person (Carol, tagged
+/// `slack-user-id=U0CAROL`, signed in through a role) by the emulator's evaluator
+/// (`deploy/iam/evaluate.py`): the console link (the default shell document) and the card's
+/// `connect` command (`AWS-StartInteractiveCommand`) on her bastion are allowed; the
+/// port-forwarding and SSH documents, someone else's bastion, an instance she tagged herself,
+/// someone else's sessions and anything else are not.
+#[test]
+fn the_readmes_policy_allows_the_link_and_connect_on_ones_own_bastion_and_nothing_else() {
+    let dir = TempDir::new();
+    let policy = write(&dir.0, "people.json", &readme_json_after("### Letting only the requester use their bastion"));
+    let instance = "arn:aws:ec2:eu-west-1:123456789012:instance/i-0bastion";
+    let doc = |name: &str| format!("arn:aws:ssm:eu-west-1::document/{name}");
+    let tags = |requester: &str, managed: Option<&str>| {
+        let mut context = serde_json::json!({
+            "ssm:resourceTag/fargate-connect:requester": [requester],
+            "ssm:SessionDocumentAccessCheck": ["true"],
+        });
+        if let Some(managed) = managed {
+            context["ssm:resourceTag/fargate-connect:managed"] = serde_json::json!([managed]);
+        }
+        context
+    };
+    let check = serde_json::json!({"ssm:SessionDocumentAccessCheck": ["true"]});
+    let own_session = serde_json::json!({"ssm:resourceTag/aws:ssmmessages:session-id": ["AROAEXAMPLE:carol"]});
+    let other_session = serde_json::json!({"ssm:resourceTag/aws:ssmmessages:session-id": ["AROAOTHER:dave"]});
+    let cases = serde_json::json!({
+        "variables": {"${aws:PrincipalTag/slack-user-id}": "U0CAROL", "${aws:userid}": "AROAEXAMPLE:carol"},
+        "cases": [
+            {"name": "own bastion", "action": "ssm:StartSession", "resource": instance, "context": tags("U0CAROL", Some("true")), "want": "allow"},
+            {"name": "the console link's document", "action": "ssm:StartSession", "resource": "arn:aws:ssm:eu-west-1:123456789012:document/SSM-SessionManagerRunShell", "context": check, "want": "allow"},
+            {"name": "connect's document", "action": "ssm:StartSession", "resource": doc("AWS-StartInteractiveCommand"), "context": check, "want": "allow"},
+            {"name": "port forwarding", "action": "ssm:StartSession", "resource": doc("AWS-StartPortForwardingSession"), "context": check, "want": "implicit-deny"},
+            {"name": "port forwarding to a remote host", "action": "ssm:StartSession", "resource": doc("AWS-StartPortForwardingSessionToRemoteHost"), "context": check, "want": "implicit-deny"},
+            {"name": "SSH", "action": "ssm:StartSession", "resource": doc("AWS-StartSSHSession"), "context": check, "want": "implicit-deny"},
+            {"name": "a document of the account's own", "action": "ssm:StartSession", "resource": "arn:aws:ssm:eu-west-1:123456789012:document/MyPortForward", "context": check, "want": "implicit-deny"},
+            {"name": "someone else's bastion", "action": "ssm:StartSession", "resource": instance, "context": tags("U0MALLORY", Some("true")), "want": "implicit-deny"},
+            {"name": "an instance she tagged herself", "action": "ssm:StartSession", "resource": instance, "context": tags("U0CAROL", None), "want": "implicit-deny"},
+            {"name": "managed false", "action": "ssm:StartSession", "resource": instance, "context": tags("U0CAROL", Some("false")), "want": "implicit-deny"},
+            {"name": "end her session", "action": "ssm:TerminateSession", "resource": "arn:aws:ssm:eu-west-1:123456789012:session/carol-0abc", "context": own_session, "want": "allow"},
+            {"name": "end someone else's", "action": "ssm:TerminateSession", "resource": "arn:aws:ssm:eu-west-1:123456789012:session/dave-0abc", "context": other_session, "want": "implicit-deny"},
+            {"name": "her data channel", "action": "ssmmessages:OpenDataChannel", "resource": "arn:aws:ssm:eu-west-1:123456789012:session/AROAEXAMPLE:carol-0abc", "want": "allow"},
+            {"name": "someone else's data channel", "action": "ssmmessages:OpenDataChannel", "resource": "arn:aws:ssm:eu-west-1:123456789012:session/AROAOTHER:dave-0abc", "want": "implicit-deny"},
+            {"name": "the console's reads", "action": "ssm:DescribeSessions", "resource": "*", "want": "allow"},
+            {"name": "Run Command", "action": "ssm:SendCommand", "resource": instance, "context": tags("U0CAROL", Some("true")), "want": "implicit-deny"},
+            {"name": "retag an instance", "action": "ec2:CreateTags", "resource": instance, "want": "implicit-deny"},
+        ]
+    });
+    let cases_file = write(&dir.0, "cases.json", &cases.to_string());
+    let out = Command::new(ensure_venv())
+        .arg(repo_root().join("deploy/iam/evaluate.py"))
+        .arg(&policy)
+        .arg(&cases_file)
+        .output()
+        .expect("evaluate.py runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let outcomes: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let wanted = cases["cases"].as_array().unwrap();
+    assert_eq!(outcomes.len(), wanted.len());
+    for (got, want) in outcomes.iter().zip(wanted) {
+        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
+    }
+}

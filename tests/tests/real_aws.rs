@@ -282,6 +282,37 @@ async fn end_also_ends_the_exec_sessions_the_bastions_role_opened() {
     t.stop().await;
 }
 
+/// Someone with `ec2:CreateTags` retags a live bastion for another person (whose Session
+/// Manager policy trusts the requester tag): at the reminder the bot reads the tags again,
+/// ends the request and tells the audit channel; the teardown reads them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bastion_retagged_for_someone_else_is_ended_at_the_reminder_and_the_audit_channel_told() {
+    let policy = "[policy]\naudit_channel = \"C0AUDIT\"\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n";
+    let t = TestApp::start_full("default = \"40s\"\nmin = \"1s\"\nmax = \"2h\"", policy, |c| {
+        c.worker.reminder_before = worker::duration::HumanDuration::from_secs(35);
+    })
+    .await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    let instance = t.ledger.get(&id).await.unwrap().instance_id.unwrap();
+    t.aws
+        .ec2
+        .create_tags()
+        .resources(&instance)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(tags::REQUESTER).value("U0MALLORY").build())
+        .send()
+        .await
+        .unwrap();
+    t.wait_for_audit(&id, "requester_tag_changed", WAIT).await;
+    let alert = t.slack.wait_for_in("C0AUDIT", "bastion retagged", WAIT).await;
+    assert!(alert.all_text().contains("requester U0MALLORY"), "{}", alert.all_text());
+    t.wait_for_audit(&id, "torn_down", WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    assert_eq!(request.state(), RequestState::Ended);
+    assert!(request.expires_at.unwrap() > worker::ledger::now_ms(), "ended before its time, at the reminder");
+    t.stop().await;
+}
+
 /// The attacker's race: a session opened after the teardown's first sweep (a start-session
 /// loop on the bastion, or an ECS Exec with the role's credentials while IAM's revocation
 /// propagates) is ended by the second sweep before the role is deleted; the credentials are

@@ -400,6 +400,19 @@ ingress_cidrs        = ["10.0.0.0/16"]
     lint_iam(&[&state_file]);
     // The README's list of what the bot may do is the module's, action for action.
     assert_readme_lists_the_bot_policy(&policy);
+    // The tag guard denies writing or removing fargate-connect:* tags to anyone but the bot.
+    let state_json: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let guard = state_json["values"]["root_module"]["child_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["resources"].as_array().unwrap())
+        .find(|r| r["address"] == "module.fargate_connect.data.aws_iam_policy_document.tag_guard")
+        .expect("the tag guard in the state")["values"]["json"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_tag_guard(&guard, &format!("arn:aws:iam::{account}:role/fargate-connect-bot/fargate-connect-bot"));
 
     // Re-plan: nothing to change.
     let (code, text) =
@@ -413,6 +426,42 @@ ingress_cidrs        = ["10.0.0.0/16"]
     let state = aws.ec2.describe_instances().instance_ids(instance.instance_id().unwrap()).send().await.unwrap();
     let name = state.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
     assert!(name == "terminated" || name == "shutting-down", "the bot's instance is {name}");
+}
+
+/// The module's tag guard, evaluated by the emulator's evaluator (`deploy/iam/evaluate.py`).
+fn assert_tag_guard(guard: &str, bot_role: &str) {
+    let dir = TempDir::new();
+    let policy = dir.0.join("guard.json");
+    std::fs::write(&policy, guard).unwrap();
+    let instance = "arn:aws:ec2:eu-west-1:123456789012:instance/i-0bastion";
+    let role = "arn:aws:iam::123456789012:role/fargate-connect/fargate-connect-fc-abc";
+    let person = "arn:aws:iam::123456789012:role/people";
+    let case = |name: &str, action: &str, resource: &str, who: &str, keys: &[&str], want: &str| {
+        serde_json::json!({"name": name, "action": action, "resource": resource, "want": want,
+            "context": {"aws:PrincipalArn": [who], "aws:TagKeys": keys}})
+    };
+    let cases = serde_json::json!({"cases": [
+        case("a person tags an instance as someone's bastion", "ec2:CreateTags", instance, person, &["fargate-connect:requester"], "explicit-deny"),
+        case("a person removes the managed tag", "ec2:DeleteTags", instance, person, &["fargate-connect:managed"], "explicit-deny"),
+        case("a person retags a bastion's role", "iam:TagRole", role, person, &["Owner", "fargate-connect:requester"], "explicit-deny"),
+        case("a person's own tags", "ec2:CreateTags", instance, person, &["Name"], "implicit-deny"),
+        case("the bot tags at launch", "ec2:CreateTags", instance, bot_role, &["fargate-connect:requester"], "implicit-deny"),
+    ]});
+    let file = dir.0.join("cases.json");
+    std::fs::write(&file, cases.to_string()).unwrap();
+    let out = Command::new(harness::moto::ensure_venv())
+        .arg(repo_root().join("deploy/iam/evaluate.py"))
+        .arg(&policy)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
+        let got: serde_json::Value = serde_json::from_str(got).unwrap();
+        // "implicit-deny" here means the guard does not stand in the way (it only denies).
+        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
+    }
 }
 
 /// Plans the module alone in `region` against the emulator, with `variables` (HCL), and returns

@@ -15,4 +15,5 @@ pub mod provision;
 pub mod reaper;
 pub mod runner;
 pub mod state;
+pub mod tag_watch;
 pub mod workflow;

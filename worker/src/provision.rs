@@ -17,6 +17,7 @@ use crate::config::{AwsSettings, WorkerSettings};
 use crate::events::{Check, LaunchInfo, Outcome};
 use crate::ledger::{now_ms, Job, Ledger, LedgerError, Request};
 use crate::state::RequestState;
+use crate::tag_watch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -639,6 +640,13 @@ impl Provisioner {
         let first = job.progress.as_deref().and_then(|p| serde_json::from_str::<Revoked>(p).ok());
         let Some(first) = first else {
             let revoked = revoke::revoke(&self.aws.iam, request_id, &rfc3339(now_ms())).await?;
+            // Whose it was, as its tags say now (a retagged bastion goes to the audit channel).
+            match tag_watch::check(&self.aws.ec2, &request).await {
+                Ok(tags) => {
+                    tag_watch::record(&self.ledger, &request, &tags, "teardown").await?;
+                }
+                Err(e) => tracing::warn!(request_id, error = %e, "could not read the bastion's tags at teardown"),
+            }
             // The instance next: its going away is what ends the sessions on it.
             let terminated = ec2::terminate_request(&self.aws.ec2, request_id, instance, request.launched_at()).await?;
             let sweep = revoke::sweep_sessions(&self.aws.ssm, request_id, instance).await;

@@ -5,6 +5,7 @@
 
 use crate::ledger::{now_ms, Job, JobKind, Lease, Ledger, LedgerError, RATE_WINDOW_MS};
 use crate::provision::{JobError, Provisioner, Step};
+use crate::tag_watch;
 use crate::workflow::Aged;
 use std::future::Future;
 use std::sync::Arc;
@@ -57,7 +58,12 @@ impl Runner {
             Err(e) => tracing::error!(error = %e, "approver reminder check failed"),
         }
         match self.ledger().remind_due(now_ms(), reminder_before_ms).await {
-            Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
+            Ok(reminded) if !reminded.is_empty() => {
+                self.provisioner.notices.notify_one();
+                // Whose each bastion is, as its tags say now; off the loop (AWS calls).
+                let provisioner = self.provisioner.clone();
+                tokio::spawn(async move { watch_tags(&provisioner, &reminded).await });
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "reminder check failed"),
         }
@@ -298,6 +304,37 @@ async fn settle(
                 ledger.complete_job(job).await
             }
         },
+    }
+}
+
+/// At a reminder: a bastion whose tags no longer name its requester (or no longer say it is
+/// managed) is ended, and the audit channel told.
+async fn watch_tags(provisioner: &Provisioner, ids: &[String]) {
+    for id in ids {
+        let request = match provisioner.ledger.get(id).await {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!(request_id = %id, error = %e, "tag check: request unreadable");
+                continue;
+            }
+        };
+        let tags = match tag_watch::check(&provisioner.aws.ec2, &request).await {
+            Ok(tags) => tags,
+            Err(e) => {
+                tracing::warn!(request_id = %id, error = %e, "could not read the bastion's tags at the reminder");
+                continue;
+            }
+        };
+        match tag_watch::record(&provisioner.ledger, &request, &tags, "reminder").await {
+            Ok(true) => {
+                if let Err(e) = provisioner.ledger.end(id, crate::ledger::WORKER).await {
+                    tracing::error!(request_id = %id, error = %e, "ending a retagged bastion failed");
+                }
+                provisioner.notices.notify_one();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(request_id = %id, error = %e, "recording a retagged bastion failed"),
+        }
     }
 }
 

@@ -227,6 +227,27 @@ pub async fn instance_state(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Res
         .map(|name| name.as_str().to_string()))
 }
 
+/// The instance's `fargate-connect:requester` and `fargate-connect:managed` tags as EC2 has them
+/// now, or None when EC2 does not know the instance.
+pub async fn bastion_tags(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, AwsError> {
+    let out = match ec2.describe_instances().instance_ids(instance_id).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let e = AwsError::from_sdk("DescribeInstances", e);
+            return if e.code_is(INSTANCE_NOT_FOUND) { Ok(None) } else { Err(e) };
+        }
+    };
+    let instance = out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(instance_id));
+    Ok(instance.map(|i| {
+        let tag =
+            |key: &str| i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
+        (tag(super::tags::REQUESTER), tag(super::tags::MANAGED))
+    }))
+}
+
 /// EC2's answer for an instance id it does not know (yet, or any more).
 pub const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
 

@@ -327,7 +327,8 @@ impl LimitReached {
 
 pub use crate::audit::AuditEvent;
 
-const WORKER: &str = "worker";
+/// The actor of the worker's own audit events.
+pub const WORKER: &str = "worker";
 
 impl Ledger {
     /// Opens (creating if missing) the database at `url` and applies the migrations.

@@ -65,6 +65,17 @@ impl Ledger {
     }
 
     /// Records a provisioning step that changed no state, e.g. `role_created`.
+    /// A bastion whose tags no longer say whose it is: an audit event and a line for the audit
+    /// channel, in one transaction.
+    pub async fn record_tag_change(&self, id: &str, detail: Value, line: String) -> Result<(), LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        append_audit(&mut tx, id, WORKER, "requester_tag_changed", detail, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn record_step(&self, id: &str, kind: &str, detail: Value) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         append_audit(&mut tx, id, WORKER, kind, detail, now_ms()).await?;
