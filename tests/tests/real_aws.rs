@@ -282,6 +282,29 @@ async fn end_also_ends_the_exec_sessions_the_bastions_role_opened() {
     t.stop().await;
 }
 
+/// A teardown AWS keeps refusing is raised in the audit channel once, with the last error,
+/// and still finishes when AWS lets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teardown_that_does_not_finish_is_raised_in_the_audit_channel_once() {
+    let policy = "[policy]\naudit_channel = \"C0AUDIT\"\n[[policy.services]]\nname = \"*\"\nallow = [\"*\"]\n";
+    let t = TestApp::start_full("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"", policy, |c| {
+        c.worker.teardown_alert_after = worker::duration::HumanDuration::from_secs(2);
+    })
+    .await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    // Three refusals: the job retries after 1 s, 2 s, 4 s, so it is still failing at 2 s.
+    inject_fault(&t.account, "DeleteRole", "AccessDenied", 403, 3).await;
+    let reply = t.reply(USER, &format!("end {id}")).await;
+    assert!(reply.contains("End"), "{reply}");
+    let alert = t.slack.wait_for_in("C0AUDIT", "teardown not finished", WAIT).await;
+    assert!(alert.all_text().contains("AccessDenied"), "{}", alert.all_text());
+    t.wait_for_audit(&id, "torn_down", WAIT).await;
+    let kinds = t.audit_kinds(&id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "teardown_stuck").count(), 1, "{kinds:?}");
+    t.stop().await;
+}
+
 /// Someone with `ec2:CreateTags` retags a live bastion for another person (whose Session
 /// Manager policy trusts the requester tag): at the reminder the bot reads the tags again,
 /// ends the request and tells the audit channel; the teardown reads them too.

@@ -202,6 +202,9 @@ pub struct WorkerSettings {
     /// sessions again this long later, in milliseconds (IAM's changes take effect eventually, not at once, so
     /// a session may still open in between), then deletes the role.
     pub revoke_settle_ms: u64,
+    /// A teardown not finished this long after its request began ending is raised in the
+    /// audit channel (once; it goes on trying).
+    pub teardown_alert_after: HumanDuration,
 }
 
 impl Default for WorkerSettings {
@@ -219,6 +222,7 @@ impl Default for WorkerSettings {
             reminder_before: HumanDuration::from_secs(300),
             untold_limit: HumanDuration::from_secs(900),
             revoke_settle_ms: 10_000,
+            teardown_alert_after: HumanDuration::from_secs(600),
         }
     }
 }

@@ -35,7 +35,7 @@ impl Runner {
 
     /// Cancels requests whose approval did not come in time, and reminds people whose time box
     /// ends within `reminder_before_ms`.
-    async fn housekeeping(&self, reminder_before_ms: i64) {
+    async fn housekeeping(&self, reminder_before_ms: i64, teardown_alert_after_ms: i64) {
         match self.ledger().expire_approvals(now_ms()).await {
             Ok(moved) if !moved.is_empty() => {
                 tracing::info!(count = moved.len(), "approvals not given in time; cancelled");
@@ -51,6 +51,14 @@ impl Runner {
             Ok(aged) if aged != Aged::default() => tracing::debug!(?aged, "requests aged"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "forgetting old response URLs and rate windows failed"),
+        }
+        match self.ledger().flag_stuck_teardowns(now_ms(), teardown_alert_after_ms).await {
+            Ok(stuck) if !stuck.is_empty() => {
+                tracing::error!(?stuck, "teardowns not finished in time; raised in the audit channel");
+                self.provisioner.notices.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "stuck teardown check failed"),
         }
         match self.ledger().remind_approvers(now_ms()).await {
             Ok(reminded) if !reminded.is_empty() => self.provisioner.notices.notify_one(),
@@ -126,7 +134,8 @@ impl Runner {
             let housekeeping_due = last_housekeeping.is_none_or(|at| at.elapsed() >= settings.poll_interval());
             if housekeeping_due {
                 last_housekeeping = Some(tokio::time::Instant::now());
-                self.housekeeping(settings.reminder_before.as_secs() as i64 * 1000).await;
+                let alert_after = settings.teardown_alert_after.as_secs() as i64 * 1000;
+                self.housekeeping(settings.reminder_before.as_secs() as i64 * 1000, alert_after).await;
             }
             // Jobs: as many as there are free permits, teardowns first, each from its own pool.
             for (pool, teardown) in [(&teardown_permits, true), (&permits, false)] {

@@ -6,10 +6,18 @@ use super::{
     append_audit, append_audit_opt, enqueue_job, fetch, guarded, now_ms, push_outbox, AuditEvent, CreateOutcome,
     Intake, JobKind, Ledger, LedgerError, NewRequest, Request, WORKER,
 };
+use crate::audit_line::person_text;
 use crate::events::{Check, EndReason, LaunchInfo, Moment, Notice};
 use crate::state::RequestState;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+
+/// Requests ending since before $1 whose teardown was not raised yet (a housekeeping query:
+/// `requests_due` finds the ending ones).
+pub(crate) const STUCK_TEARDOWNS_SQL: &str = "SELECT r.id, r.updated_at, j.last_error FROM requests r
+   LEFT JOIN jobs j ON j.request_id = r.id AND j.kind = 'teardown'
+  WHERE r.state = 'ending' AND r.updated_at < $1
+    AND NOT EXISTS (SELECT 1 FROM audit_events a WHERE a.request_id = r.id AND a.kind = 'teardown_stuck')";
 
 // The queries the loops run every tick; a test holds each to an index (EXPLAIN QUERY PLAN),
 // so their cost stays flat however many requests the ledger holds.
@@ -74,6 +82,29 @@ impl Ledger {
         push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Teardowns that have not finished `after_ms` after the request began ending (a role IAM
+    /// will not delete, an AWS outage…): each is raised once, as an audit event and a line for
+    /// the audit channel naming the last error. Returns their ids.
+    pub async fn flag_stuck_teardowns(&self, now: i64, after_ms: i64) -> Result<Vec<String>, LedgerError> {
+        let mut tx = self.write().await?;
+        let stuck: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as(STUCK_TEARDOWNS_SQL).bind(now - after_ms).fetch_all(&mut *tx).await?;
+        for (id, since, last_error) in &stuck {
+            let request = fetch(&mut tx, id).await?;
+            let minutes = (now - since) / 60_000;
+            let why = last_error.as_deref().map(person_text).unwrap_or_else(|| "no error recorded".into());
+            let line = request.subject().line(
+                &format!(":warning: teardown not finished after {minutes} min (last error: {why}); still trying"),
+                None,
+            );
+            let detail = json!({"ending_since": since, "last_error": last_error});
+            append_audit(&mut tx, id, WORKER, "teardown_stuck", detail, now).await?;
+            push_outbox(&mut tx, Some(id), &Notice::AuditLine { text: line }, now).await?;
+        }
+        tx.commit().await?;
+        Ok(stuck.into_iter().map(|(id, _, _)| id).collect())
     }
 
     pub async fn record_step(&self, id: &str, kind: &str, detail: Value) -> Result<(), LedgerError> {

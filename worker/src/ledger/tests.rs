@@ -203,6 +203,7 @@ async fn the_loops_queries_use_indexes() {
         (PERSON_SQL, "requests_recent_by_requester"),
         (crate::workflow::LEAVE_RATE_WINDOW_SQL, "requests_recent"),
         (crate::workflow::FORGET_RESPONSE_URLS_SQL, "requests_response_url_kept"),
+        (super::requests::STUCK_TEARDOWNS_SQL, "requests_due"),
     ] {
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(ledger.pool()).await.unwrap();
