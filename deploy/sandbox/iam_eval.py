@@ -16,18 +16,25 @@ moto ignores IAM. The front asks this module whether one authorization request, 
 * Conditions: every operator of a block, and every key of an operator, must hold (AND); a key's
   values are alternatives (OR). Operators: ``StringEquals``, ``StringNotEquals``,
   ``StringEqualsIgnoreCase``, ``StringNotEqualsIgnoreCase``, ``StringLike``, ``StringNotLike``,
-  ``ArnEquals``, ``ArnLike``, ``ArnNotEquals``, ``ArnNotLike``, ``Null``, ``Bool`` and the
+  ``ArnEquals``, ``ArnLike``, ``ArnNotEquals``, ``ArnNotLike``, ``Null``, ``Bool``,
+  ``IpAddress``, ``NotIpAddress`` (addresses in CIDR blocks) and the
   ``Numeric…`` family, each also as ``…IfExists`` (true when the key is absent) and with
   ``ForAnyValue:`` / ``ForAllValues:`` for multivalued keys (``aws:TagKeys``). A key absent
   from the context fails a positive operator and satisfies a negated one (``…Not…``), as the
   guide describes; ``Null`` tests presence itself. Condition key names are case-insensitive.
 
-Anything else in a policy (``Principal``, policy variables, ``Date…`` operators) is refused
+Policy variables in condition values (``${aws:SourceVpc}``) are resolved from the request; one
+whose key the request lacks makes its condition match nothing (so a ``Deny`` comparing
+``aws:ec2InstanceSourceVPC`` with ``${aws:SourceVpc}`` does not apply to a call that came
+through no endpoint).
+
+Anything else in a policy (``Principal``, policy variables in resources, ``Date…`` operators) is refused
 when the policy is loaded (``validate``), so a test never passes on a policy half understood.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -38,7 +45,7 @@ _STRING_OPS = {"StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "Str
 _ARN_OPS = {"ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike"}
 _NUMERIC_OPS = {"NumericEquals", "NumericNotEquals", "NumericLessThan", "NumericLessThanEquals",
                 "NumericGreaterThan", "NumericGreaterThanEquals"}
-OPERATORS = _STRING_OPS | _ARN_OPS | _NUMERIC_OPS | {"Null", "Bool"}
+OPERATORS = _STRING_OPS | _ARN_OPS | _NUMERIC_OPS | {"Null", "Bool", "IpAddress", "NotIpAddress"}
 
 
 @dataclass
@@ -171,12 +178,31 @@ def _split_operator(operator: str) -> tuple[str | None, str, bool]:
 
 def _condition(operator: str, keys: dict, context: dict[str, list[str]]) -> bool:
     qualifier, base, if_exists = _split_operator(operator)
-    return all(_key_holds(qualifier, base, if_exists, key, _list(wanted), context.get(key.lower()))
+    return all(_key_holds(qualifier, base, if_exists, key, _list(wanted), context.get(key.lower()), context)
                for key, wanted in keys.items())
 
 
-def _key_holds(qualifier, base, if_exists, key, wanted, present) -> bool:
+def _resolve(wanted: list[str], context: dict[str, list[str]]) -> list[str] | None:
+    """Condition values with policy variables (``${aws:SourceVpc}``) resolved from the request;
+    None when one names a key the request lacks (IAM then lets the condition match nothing)."""
+    out = []
+    for w in wanted:
+        for name in re.findall(r"\$\{([^}]+)\}", w):
+            values = context.get(name.lower())
+            if not values:
+                return None
+            w = w.replace("${" + name + "}", values[0])
+        out.append(w)
+    return out
+
+
+def _key_holds(qualifier, base, if_exists, key, wanted, present, context=None) -> bool:
     wanted = [str(w).lower() if isinstance(w, bool) else str(w) for w in wanted]
+    if context is not None and any("${" in w for w in wanted):
+        resolved = _resolve(wanted, context)
+        if resolved is None:
+            return False
+        wanted = resolved
     if base == "Null":
         is_null = not present
         return any((w.lower() == "true") == is_null for w in wanted)
@@ -216,6 +242,11 @@ def _compare(operator: str, wanted: str, value: str) -> bool:
         return arn_matches(wanted, value)
     if operator == "Bool":
         return wanted.lower() == value.lower()
+    if operator == "IpAddress":
+        try:
+            return ipaddress.ip_address(value) in ipaddress.ip_network(wanted, strict=False)
+        except ValueError:
+            return False
     if operator.startswith("Numeric"):
         try:
             a, b = float(value), float(wanted)

@@ -43,6 +43,107 @@ locals {
 # ---- The boundary every bastion role carries --------------------------------------------------
 
 data "aws_iam_policy_document" "boundary" {
+  # The credential perimeter (worker/src/aws/perimeter.rs says each rule), here in the boundary,
+  # which the bot cannot rewrite, as well as in each role's inline policy, which it writes.
+  dynamic "statement" {
+    for_each = var.credential_perimeter ? {
+      CredentialsOnlyInTheBastionsVpc       = ["aws:ec2InstanceSourceVPC", "$${aws:SourceVpc}"]
+      CredentialsOnlyFromTheBastionsAddress = ["aws:ec2InstanceSourcePrivateIPv4", "$${aws:VpcSourceIp}"]
+    } : {}
+    content {
+      sid       = statement.key
+      effect    = "Deny"
+      actions   = ["*"]
+      resources = ["*"]
+      condition {
+        test     = "StringNotEquals"
+        variable = statement.value[0]
+        values   = [statement.value[1]]
+      }
+      condition {
+        test     = "Null"
+        variable = "ec2:SourceInstanceARN"
+        values   = ["false"]
+      }
+      condition {
+        test     = "BoolIfExists"
+        variable = "aws:ViaAWSService"
+        values   = ["false"]
+      }
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.allowed_vpc_endpoint_ids) > 0 ? [1] : []
+    content {
+      sid       = "CredentialsOnlyThroughOurVpcEndpoints"
+      effect    = "Deny"
+      actions   = ["*"]
+      resources = ["*"]
+      condition {
+        test     = "StringNotEquals"
+        variable = "aws:SourceVpce"
+        values   = var.allowed_vpc_endpoint_ids
+      }
+      condition {
+        test     = "Null"
+        variable = "aws:SourceVpce"
+        values   = ["false"]
+      }
+      condition {
+        test     = "Null"
+        variable = "ec2:SourceInstanceARN"
+        values   = ["false"]
+      }
+      condition {
+        test     = "BoolIfExists"
+        variable = "aws:ViaAWSService"
+        values   = ["false"]
+      }
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.bastion_egress_cidrs) > 0 ? [1] : []
+    content {
+      sid       = "CredentialsOnlyFromTheNatsAddresses"
+      effect    = "Deny"
+      actions   = ["*"]
+      resources = ["*"]
+      condition {
+        test     = "NotIpAddress"
+        variable = "aws:SourceIp"
+        values   = var.bastion_egress_cidrs
+      }
+      condition {
+        test     = "Null"
+        variable = "aws:SourceVpc"
+        values   = ["true"]
+      }
+      condition {
+        test     = "Null"
+        variable = "ec2:SourceInstanceARN"
+        values   = ["false"]
+      }
+      condition {
+        test     = "BoolIfExists"
+        variable = "aws:ViaAWSService"
+        values   = ["false"]
+      }
+    }
+  }
+  dynamic "statement" {
+    for_each = coalesce(var.exec_only_through_vpc_endpoint, var.create_vpc_endpoints) ? [1] : []
+    content {
+      sid       = "ExecOnlyThroughTheVpcEndpoint"
+      effect    = "Deny"
+      actions   = ["ecs:ExecuteCommand"]
+      resources = ["*"]
+      condition {
+        test     = "Null"
+        variable = "aws:SourceVpc"
+        values   = ["true"]
+      }
+    }
+  }
   # ExecuteCommand is authorized against the cluster and the task (SAR: cluster*, task*).
   statement {
     sid       = "EcsExecIntoTasks"

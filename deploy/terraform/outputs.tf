@@ -32,3 +32,8 @@ output "tag_guard_policy_json" {
   description = "A Deny of writing or removing fargate-connect:* tags by anyone but the bot: attach it as an SCP (or to every person's and team's policy), so nobody can tag an instance as someone's bastion or retag one."
   value       = data.aws_iam_policy_document.tag_guard.json
 }
+
+output "exec_only_through_vpc_endpoint" {
+  description = "Whether the boundary refuses ecs:ExecuteCommand through no VPC endpoint: set aws.exec_through_vpc_endpoint in the bot's config to this (the examples do), or every connect is refused where no ecs endpoint serves the bastions."
+  value       = coalesce(var.exec_only_through_vpc_endpoint, var.create_vpc_endpoints)
+}

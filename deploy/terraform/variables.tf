@@ -78,3 +78,27 @@ variable "session_log_group" {
   type        = string
   default     = ""
 }
+
+variable "credential_perimeter" {
+  description = "The bastion boundary's in-VPC rules: calls with a bastion's credentials through a VPC endpoint must come from the VPC and the address they were delivered to. Set false where the endpoints live in a shared hub VPC (then list them in allowed_vpc_endpoint_ids). Keep it equal to aws.credential_perimeter in the bot's config."
+  type        = bool
+  default     = true
+}
+
+variable "exec_only_through_vpc_endpoint" {
+  description = "The bastion boundary refuses ecs:ExecuteCommand that comes through no VPC endpoint. null = when this module makes the endpoints (create_vpc_endpoints). Set true only where an ecs endpoint with private DNS serves the bastions' VPC; keep it equal to aws.exec_through_vpc_endpoint in the bot's config."
+  type        = bool
+  default     = null
+}
+
+variable "bastion_egress_cidrs" {
+  description = "The public addresses (CIDR blocks, e.g. your NAT gateways' Elastic IPs as \"203.0.113.7/32\") the bastions reach AWS through: the boundary refuses a bastion's credentials through no VPC endpoint from anywhere else. Empty = no such rule. Keep it equal to aws.bastion_egress_cidrs."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_vpc_endpoint_ids" {
+  description = "The VPC endpoints bastions may use (a hub VPC's, with credential_perimeter = false): the boundary refuses a bastion's credentials through any other endpoint. Empty = no such rule. Keep it equal to aws.allowed_vpc_endpoint_ids."
+  type        = list(string)
+  default     = []
+}

@@ -59,7 +59,13 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
                 "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
                 "app",
                 "web",
-                &worker::aws::iam::perimeter_statements(true, true),
+                &worker::aws::perimeter::Perimeter {
+                    in_vpc: true,
+                    exec_through_vpc_endpoint: true,
+                    egress_cidrs: &["203.0.113.7/32".to_string()],
+                    vpc_endpoint_ids: &["vpce-0a1b2c3d".to_string()],
+                }
+                .statements(),
             ),
         ),
         write(
@@ -175,6 +181,117 @@ fn the_readmes_policy_allows_the_link_and_connect_on_ones_own_bastion_and_nothin
     let wanted = cases["cases"].as_array().unwrap();
     assert_eq!(outcomes.len(), wanted.len());
     for (got, want) in outcomes.iter().zip(wanted) {
+        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
+    }
+}
+
+/// The per-request role's policy, evaluated: exec and describe for its task (or a replacement
+/// task of its service, by ECS's managed tag), that container only; not another service's task.
+#[test]
+fn the_per_request_policy_reaches_its_task_or_its_services_replacement_and_nothing_else() {
+    let dir = TempDir::new();
+    let cluster = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod";
+    let task = "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c";
+    let other = "arn:aws:ecs:eu-west-1:123456789012:task/prod/9a8b7c6d";
+    let policy = write(&dir.0, "inline.json", &exec_policy(cluster, task, "app", "web", &[]));
+    let ctx = |service: Option<&str>, container: Option<&str>| {
+        let mut c = serde_json::json!({"ecs:cluster": [cluster]});
+        if let Some(s) = service {
+            c["aws:ResourceTag/aws:ecs:serviceName"] = serde_json::json!([s]);
+        }
+        if let Some(n) = container {
+            c["ecs:container-name"] = serde_json::json!([n]);
+        }
+        c
+    };
+    let case = |name: &str, action: &str, resource: &str, context: serde_json::Value, want: &str| serde_json::json!({"name": name, "action": action, "resource": resource, "context": context, "want": want});
+    let cases = serde_json::json!({"cases": [
+        case("exec into its task", "ecs:ExecuteCommand", task, ctx(None, Some("app")), "allow"),
+        case("exec into the cluster", "ecs:ExecuteCommand", cluster, ctx(None, Some("app")), "allow"),
+        case("exec into another container", "ecs:ExecuteCommand", task, ctx(None, Some("envoy")), "implicit-deny"),
+        case("exec into a replacement", "ecs:ExecuteCommand", other, ctx(Some("web"), Some("app")), "allow"),
+        case("exec into another service's task", "ecs:ExecuteCommand", other, ctx(Some("api"), Some("app")), "implicit-deny"),
+        case("describe its task", "ecs:DescribeTasks", task, ctx(None, None), "allow"),
+        case("describe a replacement", "ecs:DescribeTasks", other, ctx(Some("web"), None), "allow"),
+        case("describe another service's task", "ecs:DescribeTasks", other, ctx(Some("api"), None), "implicit-deny"),
+        case("describe an untagged task", "ecs:DescribeTasks", other, ctx(None, None), "implicit-deny"),
+        case("list the cluster's tasks", "ecs:ListTasks", "*", ctx(None, None), "allow"),
+        case("read a parameter", "ssm:GetParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/slack", serde_json::json!({}), "implicit-deny"),
+    ]});
+    let cases_file = write(&dir.0, "cases.json", &cases.to_string());
+    let out = Command::new(ensure_venv())
+        .arg(repo_root().join("deploy/iam/evaluate.py"))
+        .arg(&policy)
+        .arg(&cases_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
+        let got: serde_json::Value = serde_json::from_str(got).unwrap();
+        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
+    }
+}
+
+/// The credential perimeter, evaluated in each deployment shape's request context: on the
+/// bastion (through its VPC's endpoint, or through the NAT) the role works; the same
+/// credentials from another VPC, through another endpoint, or from a laptop do not.
+#[test]
+fn the_perimeter_refuses_the_credentials_off_the_bastion_in_each_deployment_shape() {
+    let dir = TempDir::new();
+    let cluster = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod";
+    let task = "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c";
+    let nat = ["203.0.113.7/32".to_string()];
+    let endpoints = ["vpce-0a1b2c3d".to_string()];
+    let perimeter = worker::aws::perimeter::Perimeter {
+        in_vpc: true,
+        exec_through_vpc_endpoint: true,
+        egress_cidrs: &nat,
+        vpc_endpoint_ids: &endpoints,
+    };
+    let policy = write(&dir.0, "inline.json", &exec_policy(cluster, task, "app", "web", &perimeter.statements()));
+    // What AWS puts in the context of a call made with the bastion's instance credentials.
+    let instance = serde_json::json!({
+        "ec2:SourceInstanceARN": ["arn:aws:ec2:eu-west-1:123456789012:instance/i-0bastion"],
+        "aws:ec2InstanceSourceVPC": ["vpc-0bastion"],
+        "aws:ec2InstanceSourcePrivateIPv4": ["10.0.1.5"],
+        "ecs:container-name": ["app"],
+        "ecs:cluster": [cluster],
+    });
+    let with = |extra: serde_json::Value| {
+        let mut c = instance.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let via_endpoint = |vpc: &str, ip: &str, vpce: &str| {
+        with(serde_json::json!({"aws:SourceVpc": [vpc], "aws:VpcSourceIp": [ip], "aws:SourceVpce": [vpce]}))
+    };
+    let via_nat = |ip: &str| with(serde_json::json!({"aws:SourceIp": [ip]}));
+    let case = |name: &str, action: &str, resource: &str, context: serde_json::Value, want: &str| serde_json::json!({"name": name, "action": action, "resource": resource, "context": context, "want": want});
+    let agent = "ssm:UpdateInstanceInformation";
+    let cases = serde_json::json!({"cases": [
+        case("exec from the bastion through its endpoint", "ecs:ExecuteCommand", task, via_endpoint("vpc-0bastion", "10.0.1.5", "vpce-0a1b2c3d"), "allow"),
+        case("exec from another VPC", "ecs:ExecuteCommand", task, via_endpoint("vpc-0other", "10.9.0.1", "vpce-0a1b2c3d"), "explicit-deny"),
+        case("exec from another address in its VPC", "ecs:ExecuteCommand", task, via_endpoint("vpc-0bastion", "10.0.1.99", "vpce-0a1b2c3d"), "explicit-deny"),
+        case("exec through someone else's endpoint", "ecs:ExecuteCommand", task, via_endpoint("vpc-0bastion", "10.0.1.5", "vpce-0ffff"), "explicit-deny"),
+        case("exec through the NAT", "ecs:ExecuteCommand", task, via_nat("203.0.113.7"), "explicit-deny"),
+        case("the agent through the NAT", agent, "*", via_nat("203.0.113.7"), "allow"),
+        case("the agent's credentials on a laptop", agent, "*", via_nat("198.51.100.9"), "explicit-deny"),
+        case("an AWS service on the role's behalf", agent, "*", with(serde_json::json!({"aws:SourceIp": ["198.51.100.9"], "aws:ViaAWSService": ["true"]})), "allow"),
+    ]});
+    let cases_file = write(&dir.0, "cases.json", &cases.to_string());
+    let out = Command::new(ensure_venv())
+        .arg(repo_root().join("deploy/iam/evaluate.py"))
+        .arg(&policy)
+        .arg(&cases_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
+        let got: serde_json::Value = serde_json::from_str(got).unwrap();
         assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
     }
 }

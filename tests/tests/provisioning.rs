@@ -302,7 +302,7 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
 /// caches (subnets, security group, AMIs, task definition, a task role that passed, spot
 /// price) are warm. Readiness polls (DescribeInstances by id, DescribeInstanceInformation,
 /// GetCommandInvocation of the readiness probe) are bounded separately by the backoff.
-async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_nine() {
+async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_fifteen() {
     let t = TestApp::start().await;
     let first = t.connect(USER, "connect web").await;
     t.slack.wait_for_message(&format!("{first} for web in prod: has ended"), WAIT).await;
@@ -341,13 +341,22 @@ async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_
     assert_eq!(
         teardown,
         [
+            // Revoke: the role found by its path, every credential it issued denied, its grants gone.
+            "ListRoles",
+            "ListInstanceProfiles",
+            "PutRolePolicy",
+            "DeleteRolePolicy",
+            // Whose the bastion is, as its tags say now.
+            "DescribeInstances",
             "TerminateInstances",
+            // The sweep, and worker.revoke_settle_ms later the second one.
             "DescribeSessions",
             "DescribeSessions",
             "ListRoles",
             "ListInstanceProfiles",
             "RemoveRoleFromInstanceProfile",
             "DeleteInstanceProfile",
+            "DeleteRolePolicy",
             "DeleteRolePolicy",
             "DeleteRole",
         ]
@@ -366,5 +375,5 @@ harness::on_both_ledgers!(
     a_worker_stopped_before_ready_resumes_without_duplicates,
     a_bastion_that_never_comes_online_fails_and_is_torn_down,
     the_reaper_removes_planted_orphans_and_nothing_else,
-    a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_nine,
+    a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_fifteen,
 );

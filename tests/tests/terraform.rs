@@ -413,6 +413,12 @@ ingress_cidrs        = ["10.0.0.0/16"]
         .unwrap()
         .to_string();
     assert_tag_guard(&guard, &format!("arn:aws:iam::{account}:role/fargate-connect-bot/fargate-connect-bot"));
+    // The boundary carries the credential perimeter (endpoints made here: exec only through one).
+    let boundary_doc = aws.iam.get_policy().policy_arn(&boundary_arn).send().await.unwrap();
+    let version = boundary_doc.policy().unwrap().default_version_id().unwrap().to_string();
+    let version = aws.iam.get_policy_version().policy_arn(&boundary_arn).version_id(version).send().await.unwrap();
+    let boundary = decode(version.policy_version().unwrap().document().unwrap());
+    assert_boundary_perimeter(&boundary.to_string(), &account);
 
     // Re-plan: nothing to change.
     let (code, text) =
@@ -426,6 +432,49 @@ ingress_cidrs        = ["10.0.0.0/16"]
     let state = aws.ec2.describe_instances().instance_ids(instance.instance_id().unwrap()).send().await.unwrap();
     let name = state.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string();
     assert!(name == "terminated" || name == "shutting-down", "the bot's instance is {name}");
+}
+
+/// The module's boundary, evaluated in the request contexts of the bastion's calls: its
+/// credentials work on the bastion through its VPC's endpoint, not from another VPC or address,
+/// and ECS Exec not through a NAT.
+fn assert_boundary_perimeter(boundary: &str, account: &str) {
+    let dir = TempDir::new();
+    let policy = dir.0.join("boundary.json");
+    std::fs::write(&policy, boundary).unwrap();
+    let task = format!("arn:aws:ecs:{REGION}:{account}:task/prod/0f1e2d3c");
+    let instance = serde_json::json!({
+        "ec2:SourceInstanceARN": [format!("arn:aws:ec2:{REGION}:{account}:instance/i-0bastion")],
+        "aws:ec2InstanceSourceVPC": ["vpc-0bastion"],
+        "aws:ec2InstanceSourcePrivateIPv4": ["10.0.1.5"],
+    });
+    let with = |extra: serde_json::Value| {
+        let mut c = instance.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let case = |name: &str, context: serde_json::Value, want: &str| serde_json::json!({"name": name, "action": "ecs:ExecuteCommand", "resource": task, "context": context, "want": want});
+    let cases = serde_json::json!({"cases": [
+        case("on the bastion, through its endpoint", with(serde_json::json!({"aws:SourceVpc": ["vpc-0bastion"], "aws:VpcSourceIp": ["10.0.1.5"]})), "allow"),
+        case("from another VPC", with(serde_json::json!({"aws:SourceVpc": ["vpc-0other"], "aws:VpcSourceIp": ["10.0.1.5"]})), "explicit-deny"),
+        case("from another address", with(serde_json::json!({"aws:SourceVpc": ["vpc-0bastion"], "aws:VpcSourceIp": ["10.0.1.6"]})), "explicit-deny"),
+        case("through no endpoint", with(serde_json::json!({"aws:SourceIp": ["198.51.100.9"]})), "explicit-deny"),
+    ]});
+    let file = dir.0.join("cases.json");
+    std::fs::write(&file, cases.to_string()).unwrap();
+    let out = Command::new(harness::moto::ensure_venv())
+        .arg(repo_root().join("deploy/iam/evaluate.py"))
+        .arg(&policy)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
+        let got: serde_json::Value = serde_json::from_str(got).unwrap();
+        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
+    }
 }
 
 /// The module's tag guard, evaluated by the emulator's evaluator (`deploy/iam/evaluate.py`).
@@ -736,6 +785,9 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
         .expect("the config is in the environment");
     let file = bot::config::parse_file(toml, "$FARGATE_CONNECT_CONFIG_TOML").expect("the written config parses");
     assert_eq!(file.slack.mode, bot::config::SlackMode::Socket);
+    // No endpoints made here: the bot does not demand one for ECS Exec (else every connect is
+    // refused), and neither does the boundary.
+    assert!(!file.aws.exec_through_vpc_endpoint, "{toml}");
     assert!(file.database.url.starts_with("postgres://fargate_connect@"), "{}", file.database.url);
     assert!(file.database.url.contains("sslmode=verify-full"), "{}", file.database.url);
     assert!(!toml.contains("xoxb-") && !toml.contains("xapp-"), "no token in the config: {toml}");

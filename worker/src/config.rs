@@ -42,6 +42,14 @@ pub struct AwsSettings {
     /// another VPC (a shared "hub"), where `aws:SourceVpc` is that VPC and would refuse all.
     #[serde(default = "yes")]
     pub credential_perimeter: bool,
+    /// The public addresses (CIDR blocks) of the NAT the bastions reach AWS through: calls
+    /// with a bastion's credentials through no VPC endpoint must come from them. Empty: no
+    /// such rule (credentials carried off the bastion then work for what no other rule stops).
+    #[serde(default)]
+    pub bastion_egress_cidrs: Vec<String>,
+    /// The VPC endpoints bastions may use (a hub VPC's): a call through any other is refused.
+    #[serde(default)]
+    pub allowed_vpc_endpoint_ids: Vec<String>,
     /// Public SSM parameter that names the bastion AMI; `{arch}` becomes `x86_64` or `arm64`
     /// to match each instance type.
     #[serde(default = "default_ami_parameter")]
@@ -292,10 +300,30 @@ impl AwsSettings {
                 ));
             }
         }
+        if let Some(bad) = self.bastion_egress_cidrs.iter().find(|c| !is_cidr(c)) {
+            return Err(format!("aws.bastion_egress_cidrs holds CIDR blocks (\"203.0.113.7/32\"), not {bad:?}"));
+        }
+        if let Some(bad) = self
+            .allowed_vpc_endpoint_ids
+            .iter()
+            .find(|v| !v.starts_with("vpce-") || !v[5..].chars().all(|c| c.is_ascii_hexdigit()) || v.len() < 6)
+        {
+            return Err(format!("aws.allowed_vpc_endpoint_ids holds endpoint ids (\"vpce-0abc…\"), not {bad:?}"));
+        }
         if let Some(key) = self.kms_key_arns.iter().find(|k| !k.starts_with("arn:") || !k.contains(":kms:")) {
             return Err(format!("aws.kms_key_arns must hold KMS key ARNs, not {key:?}"));
         }
         Ok(())
+    }
+}
+
+/// `a.b.c.d/n` or an IPv6 block, as IAM's `IpAddress` takes them.
+fn is_cidr(text: &str) -> bool {
+    let Some((ip, bits)) = text.split_once('/') else { return false };
+    match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(bits)) => bits <= 32,
+        (Ok(std::net::IpAddr::V6(_)), Ok(bits)) => bits <= 128,
+        _ => false,
     }
 }
 
@@ -324,6 +352,10 @@ mod tests {
         }
         assert!(aws("session_run_as_user = \"ops\"").validate().is_ok());
         assert!(aws("session_run_as_user = \"ops; reboot\"").validate().is_err());
+        assert!(aws("bastion_egress_cidrs = [\"203.0.113.7/32\", \"2001:db8::/48\"]").validate().is_ok());
+        assert!(aws("bastion_egress_cidrs = [\"203.0.113.7\"]").validate().is_err());
+        assert!(aws("allowed_vpc_endpoint_ids = [\"vpce-0a1b2c3d\"]").validate().is_ok());
+        assert!(aws("allowed_vpc_endpoint_ids = [\"vpc-0a1b2c3d\"]").validate().is_err());
         for privileged in ["root", "ec2-user", "fargate-connect", "ssm-user", "nobody"] {
             let err = aws(&format!("session_run_as_user = \"{privileged}\"")).validate().unwrap_err();
             assert!(err.contains("privileged"), "{err}");

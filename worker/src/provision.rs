@@ -9,6 +9,7 @@ use crate::aws::ecs::{self, Wanted};
 use crate::aws::exec_settings;
 use crate::aws::iam::{self, RoleSpec};
 use crate::aws::partition::Partition;
+use crate::aws::perimeter::Perimeter;
 use crate::aws::revoke;
 use crate::aws::ssm;
 use crate::aws::user_data::{self, BastionScript, READY_PROBE};
@@ -256,10 +257,13 @@ impl Provisioner {
                 task_arn: &task_arn,
                 container: &container,
                 permissions_boundary: self.settings.permissions_boundary_arn.as_deref(),
-                grants: iam::perimeter_statements(
-                    self.settings.credential_perimeter,
-                    self.settings.exec_through_vpc_endpoint,
-                )
+                grants: Perimeter {
+                    in_vpc: self.settings.credential_perimeter,
+                    exec_through_vpc_endpoint: self.settings.exec_through_vpc_endpoint,
+                    egress_cidrs: &self.settings.bastion_egress_cidrs,
+                    vpc_endpoint_ids: &self.settings.allowed_vpc_endpoint_ids,
+                }
+                .statements()
                 .into_iter()
                 .chain(exec_settings::grant_statements(&self.settings, &cluster_arn))
                 .collect(),

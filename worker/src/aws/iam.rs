@@ -67,8 +67,8 @@ pub fn trust_policy() -> String {
 
 /// `ecs:ExecuteCommand` on that task (and its cluster, which ECS also authorises), for that
 /// container only; plus what `connect` needs to find the service's replacement task should the
-/// first one stop: listing tasks (authorised on `*`, narrowed by `ecs:cluster`) and describing
-/// tasks in that cluster, and exec into a task of that service (by ECS's managed
+/// first one stop: listing tasks (authorised on `*`, narrowed by `ecs:cluster`), describing that
+/// task or one of that service (not every task of the cluster), and exec into a task of that service (by ECS's managed
 /// `aws:ecs:serviceName` tag, present when the service enables ECS managed tags), that
 /// container only; plus the SSM agent's own actions.
 pub fn exec_policy(
@@ -108,11 +108,20 @@ pub fn exec_policy(
                 "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}
             },
             {
-                "Sid": "DescribeTheClustersTasks",
+                "Sid": "DescribeTheTask",
+                "Effect": "Allow",
+                "Action": "ecs:DescribeTasks",
+                "Resource": task_arn
+            },
+            {
+                "Sid": "DescribeAReplacementTaskOfTheSameService",
                 "Effect": "Allow",
                 "Action": "ecs:DescribeTasks",
                 "Resource": tasks_in_cluster,
-                "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}
+                "Condition": {
+                    "ArnEquals": {"ecs:cluster": cluster_arn},
+                    "StringEquals": {"aws:ResourceTag/aws:ecs:serviceName": service}
+                }
             },
             {
                 "Sid": "SsmAgent",
@@ -126,55 +135,6 @@ pub fn exec_policy(
         statements.extend(grants.iter().cloned());
     }
     policy.to_string()
-}
-
-/// The credential perimeter, added to every bastion role: its instance credentials work only
-/// from the bastion. Calls through a VPC endpoint must come from the VPC and the private
-/// address the credentials were delivered to (`aws:EC2InstanceSourceVPC`,
-/// `aws:EC2InstanceSourcePrivateIPv4`: AWS sets them on every call made with instance
-/// credentials, `ec2:SourceInstanceARN` says it is one); AWS services acting on the role's
-/// behalf are exempt. Calls that come through no endpoint carry neither key, and IAM then
-/// applies neither Deny: so with `exec_through_vpc_endpoint`, `ecs:ExecuteCommand` is refused
-/// unless it comes through a VPC endpoint at all, which closes the public endpoint too: a
-/// person who copied the credentials to a laptop cannot open an exec session with them (the SSM
-/// agent's own actions stay usable from anywhere; they open no shell in a task).
-pub fn perimeter_statements(in_vpc: bool, exec_through_vpc_endpoint: bool) -> Vec<serde_json::Value> {
-    let from_the_instance = |key: &str, variable: &str| {
-        json!({
-            "StringNotEquals": {key: format!("${{{variable}}}")},
-            "Null": {"ec2:SourceInstanceARN": "false"},
-            "BoolIfExists": {"aws:ViaAWSService": "false"}
-        })
-    };
-    let mut statements = Vec::new();
-    if in_vpc {
-        statements.extend([
-            json!({
-                "Sid": "CredentialsOnlyInTheBastionsVpc",
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": from_the_instance("aws:ec2InstanceSourceVPC", "aws:SourceVpc")
-            }),
-            json!({
-                "Sid": "CredentialsOnlyFromTheBastionsAddress",
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": from_the_instance("aws:ec2InstanceSourcePrivateIPv4", "aws:VpcSourceIp")
-            }),
-        ]);
-    }
-    if exec_through_vpc_endpoint {
-        statements.push(json!({
-            "Sid": "ExecOnlyThroughTheVpcEndpoint",
-            "Effect": "Deny",
-            "Action": "ecs:ExecuteCommand",
-            "Resource": "*",
-            "Condition": {"Null": {"aws:SourceVpc": "true"}}
-        }));
-    }
-    statements
 }
 
 /// The policy documents of a role: its inline policies and the default versions of its
@@ -599,25 +559,5 @@ mod tests {
             "arn:aws:ecs:eu-west-1:1:cluster/prod"
         );
         assert!(!policy.to_string().contains("ssm:GetParameter"), "{policy}");
-    }
-
-    #[test]
-    fn the_perimeter_keeps_the_credentials_on_the_bastion() {
-        let statements = perimeter_statements(true, true);
-        let text = serde_json::Value::Array(statements.clone()).to_string();
-        for needle in [
-            r#""aws:ec2InstanceSourceVPC":"${aws:SourceVpc}""#,
-            r#""aws:ec2InstanceSourcePrivateIPv4":"${aws:VpcSourceIp}""#,
-            r#""ec2:SourceInstanceARN":"false""#,
-            r#""aws:ViaAWSService":"false""#,
-            r#""aws:SourceVpc":"true""#,
-        ] {
-            assert!(text.contains(needle), "{needle} in {text}");
-        }
-        assert!(statements.iter().all(|s| s["Effect"] == "Deny"));
-        // Through a NAT: no endpoint to require, the in-VPC checks stay.
-        assert_eq!(perimeter_statements(true, false).len(), 2);
-        // Endpoints in a hub VPC: only the exec rule.
-        assert_eq!(perimeter_statements(false, true).len(), 1);
     }
 }

@@ -9,6 +9,7 @@ pub mod exec_settings;
 pub mod iam;
 pub mod lockdown;
 pub mod partition;
+pub mod perimeter;
 pub mod revoke;
 pub mod ssm;
 pub mod user_data;

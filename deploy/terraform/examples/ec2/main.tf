@@ -110,13 +110,14 @@ resource "aws_vpc_security_group_egress_rule" "bot_https" {
 
 locals {
   config = templatefile("${path.module}/fargate-connect.toml.tftpl", {
-    port                     = var.bot_port
-    region                   = var.region
-    cluster                  = var.default_cluster
-    subnets                  = jsonencode(var.bastion_subnet_ids)
-    security_group_id        = module.fargate_connect.bastion_security_group_id
-    permissions_boundary_arn = module.fargate_connect.permissions_boundary_arn
-    policy                   = var.policy_toml
+    port                      = var.bot_port
+    region                    = var.region
+    cluster                   = var.default_cluster
+    subnets                   = jsonencode(var.bastion_subnet_ids)
+    security_group_id         = module.fargate_connect.bastion_security_group_id
+    permissions_boundary_arn  = module.fargate_connect.permissions_boundary_arn
+    exec_through_vpc_endpoint = module.fargate_connect.exec_only_through_vpc_endpoint
+    policy                    = var.policy_toml
   })
   user_data = templatefile("${path.module}/user-data.sh.tftpl", {
     release_url       = var.release_url

@@ -209,15 +209,16 @@ locals {
   # password comes from PGPASSWORD.
   database_url = "postgres://${local.db_user}@${aws_db_instance.ledger.address}:${aws_db_instance.ledger.port}/${local.db_name}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
   config = templatefile("${path.module}/fargate-connect.toml.tftpl", {
-    database_url             = local.database_url
-    slack_mode               = var.slack_mode
-    http_port                = local.http_port
-    region                   = var.region
-    cluster                  = var.default_cluster
-    subnets                  = jsonencode(var.bastion_subnet_ids)
-    security_group_id        = module.fargate_connect.bastion_security_group_id
-    permissions_boundary_arn = module.fargate_connect.permissions_boundary_arn
-    policy                   = var.policy_toml
+    database_url              = local.database_url
+    slack_mode                = var.slack_mode
+    http_port                 = local.http_port
+    region                    = var.region
+    cluster                   = var.default_cluster
+    subnets                   = jsonencode(var.bastion_subnet_ids)
+    security_group_id         = module.fargate_connect.bastion_security_group_id
+    permissions_boundary_arn  = module.fargate_connect.permissions_boundary_arn
+    exec_through_vpc_endpoint = module.fargate_connect.exec_only_through_vpc_endpoint
+    policy                    = var.policy_toml
   })
 }
 
