@@ -73,6 +73,9 @@ pub struct AwsSettings {
     /// The S3 bucket of the Session Manager preferences' session logs, which bastions may write.
     #[serde(default)]
     pub session_log_bucket: Option<String>,
+    /// The preferences' S3 key prefix (`s3KeyPrefix`): bastions may write only under it.
+    #[serde(default)]
+    pub session_log_prefix: Option<String>,
     /// The CloudWatch Logs group of the Session Manager preferences' session logs.
     #[serde(default)]
     pub session_log_group: Option<String>,

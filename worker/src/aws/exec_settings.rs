@@ -24,6 +24,8 @@ pub struct ClusterExec {
 pub struct SessionPreferences {
     pub kms_key: Option<String>,
     pub s3_bucket: Option<String>,
+    /// The key prefix session logs are written under in that bucket.
+    pub s3_prefix: Option<String>,
     pub log_group: Option<String>,
     pub run_as_user: Option<String>,
 }
@@ -53,6 +55,7 @@ impl SessionPreferences {
         Self {
             kms_key: text(&inputs["kmsKeyId"]),
             s3_bucket: text(&inputs["s3BucketName"]),
+            s3_prefix: text(&inputs["s3KeyPrefix"]).map(|p| p.trim_matches('/').to_string()).filter(|p| !p.is_empty()),
             log_group: text(&inputs["cloudWatchLogGroupName"]),
             run_as_user: if run_as { text(&inputs["runAsDefaultUser"]) } else { None },
         }
@@ -136,8 +139,22 @@ pub fn check(report: &mut Report, cluster: &ClusterExec, prefs: &SessionPreferen
     ] {
         let Some(target) = target else { continue };
         fine = false;
-        if configured.as_deref() == Some(target.as_str()) {
+        // The bastion's grant is for the configured prefix only: it must be the preferences' one.
+        let prefix_fits = setting != "session_log_bucket"
+            || settings.session_log_prefix.is_none()
+            || settings.session_log_prefix.as_deref().map(|p| p.trim_matches('/')) == prefs.s3_prefix.as_deref();
+        if configured.as_deref() == Some(target.as_str()) && prefix_fits {
             report.pass("session logs", format!("sessions are logged to {what} {target}; bastions may write it"));
+        } else if configured.as_deref() == Some(target.as_str()) {
+            report.warn(
+                "session logs",
+                format!(
+                    "Session Manager logs sessions under the prefix {:?} of {target}, but bastions may write only under {:?}: sessions go unlogged",
+                    prefs.s3_prefix.as_deref().unwrap_or(""),
+                    settings.session_log_prefix.as_deref().unwrap_or("")
+                ),
+                format!("set aws.session_log_prefix = \"{}\"", prefs.s3_prefix.as_deref().unwrap_or("")),
+            );
         } else {
             report.warn(
                 "session logs",
@@ -191,7 +208,11 @@ pub fn grant_statements(settings: &AwsSettings, cluster_arn: &str) -> Vec<Value>
     if let Some(bucket) = &settings.session_log_bucket {
         statements.push(json!({
             "Sid": "SessionLogObjects", "Effect": "Allow",
-            "Action": "s3:PutObject", "Resource": format!("arn:{partition}:s3:::{bucket}/*"),
+            "Action": "s3:PutObject", "Resource": match &settings.session_log_prefix {
+                // Session Manager writes `PREFIX/SESSION-ID.log`: only under the prefix.
+                Some(prefix) => format!("arn:{partition}:s3:::{bucket}/{}/*", prefix.trim_matches('/')),
+                None => format!("arn:{partition}:s3:::{bucket}/*"),
+            },
         }));
         statements.push(json!({
             "Sid": "SessionLogBucket", "Effect": "Allow",
@@ -238,6 +259,7 @@ mod tests {
         let prefs = SessionPreferences {
             kms_key: None,
             s3_bucket: Some("audit-logs".into()),
+            s3_prefix: None,
             log_group: None,
             run_as_user: Some("ops".into()),
         };
@@ -256,6 +278,22 @@ mod tests {
         assert!(report.checks.iter().all(|c| c.outcome == Pass), "{:?}", report.checks);
         let statements = grant_statements(&granted, "arn:aws-cn:ecs:cn-north-1:123456789012:cluster/prod");
         assert_eq!(statements[1]["Resource"], "arn:aws-cn:s3:::audit-logs/*");
+        // With the preferences' key prefix, the bastion writes under it only.
+        let prefixed = settings("session_log_bucket = \"audit-logs\"\nsession_log_prefix = \"ssm/\"");
+        let statements = grant_statements(&prefixed, "arn:aws:ecs:eu-west-1:123456789012:cluster/prod");
+        assert_eq!(statements[0]["Resource"], "arn:aws:s3:::audit-logs/ssm/*");
+        let prefs = SessionPreferences {
+            s3_bucket: Some("audit-logs".into()),
+            s3_prefix: Some("other".into()),
+            ..Default::default()
+        };
+        let mut report = Report::default();
+        check(&mut report, &ClusterExec::default(), &prefs, &prefixed);
+        assert_eq!(report.checks[0].outcome, Warn, "{:?}", report.checks);
+        let prefs = SessionPreferences { s3_prefix: Some("ssm".into()), ..prefs };
+        let mut report = Report::default();
+        check(&mut report, &ClusterExec::default(), &prefs, &prefixed);
+        assert_eq!(report.checks[0].outcome, Pass, "{:?}", report.checks);
         let mut report = Report::default();
         check(&mut report, &ClusterExec::default(), &SessionPreferences::default(), &settings(""));
         assert_eq!(report.checks.len(), 1);
