@@ -39,7 +39,8 @@ fn readme_json_after(heading: &str) -> String {
 fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
     let dir = TempDir::new();
     let files = vec![
-        write(&dir.0, "bastion-trust.json", &trust_policy()),
+        write(&dir.0, "bastion-trust.json", &trust_policy("aws")),
+        write(&dir.0, "bastion-trust-aws-cn.json", &trust_policy("aws-cn")),
         write(
             &dir.0,
             "bastion-inline.json",
@@ -103,7 +104,7 @@ fn the_per_request_policies_and_the_readmes_policy_pass_the_iam_lint() {
     ];
     let report = lint(&files);
     println!("{report}");
-    assert!(report.contains("6 document(s), 0 failure(s)"), "{report}");
+    assert!(report.contains("7 document(s), 0 failure(s)"), "{report}");
     assert!(report.contains("bastion-trust.json [trust policy]"), "{report}");
 }
 

@@ -55,7 +55,7 @@ async fn a_role_with_our_name_made_otherwise_is_refused_and_our_own_is_reused() 
         .create_role()
         .role_name("fargate-connect-fc-cccccccc")
         .path(IAM_PATH)
-        .assume_role_policy_document(worker::aws::iam::trust_policy())
+        .assume_role_policy_document(worker::aws::iam::trust_policy("aws"))
         .send()
         .await
         .unwrap();

@@ -88,6 +88,24 @@ async fn spot_capacity_falls_back_to_the_next_type_and_throttling_is_retried() {
     assert_eq!(instances[0].instance_type().unwrap().as_str(), "t3a.micro");
     // Throttled four times, then answered: retried, not failed.
     assert!(t.calls_of("DescribeServices").await >= 5);
+    // Each full placement was asked once (the SDK's own retries would ask each five times,
+    // seconds apart): one refusal per subnet of the default VPC.
+    let subnets = t
+        .aws
+        .ec2
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("default-for-az").values("true").build())
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+        .len();
+    let refused = harness::moto::calls_detailed(&t.account)
+        .await
+        .into_iter()
+        .filter(|c| c["action"] == "RunInstances" && c["status"] == 500)
+        .count();
+    assert_eq!(refused, subnets, "each t3.micro placement asked once");
     let request = t.ledger.get(&id).await.unwrap();
     let launch: serde_json::Value = serde_json::from_str(request.launch.as_deref().unwrap()).unwrap();
     assert_eq!(launch["spot"], true);
@@ -232,7 +250,7 @@ async fn plant_role(t: &TestApp, name: &str, path: &str) {
         .create_role()
         .role_name(name)
         .path(path)
-        .assume_role_policy_document(worker::aws::iam::trust_policy())
+        .assume_role_policy_document(worker::aws::iam::trust_policy("aws"))
         .send()
         .await
         .unwrap();

@@ -388,14 +388,29 @@ fn run_request(
 /// Sends `RunInstances`; while EC2 does not see a new instance profile yet (IAM is eventually
 /// consistent; AWS documents propagation taking up to a couple of minutes), tries again, for
 /// at most [`PROFILE_PROPAGATION`]; after that the error is retryable (the job tries later).
+///
+/// The SDK's own retries are off for this call: EC2 answers a full spot pool with a 500
+/// (`InsufficientInstanceCapacity`), which the SDK would retry with backoff (seconds per
+/// placement) before `launch` may try the next type or subnet. Other transient failures
+/// (throttling, 5xx) are retried here, a few times, quickly; the client token keeps a retry
+/// from launching twice.
 async fn send_when_profile_visible(request: RunInstancesFluentBuilder) -> Result<RunInstancesOutput, AwsError> {
     let mut delay = Duration::from_millis(500);
     let give_up = tokio::time::Instant::now() + PROFILE_PROPAGATION;
+    let mut transient = Duration::from_millis(100);
     loop {
-        match request.clone().send().await {
+        let once = aws_sdk_ec2::config::Builder::default()
+            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1));
+        match request.clone().customize().config_override(once).send().await {
             Ok(out) => return Ok(out),
             Err(e) => {
                 let e = AwsError::from_sdk("RunInstances", e);
+                let capacity = e.code.as_deref().is_some_and(|c| CAPACITY_CODES.contains(&c));
+                if e.retryable && !capacity && transient <= Duration::from_millis(1600) {
+                    tokio::time::sleep(transient).await;
+                    transient *= 2;
+                    continue;
+                }
                 let profile_not_ready =
                     e.code_is("InvalidParameterValue") && e.message.to_ascii_lowercase().contains("instance profile");
                 if profile_not_ready && tokio::time::Instant::now() + delay < give_up {

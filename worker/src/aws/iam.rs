@@ -53,16 +53,28 @@ pub struct RoleSpec<'a> {
     pub grants: Vec<serde_json::Value>,
 }
 
-pub fn trust_policy() -> String {
+/// EC2 may assume the role, and nothing else. In the China regions (`aws-cn`) EC2's service
+/// principal is also spelt `ec2.amazonaws.com.cn`: both are trusted there.
+pub fn trust_policy(partition: &str) -> String {
+    let service = if partition == "aws-cn" {
+        json!(["ec2.amazonaws.com", "ec2.amazonaws.com.cn"])
+    } else {
+        json!("ec2.amazonaws.com")
+    };
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Principal": {"Service": service},
             "Action": "sts:AssumeRole"
         }]
     })
     .to_string()
+}
+
+/// The partition of an ARN (`aws` when it names none).
+fn partition_of(arn: &str) -> &str {
+    arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws")
 }
 
 /// `ecs:ExecuteCommand` on that task (and its cluster, which ECS also authorises), for that
@@ -258,7 +270,7 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
         .create_role()
         .role_name(&name)
         .path(IAM_PATH)
-        .assume_role_policy_document(trust_policy())
+        .assume_role_policy_document(trust_policy(partition_of(spec.cluster_arn)))
         .description(format!("fargate-connect bastion for {} ({})", spec.request_id, spec.service))
         .max_session_duration(3600)
         .set_permissions_boundary(spec.permissions_boundary.map(str::to_string))
@@ -272,7 +284,7 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
         }
         // Made by an earlier attempt of this job, or by someone else: use it only if it is as
         // this bot makes them.
-        check_existing_role(iam, &name).await?;
+        check_existing_role(iam, &name, partition_of(spec.cluster_arn)).await?;
     }
     iam.put_role_policy()
         .role_name(&name)
@@ -322,7 +334,7 @@ pub async fn ensure_role(iam: &aws_sdk_iam::Client, spec: &RoleSpec<'_>) -> Resu
 /// with no managed policy attached and no inline policy but ours. Anything else is refused (a
 /// role someone prepared with wider grants or another trust would be handed to the person).
 /// Read through ListRoles (which the bot may call on its path) and the two policy lists.
-async fn check_existing_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<(), AwsError> {
+async fn check_existing_role(iam: &aws_sdk_iam::Client, name: &str, partition: &str) -> Result<(), AwsError> {
     let refuse = |why: &str| {
         AwsError::config(&format!(
             "an IAM role named {name} already exists and {why}; this bot did not make it so. Find out who \
@@ -349,7 +361,7 @@ async fn check_existing_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<()
             retryable: true,
         });
     };
-    let ours: serde_json::Value = serde_json::from_str(&trust_policy()).expect("our trust policy is JSON");
+    let ours: serde_json::Value = serde_json::from_str(&trust_policy(partition)).expect("our trust policy is JSON");
     if trust != ours {
         return Err(refuse("trusts other principals than EC2"));
     }
@@ -559,5 +571,18 @@ mod tests {
             "arn:aws:ecs:eu-west-1:1:cluster/prod"
         );
         assert!(!policy.to_string().contains("ssm:GetParameter"), "{policy}");
+    }
+
+    #[test]
+    fn ec2_is_trusted_by_both_its_names_in_the_china_regions() {
+        let commercial: serde_json::Value = serde_json::from_str(&trust_policy("aws")).unwrap();
+        assert_eq!(commercial["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+        let china: serde_json::Value =
+            serde_json::from_str(&trust_policy(partition_of("arn:aws-cn:ecs:cn-north-1:1:cluster/p"))).unwrap();
+        assert_eq!(
+            china["Statement"][0]["Principal"]["Service"],
+            serde_json::json!(["ec2.amazonaws.com", "ec2.amazonaws.com.cn"])
+        );
+        assert_eq!(partition_of("arn:aws-us-gov:ecs:us-gov-west-1:1:cluster/p"), "aws-us-gov");
     }
 }
