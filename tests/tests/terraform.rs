@@ -516,6 +516,15 @@ fn assert_tag_guard(guard: &str, bot_role: &str) {
 /// Plans the module alone in `region` against the emulator, with `variables` (HCL), and returns
 /// `terraform show -json` of the plan.
 async fn plan_module(region: &str, variables: &str) -> serde_json::Value {
+    module_alone(region, variables, false).await
+}
+
+/// Applies the module alone likewise and returns `terraform show -json` of the state.
+async fn apply_module(region: &str, variables: &str) -> serde_json::Value {
+    module_alone(region, variables, true).await
+}
+
+async fn module_alone(region: &str, variables: &str, apply: bool) -> serde_json::Value {
     let plugins = plugin_dir();
     // A fresh account: moto makes its default VPC on first use, in any region.
     let account = new_account();
@@ -548,6 +557,11 @@ module "fargate_connect" {{
     let plugin_arg = format!("-plugin-dir={}", plugins.display());
     ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
     ok(&root, &["plan", "-input=false", "-no-color", "-out=tfplan"]);
+    if apply {
+        // Applied: every document is known (a plan leaves those naming new ARNs unknown).
+        ok(&root, &["apply", "-input=false", "-no-color", "tfplan"]);
+        return serde_json::from_str(&ok(&root, &["show", "-json", "-no-color"])).unwrap();
+    }
     let shown = ok(&root, &["show", "-json", "-no-color", "tfplan"]);
     std::fs::write(root.join("plan.json"), &shown).unwrap();
     // The documents a plan can render pass the IAM lint too.
@@ -601,6 +615,56 @@ async fn named_clusters_give_their_own_task_and_service_arns() {
     let list = statement(&boundary, "ListTasksInTheClusters");
     assert_eq!(list["Resource"], "*");
     assert!(list["Condition"]["ArnLike"]["ecs:cluster"].to_string().contains("cluster/staging"), "{list}");
+}
+
+/// How many clusters the module's IAM documents hold. IAM counts a policy's characters
+/// without white space: at most 6,144 for a managed policy (the boundary), 10,240 for a role's
+/// inline policies together (the bot's). Each cluster costs both a fixed number of characters
+/// (its ARN in several statements); the README states the number of clusters with 100-character
+/// ARNs that fit, with every optional rule on, and this holds it to that: one cluster and twenty
+/// are applied, the cost per cluster measured, and the stated number must fit and one more must not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    fc_skip_terraform,
+    ignore = "SKIPPED: terraform or its hashicorp/aws mirror not found (FARGATE_CONNECT_TERRAFORM, FARGATE_CONNECT_TF_PLUGINS)"
+)]
+async fn the_readme_says_how_many_clusters_fit_iams_policy_size_limits() {
+    // 100-character cluster ARNs.
+    let arn = |n: usize| {
+        format!("\"arn:aws:ecs:eu-west-1:123456789012:cluster/{}-{n:02}\"", "platform-production-eu-west".repeat(2))
+    };
+    let variables = |count: usize| {
+        format!(
+            r#"  ecs_cluster_arns         = [{}]
+  exec_only_through_vpc_endpoint = true
+  bastion_egress_cidrs     = ["203.0.113.7/32", "203.0.113.8/32", "198.51.100.0/28"]
+  allowed_vpc_endpoint_ids = ["vpce-0a1b2c3d4e5f60718", "vpce-0a1b2c3d4e5f60719"]
+  session_kms_key_arns     = ["arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"]
+  session_log_bucket       = "audit-sessions-123456789012-eu-west-1"
+  session_log_group        = "/aws/ssm/sessions/production""#,
+            (0..count).map(arn).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let (vars_one, vars_twenty) = (variables(1), variables(20));
+    let (one, twenty) = tokio::join!(apply_module(REGION, &vars_one), apply_module(REGION, &vars_twenty));
+    let size = |state: &serde_json::Value, address: &str| -> i64 {
+        let modules = state["values"]["root_module"]["child_modules"].as_array().unwrap();
+        let found = modules.iter().flat_map(|m| m["resources"].as_array().unwrap()).find(|r| r["address"] == address);
+        let json = found.unwrap_or_else(|| panic!("{address} not in the state"))["values"]["json"].as_str().unwrap();
+        json.chars().filter(|c| !c.is_whitespace()).count() as i64
+    };
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for (address, limit, what) in [
+        ("module.fargate_connect.data.aws_iam_policy_document.boundary", 6144, "the boundary"),
+        ("module.fargate_connect.data.aws_iam_policy_document.bot", 10240, "the bot's policy"),
+    ] {
+        let (base, twenty) = (size(&one, address), size(&twenty, address));
+        let per = (twenty - base) / 19;
+        let fits = (limit - base) / per + 1;
+        println!("{what}: {base} characters with one cluster, {per} more per cluster: {fits} fit in {limit}");
+        let stated = format!("{what} holds {fits} ");
+        assert!(readme.contains(&stated), "README should say \"{stated}clusters…\" (measured)");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
