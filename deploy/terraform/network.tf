@@ -88,6 +88,13 @@ resource "aws_vpc_endpoint" "interface" {
   security_group_ids  = [aws_security_group.endpoints[0].id]
   private_dns_enabled = true
   tags                = merge(local.tags, { Name = "${var.name}-${each.key}" })
+
+  lifecycle {
+    precondition {
+      condition     = length(var.endpoint_route_table_ids) > 0 || var.s3_reachable_without_endpoint
+      error_message = "create_vpc_endpoints is set but endpoint_route_table_ids is empty: no S3 gateway endpoint is made, and bastions in subnets without a route out cannot install the Session Manager plugin (dnf needs the regional S3 repositories). Pass the bastion subnets' route tables, or set s3_reachable_without_endpoint = true if they reach S3 another way."
+    }
+  }
 }
 
 moved {
@@ -104,9 +111,3 @@ resource "aws_vpc_endpoint" "s3" {
   tags              = merge(local.tags, { Name = "${var.name}-s3" })
 }
 
-check "bastions_without_a_route_out_reach_s3" {
-  assert {
-    condition     = !var.create_vpc_endpoints || length(var.endpoint_route_table_ids) > 0
-    error_message = "create_vpc_endpoints is set but endpoint_route_table_ids is empty: no S3 gateway endpoint is made, and bastions in subnets without a route out cannot install the Session Manager plugin (dnf needs the regional S3 repositories)."
-  }
-}

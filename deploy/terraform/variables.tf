@@ -102,3 +102,9 @@ variable "allowed_vpc_endpoint_ids" {
   type        = list(string)
   default     = []
 }
+
+variable "s3_reachable_without_endpoint" {
+  description = "true when the bastions' subnets reach S3 without the gateway endpoint this module would make (a NAT, or a gateway endpoint already on their route tables). With create_vpc_endpoints and no endpoint_route_table_ids the plan fails unless this says so: bastions that cannot reach S3 cannot install the Session Manager plugin and never become ready."
+  type        = bool
+  default     = false
+}

@@ -227,6 +227,14 @@ async fn the_module_and_example_apply_replan_clean_and_destroy_against_the_emula
         .await
         .unwrap();
     let subnets: Vec<String> = subnets.subnets().iter().map(|s| s.subnet_id().unwrap().to_string()).collect();
+    let tables = aws
+        .ec2
+        .describe_route_tables()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .unwrap();
+    let route_table = tables.route_tables()[0].route_table_id().unwrap().to_string();
 
     // A copy of deploy/ (the example refers to the module and the systemd unit by relative
     // path), with the provider pointed at the emulator by an override file.
@@ -247,6 +255,7 @@ release_url          = "https://releases.example.com/fargate-connect"
 release_sha256       = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 create_vpc_endpoints = true
 endpoint_subnet_ids  = ["{}"]
+endpoint_route_table_ids = ["{route_table}"]
 ingress_cidrs        = ["10.0.0.0/16"]
 "#,
             subnets[0], subnets[1], subnets[1]
@@ -258,7 +267,7 @@ ingress_cidrs        = ["10.0.0.0/16"]
     ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
     ok(&root, &["validate", "-no-color"]);
     let plan = ok(&root, &["plan", "-input=false", "-no-color", "-var-file=test.tfvars", "-out=tfplan"]);
-    assert!(plan.contains("Plan: 21 to add, 0 to change, 0 to destroy"), "{plan}");
+    assert!(plan.contains("Plan: 22 to add, 0 to change, 0 to destroy"), "{plan}");
     ok(&root, &["apply", "-input=false", "-no-color", "tfplan"]);
 
     // In the emulator: the bot's role, least privilege.
@@ -345,7 +354,7 @@ ingress_cidrs        = ["10.0.0.0/16"]
     let profile = instance.iam_instance_profile().and_then(|p| p.arn()).unwrap();
     assert!(profile.ends_with(":instance-profile/fargate-connect-bot/fargate-connect-bot"), "{profile}");
 
-    // The SSM interface endpoints.
+    // The SSM interface endpoints, and S3's gateway on the bastions' route table.
     let endpoints = aws.ec2.describe_vpc_endpoints().send().await.unwrap();
     let mut services: Vec<String> =
         endpoints.vpc_endpoints().iter().map(|e| e.service_name().unwrap().to_string()).collect();
@@ -355,6 +364,7 @@ ingress_cidrs        = ["10.0.0.0/16"]
         [
             "com.amazonaws.eu-west-1.ec2messages",
             "com.amazonaws.eu-west-1.ecs",
+            "com.amazonaws.eu-west-1.s3",
             "com.amazonaws.eu-west-1.ssm",
             "com.amazonaws.eu-west-1.ssmmessages"
         ]
@@ -516,15 +526,27 @@ fn assert_tag_guard(guard: &str, bot_role: &str) {
 /// Plans the module alone in `region` against the emulator, with `variables` (HCL), and returns
 /// `terraform show -json` of the plan.
 async fn plan_module(region: &str, variables: &str) -> serde_json::Value {
-    module_alone(region, variables, false).await
+    module_alone(region, variables, Mode::Plan).await
 }
 
 /// Applies the module alone likewise and returns `terraform show -json` of the state.
 async fn apply_module(region: &str, variables: &str) -> serde_json::Value {
-    module_alone(region, variables, true).await
+    module_alone(region, variables, Mode::Apply).await
 }
 
-async fn module_alone(region: &str, variables: &str, apply: bool) -> serde_json::Value {
+/// Plans the module alone likewise, which must fail; returns what Terraform said.
+async fn refused_plan(region: &str, variables: &str) -> String {
+    module_alone(region, variables, Mode::Refused).await.as_str().unwrap().to_string()
+}
+
+#[derive(PartialEq, Eq)]
+enum Mode {
+    Plan,
+    Apply,
+    Refused,
+}
+
+async fn module_alone(region: &str, variables: &str, mode: Mode) -> serde_json::Value {
     let plugins = plugin_dir();
     // A fresh account: moto makes its default VPC on first use, in any region.
     let account = new_account();
@@ -556,8 +578,13 @@ module "fargate_connect" {{
     .unwrap();
     let plugin_arg = format!("-plugin-dir={}", plugins.display());
     ok(&root, &["init", "-input=false", "-no-color", &plugin_arg]);
+    if mode == Mode::Refused {
+        let (code, text) = terraform(&root, &["plan", "-input=false", "-no-color"]);
+        assert_ne!(code, 0, "the plan should have been refused:\n{text}");
+        return serde_json::Value::String(text);
+    }
     ok(&root, &["plan", "-input=false", "-no-color", "-out=tfplan"]);
-    if apply {
+    if mode == Mode::Apply {
         // Applied: every document is known (a plan leaves those naming new ARNs unknown).
         ok(&root, &["apply", "-input=false", "-no-color", "tfplan"]);
         return serde_json::from_str(&ok(&root, &["show", "-json", "-no-color"])).unwrap();
@@ -674,7 +701,15 @@ async fn the_readme_says_how_many_clusters_fit_iams_policy_size_limits() {
     ignore = "SKIPPED: terraform or its hashicorp/aws mirror not found (FARGATE_CONNECT_TERRAFORM, FARGATE_CONNECT_TF_PLUGINS)"
 )]
 async fn in_aws_cn_every_arn_and_endpoint_is_the_china_partitions() {
-    let plan = plan_module("cn-north-1", "  create_vpc_endpoints = true\n  endpoint_subnet_ids  = []").await;
+    // Endpoints without a way to S3 for the plugin's download: refused at plan, not warned.
+    let refused = refused_plan("cn-north-1", "  create_vpc_endpoints = true\n  endpoint_subnet_ids  = []").await;
+    let said = refused.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(said.contains("no S3 gateway endpoint is made"), "{refused}");
+    let plan = plan_module(
+        "cn-north-1",
+        "  create_vpc_endpoints = true\n  endpoint_subnet_ids  = []\n  s3_reachable_without_endpoint = true",
+    )
+    .await;
     let boundary = decode(
         planned(&plan, "module.fargate_connect.data.aws_iam_policy_document.boundary")["json"].as_str().unwrap(),
     );

@@ -33,6 +33,7 @@ module "fargate_connect" {
   ecs_cluster_arns          = var.ecs_cluster_arns
   create_vpc_endpoints      = var.create_vpc_endpoints
   endpoint_subnet_ids       = var.endpoint_subnet_ids
+  endpoint_route_table_ids  = var.endpoint_route_table_ids
   bot_role_trusted_services = ["ecs-tasks.amazonaws.com"]
   tags                      = var.tags
 }

@@ -143,3 +143,9 @@ variable "alb_ingress_cidrs" {
   type        = list(string)
   default     = ["0.0.0.0/0"]
 }
+
+variable "endpoint_route_table_ids" {
+  description = "Route tables of the bastions' subnets, for the S3 gateway endpoint, when create_vpc_endpoints is set (see the module)."
+  type        = list(string)
+  default     = []
+}
