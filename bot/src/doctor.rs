@@ -231,6 +231,27 @@ async fn permissions(file: &FileConfig, aws: &Aws) -> Vec<Check> {
         }
     };
 
+    if let Ok(list) = &subnets {
+        match settings.exec_through_vpc_endpoint {
+            Some(true) => out.extend(ecs_endpoint_check(aws, list).await),
+            Some(false) => {}
+            None => {
+                // Unset: say which way requests will go.
+                let mut found = Vec::new();
+                for vpc in vpcs_of(list) {
+                    found.push(matches!(ec2::ecs_endpoint_serves(&aws.ec2, &vpc, &aws.region).await, Ok(true)));
+                }
+                let detail = if !found.is_empty() && found.iter().all(|f| *f) {
+                    "an ecs endpoint serves the bastions' VPC: ECS Exec only through it"
+                } else {
+                    "no ecs endpoint serves the bastions' VPC: ECS Exec goes through the NAT (aws.bastion_egress_cidrs \
+                     keeps the credentials there)"
+                };
+                out.push(check("ecs endpoint", Outcome::Pass, detail, None));
+            }
+        }
+    }
+
     let group = match &settings.security_group_id {
         Some(id) => match aws.ec2.describe_security_groups().group_ids(id).send().await {
             Ok(found) => match found.security_groups().first() {
@@ -395,6 +416,33 @@ async fn dry_run(
 }
 
 /// The checks as a table: `✓ name  detail` with `fix:` under failures and warnings.
+/// The VPCs of the bastion subnets, once each.
+fn vpcs_of(subnets: &[ec2::Subnet]) -> Vec<String> {
+    let mut vpcs: Vec<String> = subnets.iter().map(|s| s.vpc_id.clone()).collect();
+    vpcs.sort();
+    vpcs.dedup();
+    vpcs
+}
+
+/// `aws.exec_through_vpc_endpoint = true` needs an `ecs` endpoint in every bastion VPC, or
+/// every connect is refused.
+async fn ecs_endpoint_check(aws: &Aws, subnets: &[ec2::Subnet]) -> Vec<Check> {
+    let mut out = Vec::new();
+    for vpc in vpcs_of(subnets) {
+        match ec2::ecs_endpoint_serves(&aws.ec2, &vpc, &aws.region).await {
+            Ok(true) => out.push(check("ecs endpoint", Outcome::Pass, format!("{vpc}: ECS Exec goes through it"), None)),
+            Ok(false) => out.push(check(
+                "ecs endpoint",
+                Outcome::Fail,
+                format!("aws.exec_through_vpc_endpoint is true, but no ecs endpoint with private DNS serves {vpc}: every connect would be refused"),
+                Some("make it (the module's create_vpc_endpoints), or unset aws.exec_through_vpc_endpoint"),
+            )),
+            Err(e) => out.push(aws_fail("ecs endpoint", &e, "allow ec2:DescribeVpcEndpoints (the module's bot policy has it)")),
+        }
+    }
+    out
+}
+
 pub fn table(checks: &[Check]) -> String {
     let width = checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).min(40);
     let mut out = String::new();

@@ -406,6 +406,7 @@ data "aws_iam_policy_document" "bot" {
       "ec2:DescribeVpcs",
       "ec2:DescribeSecurityGroups",
       "ec2:DescribeSpotPriceHistory",
+      "ec2:DescribeVpcEndpoints",
     ]
     resources = ["*"]
   }

@@ -129,6 +129,16 @@ allow = ["*"]
     assert_eq!(outcome("bastion security group"), Fail, "{table}");
     assert!(table.contains("1 inbound rule(s)") && table.contains("remove them"), "{table}");
     assert_eq!(outcome("permissions boundary"), Pass, "{table}");
+    // No ecs endpoint and none demanded: said, not failed. Demanded: every connect would be refused.
+    assert_eq!(outcome("ecs endpoint"), Pass, "{table}");
+    assert!(table.contains("no ecs endpoint serves"), "{table}");
+    let demanding = text.replacen("[aws]\n", "[aws]\nexec_through_vpc_endpoint = true\n", 1);
+    assert_ne!(demanding, text);
+    let demanding = bot::config::parse_file(&demanding, "doctor.toml").unwrap();
+    let checks_demanding = bot::doctor::run(&bot::doctor::Setup { file: &demanding, ..setup }, &bot_aws, &[]).await;
+    let endpoint = checks_demanding.iter().find(|c| c.name == "ecs endpoint").expect("an ecs endpoint check");
+    assert_eq!(endpoint.outcome, Fail, "{endpoint:?}");
+    assert!(endpoint.fix.as_deref().unwrap_or("").contains("create_vpc_endpoints"), "{endpoint:?}");
     // Each configured service's preflight: web passes, billing does not exist.
     assert!(checks.iter().any(|c| c.name.starts_with("web: ") && c.outcome == Pass), "{table}");
     assert!(checks.iter().filter(|c| c.name.starts_with("web: ")).all(|c| c.outcome != Fail), "{table}");

@@ -282,6 +282,78 @@ async fn end_also_ends_the_exec_sessions_the_bastions_role_opened() {
     t.stop().await;
 }
 
+/// ECS Exec only through a VPC endpoint where one serves the bastions' VPC: on the module's
+/// defaults (no endpoint) the role gets no such rule and a connect works; demanded
+/// (`aws.exec_through_vpc_endpoint = true`) with none there, the request is refused with the
+/// fix before anything is spent; with the endpoint made, the role carries the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_exec_goes_through_a_vpc_endpoint_only_where_one_serves_the_bastions() {
+    let exec_rule = |t: &TestApp, id: String| {
+        let iam = t.aws.iam.clone();
+        async move {
+            let policy = iam
+                .get_role_policy()
+                .role_name(format!("fargate-connect-{id}"))
+                .policy_name("ecs-exec-one-task")
+                .send()
+                .await
+                .unwrap();
+            let document = worker::aws::iam::parse_document(policy.policy_document()).expect("a policy document");
+            document.to_string().contains("ExecOnlyThroughTheVpcEndpoint")
+        }
+    };
+    // Unset, no endpoint: no rule, and the request goes through.
+    let t = TestApp::start_with("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"").await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    assert!(!exec_rule(&t, id.clone()).await, "no endpoint serves the VPC: no rule that would refuse every exec");
+    t.stop().await;
+
+    // Demanded, no endpoint: refused with the fix, nothing launched.
+    let t = TestApp::start_custom("default = \"1h\"\nmin = \"1s\"\nmax = \"2h\"", |c| {
+        c.aws.exec_through_vpc_endpoint = Some(true);
+    })
+    .await;
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Failed, WAIT).await;
+    let request = t.ledger.get(&id).await.unwrap();
+    assert!(request.instance_id.is_none(), "nothing launched");
+    let audit = t.ledger.audit_for(&id).await.unwrap();
+    let failed = audit.iter().find(|e| e.kind == "failed").unwrap();
+    assert!(
+        failed.detail.contains("no ecs interface endpoint") && failed.detail.contains("create_vpc_endpoints"),
+        "{}",
+        failed.detail
+    );
+    // The endpoint made: the next request goes through, its role carrying the rule.
+    let vpc = t
+        .aws
+        .ec2
+        .describe_vpcs()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("is-default").values("true").build())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    t.aws
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(&vpc)
+        .service_name("com.amazonaws.eu-west-1.ecs")
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .private_dns_enabled(true)
+        .send()
+        .await
+        .unwrap();
+    let id = t.connect(USER, "connect web").await;
+    t.wait_for_state(&id, RequestState::Ready, WAIT).await;
+    assert!(exec_rule(&t, id.clone()).await, "the endpoint serves the VPC: exec only through it");
+    t.stop().await;
+}
+
 /// A teardown AWS keeps refusing is raised in the audit channel once, with the last error,
 /// and still finishes when AWS lets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -887,7 +887,7 @@ policy_toml            = "[policy]\nadmins = [\"S0PLATFORM\"]\n\n[[policy.servic
     assert_eq!(file.slack.mode, bot::config::SlackMode::Socket);
     // No endpoints made here: the bot does not demand one for ECS Exec (else every connect is
     // refused), and neither does the boundary.
-    assert!(!file.aws.exec_through_vpc_endpoint, "{toml}");
+    assert_eq!(file.aws.exec_through_vpc_endpoint, Some(false), "{toml}");
     assert!(file.database.url.starts_with("postgres://fargate_connect@"), "{}", file.database.url);
     assert!(file.database.url.contains("sslmode=verify-full"), "{}", file.database.url);
     assert!(!toml.contains("xoxb-") && !toml.contains("xapp-"), "no token in the config: {toml}");

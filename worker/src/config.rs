@@ -31,12 +31,13 @@ pub struct AwsSettings {
     /// sandbox): a per-request role with no boundary is bounded only by its inline policy.
     #[serde(default = "yes")]
     pub require_boundary: bool,
-    /// Bastions reach ECS through an `ecs` interface VPC endpoint (the Terraform module makes
-    /// one), so their role may run `ecs:ExecuteCommand` only through one: credentials carried
-    /// off the bastion are refused even on the public endpoint. `false` where bastions reach
-    /// ECS through a NAT (then only the in-VPC checks of the credential perimeter apply).
-    #[serde(default = "yes")]
-    pub exec_through_vpc_endpoint: bool,
+    /// ECS Exec with a bastion's credentials only through an `ecs` interface VPC endpoint, so
+    /// credentials carried off the bastion are refused even on the public endpoint. Unset: where
+    /// such an endpoint (private DNS on) serves the bastions' VPC, looked up per request;
+    /// `true`: demanded (a request is refused while none is there); `false`: never (bastions
+    /// reach ECS through a NAT; the in-VPC checks of the credential perimeter still apply).
+    #[serde(default)]
+    pub exec_through_vpc_endpoint: Option<bool>,
     /// The bastion role's in-VPC checks: calls through a VPC endpoint must come from the VPC
     /// and address its credentials were delivered to. `false` where the endpoints live in
     /// another VPC (a shared "hub"), where `aws:SourceVpc` is that VPC and would refuse all.

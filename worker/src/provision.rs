@@ -247,6 +247,7 @@ impl Provisioner {
         if !self.still_provisioning(request_id).await? {
             return Ok(Step::Done);
         }
+        let exec_through_vpc_endpoint = self.exec_through_vpc_endpoint().await?;
         let profile_arn = iam::ensure_role(
             &self.aws.iam,
             &RoleSpec {
@@ -259,7 +260,7 @@ impl Provisioner {
                 permissions_boundary: self.settings.permissions_boundary_arn.as_deref(),
                 grants: Perimeter {
                     in_vpc: self.settings.credential_perimeter,
-                    exec_through_vpc_endpoint: self.settings.exec_through_vpc_endpoint,
+                    exec_through_vpc_endpoint,
                     egress_cidrs: &self.settings.bastion_egress_cidrs,
                     vpc_endpoint_ids: &self.settings.allowed_vpc_endpoint_ids,
                 }
@@ -460,6 +461,46 @@ impl Provisioner {
             price_source: hourly.and(source).map(str::to_string),
             launched_at: Some(now_ms()),
         }
+    }
+
+    /// Whether the role gets the exec-through-an-endpoint rule: as configured, or (unset) where
+    /// an `ecs` endpoint serves every VPC bastions launch into. Demanded and missing: refused,
+    /// as the rule would refuse every `connect` (AccessDenied).
+    async fn exec_through_vpc_endpoint(&self) -> Result<bool, JobError> {
+        if self.settings.exec_through_vpc_endpoint == Some(false) {
+            return Ok(false);
+        }
+        let (placements, _) = self.placements().await?;
+        let mut vpcs: Vec<&str> = placements.iter().map(|(s, _)| s.vpc_id.as_str()).collect();
+        vpcs.sort_unstable();
+        vpcs.dedup();
+        let mut missing = Vec::new();
+        for vpc in vpcs {
+            if !ec2::ecs_endpoint_serves(&self.aws.ec2, vpc, &self.aws.region).await? {
+                missing.push(vpc.to_string());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        if self.settings.exec_through_vpc_endpoint == Some(true) {
+            let detail = format!(
+                "aws.exec_through_vpc_endpoint is true, but no ecs interface endpoint with private DNS serves {}: \
+                 every connect would be refused (AccessDenied on ecs:ExecuteCommand)",
+                missing.join(", ")
+            );
+            let check = Check {
+                name: "ecs endpoint".into(),
+                outcome: Outcome::Fail,
+                detail: detail.clone(),
+                fix: Some(
+                    "make the endpoint (the module's create_vpc_endpoints), or unset aws.exec_through_vpc_endpoint"
+                        .into(),
+                ),
+            };
+            return Err(JobError::Refused { reason: detail, checks: vec![check] });
+        }
+        Ok(false)
     }
 
     async fn placements(&self) -> Result<(Vec<(Subnet, String)>, Vec<(String, String)>), JobError> {

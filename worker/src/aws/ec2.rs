@@ -248,6 +248,29 @@ pub async fn bastion_tags(
     }))
 }
 
+/// Whether an `ecs` interface endpoint with private DNS serves `vpc_id` (so the AWS CLI on a
+/// bastion there reaches ECS through it): available or being made, in the region's service name
+/// (`com.amazonaws.REGION.ecs`, `cn.com.amazonaws.REGION.ecs` in China).
+pub async fn ecs_endpoint_serves(ec2: &aws_sdk_ec2::Client, vpc_id: &str, region: &str) -> Result<bool, AwsError> {
+    let prefix = if region.starts_with("cn-") { "cn.com.amazonaws" } else { "com.amazonaws" };
+    let filters = [
+        Filter::builder().name("vpc-id").values(vpc_id).build(),
+        Filter::builder().name("service-name").values(format!("{prefix}.{region}.ecs")).build(),
+    ];
+    let mut pages = ec2.describe_vpc_endpoints().set_filters(Some(filters.to_vec())).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("DescribeVpcEndpoints", e))?;
+        let serves = page.vpc_endpoints().iter().any(|e| {
+            let state = e.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
+            e.private_dns_enabled() == Some(true) && matches!(state.as_str(), "available" | "pending")
+        });
+        if serves {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// EC2's answer for an instance id it does not know (yet, or any more).
 pub const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
 
