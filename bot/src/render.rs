@@ -182,6 +182,7 @@ fn state_words(request: &Request) -> String {
             format!("ended early by <@{}>", request.ended_by.as_deref().unwrap_or("?"))
         }
         (RequestState::Ended, Some("expired")) => "its time box is over".into(),
+        (RequestState::Ended, Some("retagged")) => "ended: its bastion was retagged for someone else".into(),
         (RequestState::Ended, Some("never_told")) => {
             "ended unused: Slack could not be reached to say it was ready".into()
         }

@@ -81,6 +81,10 @@ fn ended(request: &Request) -> Option<String> {
             ":warning: Your bastion for {what} was ready, but Slack could not be reached to tell you, so it was ended unused \
              (request `{id}`). Nothing of it is left running; ask again when you need it."
         ),
+        (RequestState::Ended, Some("retagged")) => format!(
+            ":rotating_light: Your access to {what} was ended: someone changed the bastion's tags, so it could no longer be \
+             trusted to be yours (request `{id}`). The bastion, its role and its sessions are gone; ask again if you still need it."
+        ),
         (RequestState::Ended, Some("ended_by_user")) => format!(
             ":checkered_flag: {who} ended your access to {what} (request `{id}`). The bastion, its role and its sessions are gone."
         ),
@@ -140,6 +144,7 @@ mod tests {
         assert!(t(RequestState::Failed, Some("no running task"), Moment::Failed).contains("failed: no running task"));
         assert!(t(RequestState::Ended, Some("expired"), Moment::Ended).contains("its time was up"));
         assert!(t(RequestState::Ended, Some("never_told"), Moment::Ended).contains("ended unused"));
+        assert!(t(RequestState::Ended, Some("retagged"), Moment::Ended).contains("changed the bastion's tags"));
         assert!(t(RequestState::Ended, Some("ended_by_user"), Moment::Ended).contains("You ended"));
         assert!(t(RequestState::Cancelled, Some("approval_expired"), Moment::Ended).contains("Nobody decided"));
         let unreachable = t(RequestState::Cancelled, Some("approvals_unreachable"), Moment::Ended);

@@ -320,7 +320,7 @@ async fn the_reaper_removes_planted_orphans_and_nothing_else() {
 /// caches (subnets, security group, AMIs, task definition, a task role that passed, spot
 /// price) are warm. Readiness polls (DescribeInstances by id, DescribeInstanceInformation,
 /// GetCommandInvocation of the readiness probe) are bounded separately by the backoff.
-async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_fifteen() {
+async fn a_connect_costs_ten_aws_calls_plus_the_probe_and_polls_and_a_teardown_fifteen() {
     let t = TestApp::start().await;
     let first = t.connect(USER, "connect web").await;
     t.slack.wait_for_message(&format!("{first} for web in prod: has ended"), WAIT).await;
@@ -345,6 +345,8 @@ async fn a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_
             "DescribeServices",
             "ListTasks",
             "DescribeTasks",
+            // Does an ecs endpoint serve the bastions' VPC (the exec-through-an-endpoint rule)?
+            "DescribeVpcEndpoints",
             "CreateRole",
             "PutRolePolicy",
             "CreateInstanceProfile",
@@ -393,5 +395,5 @@ harness::on_both_ledgers!(
     a_worker_stopped_before_ready_resumes_without_duplicates,
     a_bastion_that_never_comes_online_fails_and_is_torn_down,
     the_reaper_removes_planted_orphans_and_nothing_else,
-    a_connect_costs_nine_aws_calls_plus_the_probe_and_polls_and_a_teardown_fifteen,
+    a_connect_costs_ten_aws_calls_plus_the_probe_and_polls_and_a_teardown_fifteen,
 );

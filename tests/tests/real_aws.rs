@@ -405,6 +405,8 @@ async fn a_bastion_retagged_for_someone_else_is_ended_at_the_reminder_and_the_au
     let request = t.ledger.get(&id).await.unwrap();
     assert_eq!(request.state(), RequestState::Ended);
     assert!(request.expires_at.unwrap() > worker::ledger::now_ms(), "ended before its time, at the reminder");
+    assert_eq!(request.end_reason.as_deref(), Some("retagged"));
+    t.slack.wait_for_message("changed the bastion's tags", WAIT).await;
     t.stop().await;
 }
 

@@ -98,6 +98,8 @@ pub enum EndReason {
     Cancelled,
     /// Ready, but the requester could not be told within `worker.untold_limit`: ended unused.
     NeverTold,
+    /// Its bastion's tags no longer named the requester (someone retagged it): ended.
+    Retagged,
 }
 
 impl EndReason {
@@ -107,6 +109,7 @@ impl EndReason {
             EndReason::EndedByUser => "ended_by_user",
             EndReason::Cancelled => "cancelled",
             EndReason::NeverTold => "never_told",
+            EndReason::Retagged => "retagged",
         }
     }
 }

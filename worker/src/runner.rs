@@ -336,7 +336,7 @@ async fn watch_tags(provisioner: &Provisioner, ids: &[String]) {
         };
         match tag_watch::record(&provisioner.ledger, &request, &tags, "reminder").await {
             Ok(true) => {
-                if let Err(e) = provisioner.ledger.end(id, crate::ledger::WORKER).await {
+                if let Err(e) = provisioner.ledger.end_retagged(id).await {
                     tracing::error!(request_id = %id, error = %e, "ending a retagged bastion failed");
                 }
                 provisioner.notices.notify_one();

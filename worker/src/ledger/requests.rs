@@ -107,6 +107,27 @@ impl Ledger {
         Ok(stuck.into_iter().map(|(id, _, _)| id).collect())
     }
 
+    /// Ends a live request whose bastion was retagged (`tag_watch`): ending, with the reason,
+    /// and its teardown queued. Returns whether it was live.
+    pub async fn end_retagged(&self, id: &str) -> Result<bool, LedgerError> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let live = [RequestState::Provisioning, RequestState::Ready];
+        if !guarded(&mut tx, id, &live, RequestState::Ending, now).await? {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE requests SET end_reason = 'retagged', ended_by = $1 WHERE id = $2")
+            .bind(WORKER)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, id, WORKER, "end_requested", json!({"reason": "retagged"}), now).await?;
+        enqueue_job(&mut tx, id, JobKind::Teardown, now).await?;
+        push_outbox(&mut tx, Some(id), &Notice::Card, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn record_step(&self, id: &str, kind: &str, detail: Value) -> Result<(), LedgerError> {
         let mut tx = self.write().await?;
         append_audit(&mut tx, id, WORKER, kind, detail, now_ms()).await?;
@@ -353,6 +374,7 @@ impl Ledger {
                 Some("ended_by_user") => EndReason::EndedByUser,
                 Some("cancelled") => EndReason::Cancelled,
                 Some("never_told") => EndReason::NeverTold,
+                Some("retagged") => EndReason::Retagged,
                 _ => EndReason::Expired,
             };
             append_audit(&mut tx, id, WORKER, "torn_down", detail, now).await?;
