@@ -123,3 +123,29 @@ pub fn denial_report_blocking(account: &str) -> Option<String> {
     let denied: Vec<serde_json::Value> = calls.into_iter().filter(|c| c.get("denied").is_some()).collect();
     (!denied.is_empty()).then(|| describe(account, &denied))
 }
+
+/// Evaluates `policy` (a document's text) on `cases` offline with the emulator's evaluator
+/// (`deploy/iam/evaluate.py`; `{"variables": {…}, "cases": [{"name", "action", "resource",
+/// "context", "want"}]}`) and asserts each case's outcome is its `want` (`allow`,
+/// `explicit-deny` or `implicit-deny`).
+pub fn assert_outcomes(policy: &str, cases: &serde_json::Value) {
+    let dir = crate::app::TempDir::new();
+    let policy_file = dir.0.join("policy.json");
+    let cases_file = dir.0.join("cases.json");
+    std::fs::write(&policy_file, policy).unwrap();
+    std::fs::write(&cases_file, cases.to_string()).unwrap();
+    let out = std::process::Command::new(crate::moto::ensure_venv())
+        .arg(crate::moto::repo_root().join("deploy/iam/evaluate.py"))
+        .arg(&policy_file)
+        .arg(&cases_file)
+        .output()
+        .expect("evaluate.py runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let wanted = cases["cases"].as_array().expect("cases");
+    let got: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(got.len(), wanted.len(), "{text}");
+    for (got, want) in got.iter().zip(wanted) {
+        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
+    }
+}

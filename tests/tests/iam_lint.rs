@@ -130,8 +130,7 @@ fn the_lint_fails_on_a_document_that_grants_too_much() {
 /// someone else's sessions and anything else are not.
 #[test]
 fn the_readmes_policy_allows_the_link_and_connect_on_ones_own_bastion_and_nothing_else() {
-    let dir = TempDir::new();
-    let policy = write(&dir.0, "people.json", &readme_json_after("### Letting only the requester use their bastion"));
+    let policy = readme_json_after("### Letting only the requester use their bastion");
     let instance = "arn:aws:ec2:eu-west-1:123456789012:instance/i-0bastion";
     let doc = |name: &str| format!("arn:aws:ssm:eu-west-1::document/{name}");
     let tags = |requester: &str, managed: Option<&str>| {
@@ -169,32 +168,17 @@ fn the_readmes_policy_allows_the_link_and_connect_on_ones_own_bastion_and_nothin
             {"name": "retag an instance", "action": "ec2:CreateTags", "resource": instance, "want": "implicit-deny"},
         ]
     });
-    let cases_file = write(&dir.0, "cases.json", &cases.to_string());
-    let out = Command::new(ensure_venv())
-        .arg(repo_root().join("deploy/iam/evaluate.py"))
-        .arg(&policy)
-        .arg(&cases_file)
-        .output()
-        .expect("evaluate.py runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let outcomes: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let wanted = cases["cases"].as_array().unwrap();
-    assert_eq!(outcomes.len(), wanted.len());
-    for (got, want) in outcomes.iter().zip(wanted) {
-        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
-    }
+    harness::iam::assert_outcomes(&policy, &cases);
 }
 
 /// The per-request role's policy, evaluated: exec and describe for its task (or a replacement
 /// task of its service, by ECS's managed tag), that container only; not another service's task.
 #[test]
 fn the_per_request_policy_reaches_its_task_or_its_services_replacement_and_nothing_else() {
-    let dir = TempDir::new();
     let cluster = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod";
     let task = "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c";
     let other = "arn:aws:ecs:eu-west-1:123456789012:task/prod/9a8b7c6d";
-    let policy = write(&dir.0, "inline.json", &exec_policy(cluster, task, "app", "web", &[]));
+    let policy = exec_policy(cluster, task, "app", "web", &[]);
     let ctx = |service: Option<&str>, container: Option<&str>| {
         let mut c = serde_json::json!({"ecs:cluster": [cluster]});
         if let Some(s) = service {
@@ -219,19 +203,7 @@ fn the_per_request_policy_reaches_its_task_or_its_services_replacement_and_nothi
         case("list the cluster's tasks", "ecs:ListTasks", "*", ctx(None, None), "allow"),
         case("read a parameter", "ssm:GetParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/slack", serde_json::json!({}), "implicit-deny"),
     ]});
-    let cases_file = write(&dir.0, "cases.json", &cases.to_string());
-    let out = Command::new(ensure_venv())
-        .arg(repo_root().join("deploy/iam/evaluate.py"))
-        .arg(&policy)
-        .arg(&cases_file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
-        let got: serde_json::Value = serde_json::from_str(got).unwrap();
-        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
-    }
+    harness::iam::assert_outcomes(&policy, &cases);
 }
 
 /// The credential perimeter, evaluated in each deployment shape's request context: on the
@@ -239,7 +211,6 @@ fn the_per_request_policy_reaches_its_task_or_its_services_replacement_and_nothi
 /// credentials from another VPC, through another endpoint, or from a laptop do not.
 #[test]
 fn the_perimeter_refuses_the_credentials_off_the_bastion_in_each_deployment_shape() {
-    let dir = TempDir::new();
     let cluster = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod";
     let task = "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c";
     let nat = ["203.0.113.7/32".to_string()];
@@ -250,7 +221,7 @@ fn the_perimeter_refuses_the_credentials_off_the_bastion_in_each_deployment_shap
         egress_cidrs: &nat,
         vpc_endpoint_ids: &endpoints,
     };
-    let policy = write(&dir.0, "inline.json", &exec_policy(cluster, task, "app", "web", &perimeter.statements()));
+    let policy = exec_policy(cluster, task, "app", "web", &perimeter.statements());
     // What AWS puts in the context of a call made with the bastion's instance credentials.
     let instance = serde_json::json!({
         "ec2:SourceInstanceARN": ["arn:aws:ec2:eu-west-1:123456789012:instance/i-0bastion"],
@@ -282,17 +253,5 @@ fn the_perimeter_refuses_the_credentials_off_the_bastion_in_each_deployment_shap
         case("the agent's credentials on a laptop", agent, "*", via_nat("198.51.100.9"), "explicit-deny"),
         case("an AWS service on the role's behalf", agent, "*", with(serde_json::json!({"aws:SourceIp": ["198.51.100.9"], "aws:ViaAWSService": ["true"]})), "allow"),
     ]});
-    let cases_file = write(&dir.0, "cases.json", &cases.to_string());
-    let out = Command::new(ensure_venv())
-        .arg(repo_root().join("deploy/iam/evaluate.py"))
-        .arg(&policy)
-        .arg(&cases_file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
-        let got: serde_json::Value = serde_json::from_str(got).unwrap();
-        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
-    }
+    harness::iam::assert_outcomes(&policy, &cases);
 }

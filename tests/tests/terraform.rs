@@ -448,9 +448,6 @@ ingress_cidrs        = ["10.0.0.0/16"]
 /// credentials work on the bastion through its VPC's endpoint, not from another VPC or address,
 /// and ECS Exec not through a NAT.
 fn assert_boundary_perimeter(boundary: &str, account: &str) {
-    let dir = TempDir::new();
-    let policy = dir.0.join("boundary.json");
-    std::fs::write(&policy, boundary).unwrap();
     let task = format!("arn:aws:ecs:{REGION}:{account}:task/prod/0f1e2d3c");
     let instance = serde_json::json!({
         "ec2:SourceInstanceARN": [format!("arn:aws:ec2:{REGION}:{account}:instance/i-0bastion")],
@@ -471,27 +468,11 @@ fn assert_boundary_perimeter(boundary: &str, account: &str) {
         case("from another address", with(serde_json::json!({"aws:SourceVpc": ["vpc-0bastion"], "aws:VpcSourceIp": ["10.0.1.6"]})), "explicit-deny"),
         case("through no endpoint", with(serde_json::json!({"aws:SourceIp": ["198.51.100.9"]})), "explicit-deny"),
     ]});
-    let file = dir.0.join("cases.json");
-    std::fs::write(&file, cases.to_string()).unwrap();
-    let out = Command::new(harness::moto::ensure_venv())
-        .arg(repo_root().join("deploy/iam/evaluate.py"))
-        .arg(&policy)
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
-        let got: serde_json::Value = serde_json::from_str(got).unwrap();
-        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
-    }
+    harness::iam::assert_outcomes(boundary, &cases);
 }
 
 /// The module's tag guard, evaluated by the emulator's evaluator (`deploy/iam/evaluate.py`).
 fn assert_tag_guard(guard: &str, bot_role: &str) {
-    let dir = TempDir::new();
-    let policy = dir.0.join("guard.json");
-    std::fs::write(&policy, guard).unwrap();
     let instance = "arn:aws:ec2:eu-west-1:123456789012:instance/i-0bastion";
     let role = "arn:aws:iam::123456789012:role/fargate-connect/fargate-connect-fc-abc";
     let person = "arn:aws:iam::123456789012:role/people";
@@ -503,24 +484,11 @@ fn assert_tag_guard(guard: &str, bot_role: &str) {
         case("a person tags an instance as someone's bastion", "ec2:CreateTags", instance, person, &["fargate-connect:requester"], "explicit-deny"),
         case("a person removes the managed tag", "ec2:DeleteTags", instance, person, &["fargate-connect:managed"], "explicit-deny"),
         case("a person retags a bastion's role", "iam:TagRole", role, person, &["Owner", "fargate-connect:requester"], "explicit-deny"),
+        // "implicit-deny": the guard does not stand in the way (it only denies).
         case("a person's own tags", "ec2:CreateTags", instance, person, &["Name"], "implicit-deny"),
         case("the bot tags at launch", "ec2:CreateTags", instance, bot_role, &["fargate-connect:requester"], "implicit-deny"),
     ]});
-    let file = dir.0.join("cases.json");
-    std::fs::write(&file, cases.to_string()).unwrap();
-    let out = Command::new(harness::moto::ensure_venv())
-        .arg(repo_root().join("deploy/iam/evaluate.py"))
-        .arg(&policy)
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for (got, want) in text.lines().zip(cases["cases"].as_array().unwrap()) {
-        let got: serde_json::Value = serde_json::from_str(got).unwrap();
-        // "implicit-deny" here means the guard does not stand in the way (it only denies).
-        assert_eq!(got["outcome"], want["want"], "{}: {got}", want["name"]);
-    }
+    harness::iam::assert_outcomes(guard, &cases);
 }
 
 /// Plans the module alone in `region` against the emulator, with `variables` (HCL), and returns
