@@ -50,6 +50,7 @@ impl BastionBox {
     /// Makes a box whose instance has `user_data`, and whose ECS tasks (for the `aws`
     /// stand-in) are `ecs`. Nothing has booted yet.
     pub fn up(user_data: &str, ecs: &serde_json::Value) -> BastionBox {
+        sweep_ended_boxes();
         let dir = std::env::temp_dir().join(format!("fargate-connect-box-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("user-data"), user_data).unwrap();
@@ -139,5 +140,35 @@ impl Drop for BastionBox {
         // Closing the pipe (a field, dropped after this) ends the box's first process and the
         // kernel ends the rest. Seen from here the mount points are empty folders.
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the folders of boxes that have ended (a box shared by a test file's tests lives in a
+/// static and is never dropped; its folder stays behind). Only files and empty folders are
+/// removed, never a tree: a live box's mount points look empty from here, but are skipped
+/// anyway, as its process still runs.
+fn sweep_ended_boxes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with("fargate-connect-box-") {
+            continue;
+        }
+        let pid = std::fs::read_to_string(dir.join("unshare.pid")).unwrap_or_default();
+        let pid = pid.trim();
+        if pid.is_empty() || std::path::Path::new("/proc").join(pid).exists() {
+            continue; // still coming up, or still running
+        }
+        for name in ["lower", "root", "upper"] {
+            let _ = std::fs::remove_dir(dir.join(name));
+        }
+        if let Ok(files) = std::fs::read_dir(&dir) {
+            for file in files.flatten() {
+                if file.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = std::fs::remove_file(file.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
     }
 }
