@@ -152,6 +152,10 @@ v\n\
 q\n\
 AWS_PAGER='sh -c \"id -un > /tmp/escape-env\"' PAGER=sh LESSOPEN='|id -un > /tmp/escape-lessopen' connect --list\n\
 connect --endpoint-url http://127.0.0.1:1 --region us-east-1 --no-verify-ssl ls /\n\
+connect --cli-auto-prompt\n\
+configure export-credentials --format env\n\
+connect --list --cli-auto-prompt\n\
+configure export-credentials --format env\n\
 connect\n\
 !id -un > /tmp/escape-exec\n\
 exit\n\
@@ -170,6 +174,8 @@ fn no_form_of_connect_opens_a_pager_or_a_shell_on_the_bastion() {
         let (_, escapes) =
             bastion.sh("for f in /tmp/escape-*; do [ -e \"$f\" ] && echo \"$f: $(cat \"$f\")\"; done; true");
         assert!(!escapes.contains("fargate-connect"), "{run_as:?} escaped connect:\n{escapes}\n{transcript}");
+        // The CLI's auto-prompt would have run what was typed as the credentials' user.
+        assert!(!transcript.contains("ASIABOXBOXBOXBOXBOX1"), "{run_as:?} read the credentials:\n{transcript}");
         // connect did its work: listed the containers, and opened the container's shell.
         assert!(transcript.contains("envoy"), "the containers were listed:\n{transcript}");
         let calls = bastion.read("/run/box/aws.log").unwrap_or_default();
@@ -190,7 +196,11 @@ fn no_form_of_connect_opens_a_pager_or_a_shell_on_the_bastion() {
             .collect();
         assert_eq!(
             commands,
-            ["--endpoint-url http://127.0.0.1:1 --region us-east-1 --no-verify-ssl ls /", "/bin/sh"],
+            [
+                "--endpoint-url http://127.0.0.1:1 --region us-east-1 --no-verify-ssl ls /",
+                "--cli-auto-prompt",
+                "/bin/sh"
+            ],
             "{transcript}"
         );
         assert!(sessions.contains(&format!("ecs:{TASK}_app")), "{sessions}");

@@ -164,6 +164,9 @@ fn the_readmes_policy_allows_the_link_and_connect_on_ones_own_bastion_and_nothin
             {"name": "her data channel", "action": "ssmmessages:OpenDataChannel", "resource": "arn:aws:ssm:eu-west-1:123456789012:session/AROAEXAMPLE:carol-0abc", "want": "allow"},
             {"name": "someone else's data channel", "action": "ssmmessages:OpenDataChannel", "resource": "arn:aws:ssm:eu-west-1:123456789012:session/AROAOTHER:dave-0abc", "want": "implicit-deny"},
             {"name": "the console's reads", "action": "ssm:DescribeSessions", "resource": "*", "want": "allow"},
+            {"name": "a session as another user (a Run As tag of her own)", "action": "ssm:StartSession", "resource": instance, "context": {
+                "ssm:resourceTag/fargate-connect:requester": ["U0CAROL"], "ssm:resourceTag/fargate-connect:managed": ["true"],
+                "ssm:SessionDocumentAccessCheck": ["true"], "aws:PrincipalTag/SSMSessionRunAs": ["fargate-connect"]}, "want": "implicit-deny"},
             {"name": "Run Command", "action": "ssm:SendCommand", "resource": instance, "context": tags("U0CAROL", Some("true")), "want": "implicit-deny"},
             {"name": "retag an instance", "action": "ec2:CreateTags", "resource": instance, "want": "implicit-deny"},
         ]

@@ -69,8 +69,11 @@ impl BastionScript<'_> {
     /// It runs as the connect user, who holds the credentials, on the person's terminal, so
     /// nothing in it may start another program the person can steer: it starts again with an
     /// environment of its own (its PATH, no pager or editor variables, no AWS_* of the
-    /// person's), every `aws` call has `--no-cli-pager` and what it prints goes through `cat`;
-    /// the person's arguments reach only the container's command.
+    /// person's), every `aws` call has `--no-cli-pager` and `--no-cli-auto-prompt` (the CLI's
+    /// auto-prompt, turned on by `--cli-auto-prompt` anywhere in its arguments, would run any
+    /// `aws` command the person types as the credentials' user) and what it prints goes
+    /// through `cat`; the person's arguments reach only the container's command, as one
+    /// `--command=…` token the CLI cannot read as options of its own.
     pub fn connect_script(&self) -> String {
         let q = shell_quote;
         format!(
@@ -81,7 +84,7 @@ impl BastionScript<'_> {
 if [ "${{FARGATE_CONNECT_CLEAN:-}}" != 1 ]; then
   term="${{TERM:-xterm}}"
   case "$term" in *[!A-Za-z0-9._+-]*) term=xterm ;; esac
-  exec /usr/bin/env -i FARGATE_CONNECT_CLEAN=1 TERM="$term" LANG=C.UTF-8 AWS_PAGER= \
+  exec /usr/bin/env -i FARGATE_CONNECT_CLEAN=1 TERM="$term" LANG=C.UTF-8 AWS_PAGER= AWS_CLI_AUTO_PROMPT=off \
     HOME=/var/lib/fargate-connect/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     /bin/bash {connect_path} "$@"
 fi
@@ -93,7 +96,7 @@ TASK={task}
 CONTAINER={container}
 
 task_status() {{
-  aws --no-cli-pager ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$1" \
+  aws --no-cli-pager --no-cli-auto-prompt ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$1" \
     --query 'tasks[0].lastStatus' --output text 2>/dev/null | cat || true
 }}
 
@@ -105,7 +108,7 @@ resolve_task() {{
     return 0
   fi
   echo "connect: task ${{TASK##*/}} is ${{status:-gone}}; looking for the running task of $SERVICE" >&2
-  found="$(aws --no-cli-pager ecs list-tasks --region "$REGION" --cluster "$CLUSTER" --service-name "$SERVICE" \
+  found="$(aws --no-cli-pager --no-cli-auto-prompt ecs list-tasks --region "$REGION" --cluster "$CLUSTER" --service-name "$SERVICE" \
     --desired-status RUNNING --query 'taskArns[0]' --output text | cat)"
   if [ -z "$found" ] || [ "$found" = "None" ]; then
     echo "connect: $SERVICE has no running task" >&2
@@ -116,14 +119,14 @@ resolve_task() {{
 
 if [ "${{1:-}}" = "--list" ]; then
   resolve_task
-  aws --no-cli-pager ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$TASK" \
+  aws --no-cli-pager --no-cli-auto-prompt ecs describe-tasks --region "$REGION" --cluster "$CLUSTER" --tasks "$TASK" \
     --query 'tasks[0].containers[].[name,lastStatus]' --output text | cat
   exit 0
 fi
 resolve_task
 if [ "$#" -gt 0 ]; then cmd="$*"; else cmd=/bin/sh; fi
-exec aws --no-cli-pager ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TASK" \
-  --container "$CONTAINER" --interactive --command "$cmd"
+exec aws --no-cli-pager --no-cli-auto-prompt ecs execute-command --region "$REGION" --cluster "$CLUSTER" --task "$TASK" \
+  --container "$CONTAINER" --interactive "--command=$cmd"
 "#,
             connect_path = CONNECT_PATH,
             region = q(self.region),
